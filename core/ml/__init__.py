@@ -1,0 +1,1 @@
+"""Pure ML: datasets, architectures, training, evaluation, inference. Imports neither `db` nor `streamlit`."""

@@ -1,0 +1,1 @@
+"""Services that connect the ML code to the registry: worker, serving API, CLI, demo."""
