@@ -1,1 +1,1 @@
-"""Pure ML: datasets, architectures, training, evaluation, inference. Imports neither `db` nor `streamlit`."""
+"""Pure ML: datasets, architectures, training, evaluation, inference; no `db`, no `streamlit`."""

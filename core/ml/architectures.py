@@ -1,0 +1,112 @@
+"""Model architectures by name; every model takes raw 0..255 images and preprocesses inside itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+# A body maps the preprocessed 0..1 image tensor to class probabilities.
+Body = Callable[[keras.KerasTensor, int], keras.KerasTensor]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named network: what it is, the image size it works at, and the function building its body."""
+
+    name: str
+    description: str
+    input_size: tuple[int, int]
+    builder: Body
+
+
+def _classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    # float32 output keeps softmax and the loss stable under the mixed_float16 policy.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+
+
+def _seed_cnn(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    x = layers.Conv2D(32, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(64, activation="relu")(x)
+    return _classifier(x, num_classes)
+
+
+def _conv_bn(x: keras.KerasTensor, filters: int, strides: int = 1) -> keras.KerasTensor:
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+    return layers.BatchNormalization()(x)
+
+
+def _residual_block(x: keras.KerasTensor, filters: int, strides: int) -> keras.KerasTensor:
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+    y = layers.Activation("relu")(_conv_bn(x, filters, strides))
+    y = _conv_bn(y, filters)
+    return layers.Activation("relu")(layers.Add()([shortcut, y]))
+
+
+def _resnet_small(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    x = layers.Activation("relu")(_conv_bn(x, 32))
+    for filters, strides in ((32, 1), (64, 2), (128, 2)):
+        x = _residual_block(x, filters, strides)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(0.2)(x)
+    return _classifier(x, num_classes)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "seed-cnn": Architecture(
+        name="seed-cnn",
+        description="The founding CIFAR-10 network: 3 convolutions (32/64/64), 2 max-pools, "
+        "Dense 64, Dense classes.",
+        input_size=(32, 32),
+        builder=_seed_cnn,
+    ),
+    "resnet-small": Architecture(
+        name="resnet-small",
+        description="Small residual CNN with batch normalisation: stem 32, stages 32/64/128, "
+        "global average pooling, dropout.",
+        input_size=(32, 32),
+        builder=_resnet_small,
+    ),
+}
+DEFAULT_ARCHITECTURE = "resnet-small"
+
+
+def _augmentation(seed: int) -> list[layers.Layer]:
+    # No flips: a mirrored digit or letter is a different (or no) class.
+    return [
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed, name="aug_translate"),
+        layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1, name="aug_rotate"),
+        layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 2, name="aug_zoom"),
+    ]
+
+
+def build_model(
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    augmentation: bool,
+    seed: int = 0,
+) -> keras.Model:
+    """Build architecture `name` for raw uint8-valued images of `input_shape` (H, W, C)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r} (allowed: {', '.join(ARCHITECTURES)})")
+    arch = ARCHITECTURES[name]
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = layers.Resizing(*arch.input_size, interpolation="bilinear", name="resize")(inputs)
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
+    if augmentation:
+        for layer in _augmentation(seed):
+            x = layer(x)
+    outputs = arch.builder(x, num_classes)
+    return keras.Model(inputs, outputs, name=name.replace("-", "_"))

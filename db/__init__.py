@@ -1,0 +1,1 @@
+"""ChannelHub registry: SQLAlchemy models, migrations and repository functions."""

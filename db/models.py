@@ -1,0 +1,270 @@
+"""SQLAlchemy 2 ORM models: one class per noun of the ChannelHub registry (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.types import UTCDateTime
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
+ACTIVE_JOB_STATUSES = ("queued", "running")
+CHANNEL_KINDS = ("web", "mobile", "api", "batch")
+CHANNEL_STATUSES = ("active", "paused")
+DEVICE_REQUESTS = ("auto", "gpu", "cpu")
+VERDICTS = ("confirmed", "corrected", "rejected")
+REVIEW_STATUSES = ("pending",) + VERDICTS
+RATINGS = ("up", "down")
+ARMS = ("production", "candidate")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now; stored as UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    source: Mapped[str] = mapped_column(String(20))  # digits | folder | npz | keras
+    location: Mapped[str | None] = mapped_column(String(500))
+    class_names: Mapped[list[Any]] = mapped_column(JSON)
+    input_shape: Mapped[list[Any]] = mapped_column(JSON)
+    num_samples: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+        Index("ix_model_versions_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    architecture: Mapped[str] = mapped_column(String(50))
+    artifact_path: Mapped[str] = mapped_column(String(500))
+    artifact_sha256: Mapped[str] = mapped_column(String(64))
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    dataset_fingerprint: Mapped[str] = mapped_column(String(64))
+    parent_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_jobs.id", use_alter=True, name="fk_model_versions_job_id")
+    )
+    framework_versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    device: Mapped[str] = mapped_column(String(50), default="cpu")
+    train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    evaluation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Headline metrics copied out of `evaluation` so lists can sort and filter in SQL.
+    accuracy: Mapped[float | None] = mapped_column(Float)
+    f1_macro: Mapped[float | None] = mapped_column(Float)
+    feedback_samples: Mapped[int] = mapped_column(Integer, default=0)
+    test_predictions_path: Mapped[str | None] = mapped_column(String(500))
+    split_seed: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VersionTrainingItem(Base):
+    """A feedback item (through its annotation) that a version learned from."""
+
+    __tablename__ = "version_training_items"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"), primary_key=True)
+    annotation_id: Mapped[int] = mapped_column(ForeignKey("annotations.id"))
+    true_class: Mapped[int] = mapped_column(Integer)
+
+
+class Channel(Base):
+    __tablename__ = "channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(50), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    dataset_id: Mapped[int | None] = mapped_column(ForeignKey("datasets.id"))
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    production_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    candidate_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    candidate_traffic: Mapped[float] = mapped_column(Float, default=0.0)
+    slo_min_accuracy: Mapped[float | None] = mapped_column(Float)
+    slo_max_p95_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    status_reason: Mapped[str] = mapped_column(String(300), default="")
+    api_key_hash: Mapped[str | None] = mapped_column(String(128))
+    api_key_prefix: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    gpus: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    accepts: Mapped[str] = mapped_column(String(20), default="cpu")  # "cpu" or "gpu,cpu"
+    status: Mapped[str] = mapped_column(String(20), default="online")  # online | stopped
+    current_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_jobs.id", use_alter=True, name="fk_workers_current_job_id")
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TrainingJob(Base):
+    __tablename__ = "training_jobs"
+    __table_args__ = (Index("ix_training_jobs_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("channels.id"))
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    architecture: Mapped[str] = mapped_column(String(50))
+    include_feedback: Mapped[bool] = mapped_column(Boolean, default=False)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    device_request: Mapped[str] = mapped_column(String(10), default="auto")
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    current_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    total_epochs: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(100), default="system")
+    note: Mapped[str] = mapped_column(Text, default="")
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id"))
+    device: Mapped[str | None] = mapped_column(String(50))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("training_jobs.id"))
+    result_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JobEpoch(Base):
+    __tablename__ = "job_epochs"
+    __table_args__ = (UniqueConstraint("job_id", "epoch", name="uq_job_epochs_job_epoch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class JobLog(Base):
+    __tablename__ = "job_logs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("training_jobs.id"), index=True)
+    level: Mapped[str] = mapped_column(String(10), default="info")
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_channel_created", "channel_id", "created_at"),
+        Index("ix_predictions_version", "version_id"),
+    )
+
+    # Time-ordered hex id generated by the API process, so it can answer before the row is written.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    arm: Mapped[str] = mapped_column(String(20), default="production")
+    predicted_class: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[list[Any]] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    input_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+    __table_args__ = (
+        Index("ix_feedback_review", "review_status", "created_at"),
+        Index("ix_feedback_channel_created", "channel_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    # Copied from the prediction so the review queue filters without a join on 1M rows.
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    predicted_class: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    rating: Mapped[str] = mapped_column(String(10))
+    claimed_class: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    review_status: Mapped[str] = mapped_column(String(20), default="pending")
+    used_in_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Annotation(Base):
+    __tablename__ = "annotations"
+    __table_args__ = (Index("ix_annotations_feedback_current", "feedback_id", "is_current"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"))
+    verdict: Mapped[str] = mapped_column(String(20))
+    true_class: Mapped[int | None] = mapped_column(Integer)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(100))
+    # Changing a verdict adds a row and clears this flag on the old one: history is kept.
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(50))
+    object_type: Mapped[str] = mapped_column(String(50))
+    object_id: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
