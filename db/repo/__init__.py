@@ -1,0 +1,1 @@
+"""Repository functions per aggregate: take `*, session`, never commit, return dataclasses."""

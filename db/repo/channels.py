@@ -1,0 +1,295 @@
+"""Channels: the paths by which a model reaches users, with their SLOs, versions and API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import CHANNEL_KINDS, Channel, Dataset, Model, ModelVersion
+from db.repo.audit import record_event
+from db.repo.errors import ConflictError, NotFoundError, RegistryError
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
+API_KEY_PREFIX = "chk_"
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    id: int
+    slug: str
+    name: str
+    kind: str
+    dataset_id: int | None
+    dataset_name: str | None
+    model_id: int | None
+    model_name: str | None
+    production_version_id: int | None
+    candidate_version_id: int | None
+    candidate_traffic: float
+    slo_min_accuracy: float | None
+    slo_max_p95_ms: float | None
+    status: str
+    status_reason: str
+    api_key_prefix: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def hash_api_key(key: str) -> str:
+    """Keys are 190 random bits, so a plain SHA-256 is enough (no slow hash needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return API_KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def _info(session: Session, row: Channel) -> ChannelInfo:
+    dataset_name = session.scalar(select(Dataset.name).where(Dataset.id == row.dataset_id))
+    model_name = session.scalar(select(Model.name).where(Model.id == row.model_id))
+    return ChannelInfo(
+        row.id,
+        row.slug,
+        row.name,
+        row.kind,
+        row.dataset_id,
+        dataset_name,
+        row.model_id,
+        model_name,
+        row.production_version_id,
+        row.candidate_version_id,
+        row.candidate_traffic,
+        row.slo_min_accuracy,
+        row.slo_max_p95_ms,
+        row.status,
+        row.status_reason,
+        row.api_key_prefix,
+        row.created_at,
+        row.updated_at,
+    )
+
+
+def _row(session: Session, slug: str) -> Channel:
+    row = session.scalar(select(Channel).where(Channel.slug == slug))
+    if row is None:
+        raise NotFoundError(f"channel {slug!r} does not exist")
+    return row
+
+
+def _validate_fields(
+    session: Session, *, name, kind, dataset_id, model_id, slo_min_accuracy, slo_max_p95_ms
+) -> None:
+    if not name or not name.strip():
+        raise RegistryError("a channel needs a name")
+    if kind not in CHANNEL_KINDS:
+        raise RegistryError(f"kind must be one of {', '.join(CHANNEL_KINDS)} (got {kind!r})")
+    if dataset_id is not None and session.get(Dataset, dataset_id) is None:
+        raise NotFoundError(f"dataset {dataset_id} does not exist")
+    if model_id is not None and session.get(Model, model_id) is None:
+        raise NotFoundError(f"model {model_id} does not exist")
+    if slo_min_accuracy is not None and not 0.0 <= slo_min_accuracy <= 1.0:
+        raise RegistryError(f"minimum accuracy must be between 0 and 1 (got {slo_min_accuracy})")
+    if slo_max_p95_ms is not None and not 0.0 < slo_max_p95_ms <= 600_000:
+        raise RegistryError(
+            f"maximum p95 latency must be between 0 and 600000 ms (got {slo_max_p95_ms})"
+        )
+
+
+def create_channel(
+    *,
+    session: Session,
+    slug: str,
+    name: str,
+    kind: str = "web",
+    dataset_id: int | None = None,
+    model_id: int | None = None,
+    slo_min_accuracy: float | None = None,
+    slo_max_p95_ms: float | None = None,
+    actor: str = "system",
+) -> tuple[ChannelInfo, str]:
+    """Create a channel; returns it and its API key, which is shown this once and stored hashed."""
+    if not SLUG_PATTERN.match(slug or ""):
+        raise RegistryError(
+            f"slug must be 2-50 characters of lowercase letters, digits and dashes (got {slug!r})"
+        )
+    if session.scalar(select(Channel.id).where(Channel.slug == slug)) is not None:
+        raise ConflictError(f"a channel {slug!r} already exists")
+    _validate_fields(
+        session,
+        name=name,
+        kind=kind,
+        dataset_id=dataset_id,
+        model_id=model_id,
+        slo_min_accuracy=slo_min_accuracy,
+        slo_max_p95_ms=slo_max_p95_ms,
+    )
+    key = new_api_key()
+    row = Channel(
+        slug=slug,
+        name=name.strip(),
+        kind=kind,
+        dataset_id=dataset_id,
+        model_id=model_id,
+        slo_min_accuracy=slo_min_accuracy,
+        slo_max_p95_ms=slo_max_p95_ms,
+        api_key_hash=hash_api_key(key),
+        api_key_prefix=key[:8],
+    )
+    session.add(row)
+    session.flush()
+    record_event(
+        session=session, actor=actor, action="create", object_type="channel", object_id=slug
+    )
+    return _info(session, row), key
+
+
+def update_channel(
+    *,
+    session: Session,
+    slug: str,
+    name: str,
+    kind: str,
+    dataset_id: int | None,
+    model_id: int | None,
+    slo_min_accuracy: float | None,
+    slo_max_p95_ms: float | None,
+    actor: str = "system",
+) -> ChannelInfo:
+    row = _row(session, slug)
+    _validate_fields(
+        session,
+        name=name,
+        kind=kind,
+        dataset_id=dataset_id,
+        model_id=model_id,
+        slo_min_accuracy=slo_min_accuracy,
+        slo_max_p95_ms=slo_max_p95_ms,
+    )
+    row.name, row.kind, row.dataset_id, row.model_id = name.strip(), kind, dataset_id, model_id
+    row.slo_min_accuracy, row.slo_max_p95_ms = slo_min_accuracy, slo_max_p95_ms
+    record_event(
+        session=session, actor=actor, action="update", object_type="channel", object_id=slug
+    )
+    return _info(session, row)
+
+
+def set_channel_status(
+    *, session: Session, slug: str, status: str, reason: str = "", actor: str = "system"
+) -> ChannelInfo:
+    """Pause (with a reason shown to API clients) or resume a channel."""
+    if status not in ("active", "paused"):
+        raise RegistryError(f"status must be 'active' or 'paused' (got {status!r})")
+    row = _row(session, slug)
+    row.status = status
+    row.status_reason = reason.strip() if status == "paused" else ""
+    record_event(
+        session=session,
+        actor=actor,
+        action="pause" if status == "paused" else "resume",
+        object_type="channel",
+        object_id=slug,
+        reason=row.status_reason,
+    )
+    return _info(session, row)
+
+
+def rotate_api_key(*, session: Session, slug: str, actor: str = "system") -> str:
+    """Replace the channel's key; the old one stops working at once. Returns the new key."""
+    row = _row(session, slug)
+    key = new_api_key()
+    row.api_key_hash, row.api_key_prefix = hash_api_key(key), key[:8]
+    record_event(
+        session=session, actor=actor, action="rotate_key", object_type="channel", object_id=slug
+    )
+    return key
+
+
+def check_api_key(*, session: Session, slug: str, key: str | None) -> bool:
+    row = _row(session, slug)
+    if not key or not row.api_key_hash:
+        return False
+    return hmac.compare_digest(row.api_key_hash, hash_api_key(key))
+
+
+def _check_version_fits(session: Session, row: Channel, version_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise NotFoundError(f"model version {version_id} does not exist")
+    if row.model_id is not None and version.model_id != row.model_id:
+        raise ConflictError(
+            f"version {version_id} belongs to another model than channel {row.slug!r}"
+        )
+    return version
+
+
+def promote_version(
+    *, session: Session, slug: str, version_id: int, actor: str = "system"
+) -> ChannelInfo:
+    """Make `version_id` the channel's production version (clears it as candidate)."""
+    row = _row(session, slug)
+    version = _check_version_fits(session, row, version_id)
+    previous = row.production_version_id
+    row.production_version_id = version_id
+    row.model_id = version.model_id
+    if row.candidate_version_id == version_id:
+        row.candidate_version_id, row.candidate_traffic = None, 0.0
+    record_event(
+        session=session,
+        actor=actor,
+        action="promote",
+        object_type="channel",
+        object_id=slug,
+        version_id=version_id,
+        previous_version_id=previous,
+    )
+    return _info(session, row)
+
+
+def set_candidate(
+    *,
+    session: Session,
+    slug: str,
+    version_id: int | None,
+    traffic: float = 0.0,
+    actor: str = "system",
+) -> ChannelInfo:
+    """Route `traffic` (0..1) of requests to a candidate version; `None` ends the canary."""
+    row = _row(session, slug)
+    if version_id is not None:
+        _check_version_fits(session, row, version_id)
+        if not 0.0 < traffic <= 1.0:
+            raise RegistryError(f"candidate traffic share must be in (0, 1] (got {traffic})")
+    row.candidate_version_id = version_id
+    row.candidate_traffic = traffic if version_id is not None else 0.0
+    record_event(
+        session=session,
+        actor=actor,
+        action="set_candidate",
+        object_type="channel",
+        object_id=slug,
+        version_id=version_id,
+        traffic=row.candidate_traffic,
+    )
+    return _info(session, row)
+
+
+def get_channel(*, session: Session, slug: str) -> ChannelInfo:
+    return _info(session, _row(session, slug))
+
+
+def get_channel_by_id(*, session: Session, channel_id: int) -> ChannelInfo:
+    row = session.get(Channel, channel_id)
+    if row is None:
+        raise NotFoundError(f"channel {channel_id} does not exist")
+    return _info(session, row)
+
+
+def list_channels(*, session: Session) -> list[ChannelInfo]:
+    return [_info(session, r) for r in session.scalars(select(Channel).order_by(Channel.slug))]

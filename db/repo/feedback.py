@@ -1,0 +1,241 @@
+"""User feedback on predictions and the managers' annotations that turn it into training data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import (
+    RATINGS,
+    VERDICTS,
+    Annotation,
+    Feedback,
+    ModelVersion,
+    Prediction,
+)
+from db.repo.audit import record_event
+from db.repo.errors import ConflictError, NotFoundError, RegistryError
+
+MAX_COMMENT_CHARS = 2000
+MAX_TAGS = 20
+
+
+@dataclass(frozen=True)
+class FeedbackInfo:
+    id: int
+    prediction_id: str
+    channel_id: int
+    version_id: int
+    predicted_class: int
+    confidence: float
+    rating: str
+    claimed_class: int | None
+    comment: str
+    review_status: str
+    used_in_version_id: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AnnotationInfo:
+    id: int
+    feedback_id: int
+    verdict: str
+    true_class: int | None
+    tags: list[str]
+    note: str
+    author: str
+    is_current: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrainingItem:
+    feedback_id: int
+    annotation_id: int
+    true_class: int
+    input_path: str
+
+
+def _feedback_info(r: Feedback) -> FeedbackInfo:
+    return FeedbackInfo(
+        r.id, r.prediction_id, r.channel_id, r.version_id, r.predicted_class, r.confidence,
+        r.rating, r.claimed_class, r.comment, r.review_status, r.used_in_version_id, r.created_at,
+    )  # fmt: skip
+
+
+def add_feedback(
+    *,
+    session: Session,
+    prediction_id: str,
+    channel_id: int,
+    rating: str,
+    claimed_class: int | None = None,
+    comment: str = "",
+    num_classes: int | None = None,
+) -> FeedbackInfo:
+    """Record an end user's verdict on a prediction made on `channel_id` (another channel's
+    prediction is refused as not found, so ids of other channels are not disclosed)."""
+    if rating not in RATINGS:
+        raise RegistryError(f"rating must be 'up' or 'down' (got {rating!r})")
+    prediction = session.get(Prediction, prediction_id)
+    if prediction is None or prediction.channel_id != channel_id:
+        raise NotFoundError(f"prediction {prediction_id!r} does not exist on this channel")
+    if claimed_class is not None and (
+        claimed_class < 0 or (num_classes is not None and claimed_class >= num_classes)
+    ):
+        raise RegistryError(
+            f"class must be between 0 and {(num_classes or 1) - 1} (got {claimed_class})"
+        )
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise RegistryError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
+    row = Feedback(
+        prediction_id=prediction_id, channel_id=channel_id, version_id=prediction.version_id,
+        predicted_class=prediction.predicted_class, confidence=prediction.confidence,
+        rating=rating, claimed_class=claimed_class, comment=comment,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return _feedback_info(row)
+
+
+def get_feedback(*, session: Session, feedback_id: int) -> FeedbackInfo:
+    row = session.get(Feedback, feedback_id)
+    if row is None:
+        raise NotFoundError(f"feedback {feedback_id} does not exist")
+    return _feedback_info(row)
+
+
+def _resolve_true_class(row: Feedback, verdict: str, true_class: int | None) -> int | None:
+    if verdict == "rejected":
+        return None
+    if verdict == "corrected":
+        if true_class is None:
+            raise RegistryError("a correction needs the true class")
+        return true_class
+    # Confirmed: the user is right. Thumbs-up confirms the prediction; thumbs-down its claim.
+    if row.rating == "up":
+        return row.predicted_class
+    if row.claimed_class is None:
+        raise RegistryError(
+            "the user said the prediction is wrong but named no class: use Correct and give it"
+        )
+    return row.claimed_class
+
+
+def annotate(
+    *,
+    session: Session,
+    feedback_id: int,
+    verdict: str,
+    author: str,
+    true_class: int | None = None,
+    tags: list[str] | None = None,
+    note: str = "",
+    num_classes: int | None = None,
+) -> AnnotationInfo:
+    """Store a verdict; an earlier one stays in the history but is no longer current."""
+    if verdict not in VERDICTS:
+        raise RegistryError(f"verdict must be one of {', '.join(VERDICTS)} (got {verdict!r})")
+    if not author or not author.strip():
+        raise RegistryError("an annotation needs an author")
+    row = session.get(Feedback, feedback_id)
+    if row is None:
+        raise NotFoundError(f"feedback {feedback_id} does not exist")
+    resolved = _resolve_true_class(row, verdict, true_class)
+    if resolved is not None and (
+        resolved < 0 or (num_classes is not None and resolved >= num_classes)
+    ):
+        raise RegistryError(
+            f"true class must be between 0 and {(num_classes or 1) - 1} (got {resolved})"
+        )
+    clean_tags = sorted({t.strip() for t in (tags or []) if t.strip()})[:MAX_TAGS]
+    previous = session.scalar(
+        select(Annotation).where(
+            Annotation.feedback_id == feedback_id, Annotation.is_current.is_(True)
+        )
+    )
+    if previous is not None:
+        previous.is_current = False
+        session.flush()
+    if previous is None or previous.true_class != resolved:
+        row.used_in_version_id = None  # a new label has not been trained on yet
+    annotation = Annotation(
+        feedback_id=feedback_id, verdict=verdict, true_class=resolved, tags=clean_tags,
+        note=note.strip(), author=author.strip(), is_current=True,
+    )  # fmt: skip
+    session.add(annotation)
+    row.review_status = verdict
+    session.flush()
+    record_event(
+        session=session, actor=author, action="annotate", object_type="feedback",
+        object_id=feedback_id, verdict=verdict, true_class=resolved,
+    )  # fmt: skip
+    return _annotation_info(annotation)
+
+
+def _annotation_info(a: Annotation) -> AnnotationInfo:
+    return AnnotationInfo(
+        a.id, a.feedback_id, a.verdict, a.true_class, list(a.tags or []), a.note, a.author,
+        a.is_current, a.created_at,
+    )  # fmt: skip
+
+
+def annotation_history(*, session: Session, feedback_id: int) -> list[AnnotationInfo]:
+    rows = session.scalars(
+        select(Annotation).where(Annotation.feedback_id == feedback_id).order_by(Annotation.id)
+    )
+    return [_annotation_info(a) for a in rows]
+
+
+def _training_query(model_id: int):
+    return (
+        select(Feedback.id, Annotation.id, Annotation.true_class, Prediction.input_path)
+        .join(Annotation, (Annotation.feedback_id == Feedback.id) & Annotation.is_current.is_(True))
+        .join(Prediction, Prediction.id == Feedback.prediction_id)
+        .join(ModelVersion, ModelVersion.id == Feedback.version_id)
+        .where(
+            ModelVersion.model_id == model_id,
+            Annotation.verdict.in_(("confirmed", "corrected")),
+            Prediction.input_path.is_not(None),
+        )
+    )
+
+
+def training_items(*, session: Session, model_id: int) -> list[TrainingItem]:
+    """Every confirmed or corrected feedback item on predictions of `model_id`'s versions."""
+    rows = session.execute(_training_query(model_id).order_by(Feedback.id))
+    return [TrainingItem(f, a, c, p) for f, a, c, p in rows]
+
+
+def count_training_items(
+    *, session: Session, model_id: int | None = None, unused_only: bool = False
+) -> int:
+    """How many annotated items a retrain would add (`unused_only`: not yet trained on)."""
+    query = (
+        select(func.count())
+        .select_from(Feedback)
+        .where(Feedback.review_status.in_(("confirmed", "corrected")))
+    )
+    if unused_only:
+        query = query.where(Feedback.used_in_version_id.is_(None))
+    if model_id is not None:
+        query = query.join(ModelVersion, ModelVersion.id == Feedback.version_id).where(
+            ModelVersion.model_id == model_id
+        )
+    return session.scalar(query) or 0
+
+
+def mark_used(*, session: Session, feedback_ids: list[int], version_id: int) -> None:
+    if not feedback_ids:
+        return
+    if session.get(ModelVersion, version_id) is None:
+        raise ConflictError(f"version {version_id} does not exist")
+    for start in range(0, len(feedback_ids), 500):
+        chunk = feedback_ids[start : start + 500]
+        session.execute(
+            update(Feedback).where(Feedback.id.in_(chunk)).values(used_in_version_id=version_id)
+        )
