@@ -1,0 +1,50 @@
+"""Small builders for registry rows used by several test modules (real SQLite, no mocks)."""
+
+from __future__ import annotations
+
+from db.repo.datasets import register_dataset
+from db.repo.models import create_model, register_version
+
+EVALUATION = {
+    "accuracy": 0.9,
+    "loss": 0.3,
+    "precision_macro": 0.9,
+    "recall_macro": 0.9,
+    "f1_macro": 0.9,
+    "per_class": [],
+    "confusion_matrix": [],
+}
+
+
+def add_dataset(session, name: str = "digits") -> int:
+    info = register_dataset(
+        session=session,
+        name=name,
+        source="digits",
+        location=None,
+        class_names=[str(i) for i in range(10)],
+        input_shape=[8, 8, 1],
+        num_samples=1797,
+        fingerprint="f" * 64,
+    )
+    return info.id
+
+
+def add_model_with_version(session, dataset_id: int, name: str = "digits-classifier"):
+    model = create_model(session=session, name=name)
+    version = register_version(
+        session=session,
+        model_id=model.id,
+        architecture="seed-cnn",
+        artifact_path="/nonexistent/model.keras",
+        artifact_sha256="0" * 64,
+        hyperparameters={"epochs": 1},
+        dataset_id=dataset_id,
+        dataset_fingerprint="f" * 64,
+        evaluation=EVALUATION,
+        history=[],
+        framework_versions={},
+        device="cpu",
+        train_seconds=1.0,
+    )
+    return model, version
