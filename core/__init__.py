@@ -1,1 +1,1 @@
-"""ChannelHub core: pure ML code (`core.ml`) and the services that use the registry (`core.services`)."""
+"""ChannelHub core: pure ML (`core.ml`) and the services that use the registry (`core.services`)."""

@@ -28,3 +28,19 @@ def artifact_dir() -> Path:
 def current_user() -> str:
     """Who is acting, for audit rows: `CHANNELHUB_USER`, else the OS user."""
     return os.environ.get("CHANNELHUB_USER") or os.environ.get("USER") or "operator"
+
+
+def resolve_artifact(path: str | Path) -> Path:
+    """A stored artifact path: relative ones are under the artifact folder (portable across
+    machines sharing one store), absolute ones are taken as they are."""
+    path = Path(path)
+    return path if path.is_absolute() else artifact_dir() / path
+
+
+def relative_artifact(path: str | Path) -> str:
+    """The form stored in the registry: relative to the artifact folder when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(artifact_dir()))
+    except ValueError:
+        return str(path)

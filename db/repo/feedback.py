@@ -239,3 +239,14 @@ def mark_used(*, session: Session, feedback_ids: list[int], version_id: int) -> 
         session.execute(
             update(Feedback).where(Feedback.id.in_(chunk)).values(used_in_version_id=version_id)
         )
+
+
+def list_pending_feedback_ids(*, session: Session, limit: int = 50) -> list[int]:
+    """Oldest feedback still waiting for a verdict."""
+    query = (
+        select(Feedback.id)
+        .where(Feedback.review_status == "pending")
+        .order_by(Feedback.created_at, Feedback.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))

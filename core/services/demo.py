@@ -1,0 +1,207 @@
+"""`channelhub demo`: the embedded default — digits, three channels, two trained versions,
+live traffic through the real API and user feedback, all on this machine and offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy.orm import Session
+
+from db.engine import get_engine, session_scope
+from db.repo import channels as channel_repo
+from db.repo import feedback as feedback_repo
+from db.repo import models as model_repo
+from db.repo.datasets import DatasetInfo, find_dataset, register_dataset
+from db.settings import home_dir
+
+MODEL_NAME = "digits-classifier"
+DEMO_CHANNELS = [
+    # slug, name, kind, min accuracy SLO, max p95 latency SLO (ms)
+    ("web", "Web app", "web", 0.95, 50.0),
+    ("mobile", "Mobile app", "mobile", 0.97, 30.0),
+    ("partner-api", "Partner API", "api", 0.90, 100.0),
+]
+
+
+def keys_file() -> Path:
+    """Demo keys are kept here (mode 600) so `make run` can print them again; real channels'
+    keys are only ever stored hashed."""
+    return home_dir() / "demo_keys.json"
+
+
+def register_builtin_dataset(*, session: Session) -> DatasetInfo:
+    """The scikit-learn `digits` set, registered once (offline)."""
+    existing = find_dataset(session=session, name="digits")
+    if existing is not None:
+        return existing
+    from core.ml.datasets import load_dataset
+
+    data = load_dataset("digits")
+    return register_dataset(
+        session=session, name="digits", source="digits", location=None,
+        class_names=list(data.class_names), input_shape=list(data.input_shape),
+        num_samples=data.num_samples, fingerprint=data.fingerprint,
+    )  # fmt: skip
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="1 epoch each and a little traffic")
+    parser.add_argument("--traffic-seconds", type=float, default=None, help="per channel")
+    parser.add_argument("--rate", type=float, default=15.0, help="requests per second")
+    parser.add_argument("--no-traffic", action="store_true", help="skip the simulated traffic")
+
+
+def demo_exists() -> bool:
+    with session_scope() as s:
+        return any(c.slug == "web" for c in channel_repo.list_channels(session=s))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    get_engine()
+    if demo_exists():
+        print("The demo is already built in", home_dir())
+        print_keys()
+        return 0
+    keys = create_channels()
+    train_versions(quick=args.quick)
+    promote_demo_versions()
+    keys_file().write_text(json.dumps(keys, indent=2))
+    keys_file().chmod(0o600)
+    if not args.no_traffic:
+        seconds = args.traffic_seconds or (3.0 if args.quick else 20.0)
+        drive_traffic(keys, seconds=seconds, rate=args.rate)
+        annotate_some_feedback(count=8)
+    print("\nDemo ready:", home_dir())
+    print_keys()
+    return 0
+
+
+def print_keys() -> None:
+    if keys_file().is_file():
+        print("API keys of the demo channels (header X-API-Key):")
+        for slug, key in json.loads(keys_file().read_text()).items():
+            print(f"  {slug:12} {key}")
+
+
+def create_channels() -> dict[str, str]:
+    keys = {}
+    with session_scope() as s:
+        dataset = register_builtin_dataset(session=s)
+        model = model_repo.get_or_create_model(session=s, name=MODEL_NAME)
+        for slug, name, kind, min_acc, max_p95 in DEMO_CHANNELS:
+            _, keys[slug] = channel_repo.create_channel(
+                session=s, slug=slug, name=name, kind=kind, dataset_id=dataset.id,
+                model_id=model.id, slo_min_accuracy=min_acc, slo_max_p95_ms=max_p95,
+                actor="demo",
+            )  # fmt: skip
+    return keys
+
+
+def train_versions(*, quick: bool) -> None:
+    """Queue the founding `seed-cnn` and the stronger default, and run a worker until idle."""
+    from core.ml.architectures import DEFAULT_ARCHITECTURE
+    from core.ml.hparams import Hyperparameters
+    from core.services.jobs import enqueue_job
+    from core.services.worker import TrainingWorker, WorkerOptions
+
+    seed_epochs = 1 if quick else 15
+    default_epochs = 1 if quick else Hyperparameters().epochs
+    with session_scope() as s:
+        dataset = register_builtin_dataset(session=s)
+        model = model_repo.get_model_by_name(session=s, name=MODEL_NAME)
+        web = channel_repo.get_channel(session=s, slug="web")
+        for arch, hp, note in [
+            ("seed-cnn", {"epochs": seed_epochs, "augmentation": False}, "founding network"),
+            (DEFAULT_ARCHITECTURE, {"epochs": default_epochs}, "stronger default"),
+        ]:
+            enqueue_job(
+                session=s, model_id=model.id, dataset_id=dataset.id, architecture=arch,
+                hyperparameters=hp, channel_id=web.id, requested_by="demo", note=note,
+            )  # fmt: skip
+    print("training the demo versions (seed-cnn, then the default architecture)…", flush=True)
+    TrainingWorker(WorkerOptions(exit_when_idle=True, poll_interval_s=0.2)).run()
+
+
+def promote_demo_versions() -> None:
+    with session_scope() as s:
+        versions = model_repo.list_versions(session=s, limit=2)
+        if len(versions) < 2:
+            raise RuntimeError("demo training did not produce two versions; see `channelhub jobs`")
+        newest, founding = versions[0], versions[1]
+        channel_repo.promote_version(session=s, slug="web", version_id=newest.id, actor="demo")
+        channel_repo.promote_version(
+            session=s, slug="partner-api", version_id=newest.id, actor="demo"
+        )
+        channel_repo.promote_version(session=s, slug="mobile", version_id=founding.id, actor="demo")
+        channel_repo.set_candidate(
+            session=s, slug="mobile", version_id=newest.id, traffic=0.25, actor="demo"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the serving API exited during start-up")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the serving API was not ready after {timeout_s:.0f} s")
+
+
+def drive_traffic(keys: dict[str, str], *, seconds: float, rate: float) -> None:
+    """Start the real API on a loopback port, simulate users on every channel, stop it."""
+    from core.services.simulator import simulate
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "core.services.cli", "serve", "--host", "127.0.0.1",
+           "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=dict(os.environ))
+    try:
+        _wait_ready(url, proc)
+        for index, (slug, key) in enumerate(keys.items()):
+            summary = simulate(url, slug, key, rate=rate, duration=seconds, seed=index)
+            print(f"traffic on {slug}: {summary}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def annotate_some_feedback(count: int) -> None:
+    """A few verdicts by a demo manager, so the review counters have something to show."""
+    from db.repo.feedback import list_pending_feedback_ids
+
+    rng = random.Random(0)
+    with session_scope() as s:
+        for feedback_id in list_pending_feedback_ids(session=s, limit=count):
+            item = feedback_repo.get_feedback(session=s, feedback_id=feedback_id)
+            if item.rating == "down" and item.claimed_class is None:
+                verdict, true_class = "rejected", None
+            else:
+                verdict, true_class = "confirmed", None
+            if rng.random() < 0.2:
+                verdict = "rejected"
+            feedback_repo.annotate(
+                session=s, feedback_id=feedback_id, verdict=verdict, true_class=true_class,
+                author="demo-manager", tags=["demo"], note="reviewed by the demo",
+            )  # fmt: skip
+    print(f"annotated {count} feedback items as demo-manager", flush=True)

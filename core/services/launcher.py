@@ -1,0 +1,80 @@
+"""`channelhub up`: worker, serving API and dashboard as child processes, stopped together."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dashboard
+
+
+def add_up_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--dashboard-port", type=int, default=8501)
+    parser.add_argument("--no-worker", action="store_true", help="do not start a training worker")
+
+
+def child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
+    app = Path(dashboard.__file__).parent / "app.py"
+    commands = {
+        "api": [sys.executable, "-m", "core.services.cli", "serve",
+                "--host", args.host, "--port", str(args.api_port)],
+        "dashboard": [sys.executable, "-m", "streamlit", "run", str(app),
+                      "--server.address", args.host, "--server.port", str(args.dashboard_port),
+                      "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+    }  # fmt: skip
+    if not args.no_worker:
+        commands["worker"] = [sys.executable, "-m", "core.services.worker"]
+    return commands
+
+
+def stop_all(children: dict[str, subprocess.Popen], grace_s: float = 15.0) -> None:
+    """SIGTERM everyone (the worker ends its epoch, the API flushes its log), then SIGKILL."""
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for name, proc in children.items():
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in {grace_s:.0f} s; killing it", file=sys.stderr)
+            proc.kill()
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from db.engine import get_engine
+
+    get_engine()  # migrate once here, not three times in parallel
+    env = dict(os.environ)
+    children = {name: subprocess.Popen(cmd, env=env) for name, cmd in child_commands(args).items()}
+    print(
+        f"\nChannelHub is starting:\n"
+        f"  dashboard  http://{args.host}:{args.dashboard_port}\n"
+        f"  API        http://{args.host}:{args.api_port}   (docs: /docs)\n"
+        f"  worker     {'running' if 'worker' in children else 'not started'}\n"
+        f"Press Ctrl-C to stop everything.\n",
+        flush=True,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while all(p.poll() is None for p in children.values()):
+            time.sleep(0.5)
+        gone = [n for n, p in children.items() if p.poll() is not None]
+        print(f"{', '.join(gone)} exited; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    finally:
+        stop_all(children)

@@ -1,0 +1,338 @@
+"""The training worker: claims queued jobs one at a time, trains, and registers the new version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from db.engine import session_scope
+from db.repo import feedback as feedback_repo
+from db.repo import jobs as job_repo
+from db.repo import workers as worker_repo
+from db.repo.datasets import get_dataset
+from db.repo.jobs import JobInfo
+from db.repo.models import get_version, register_version
+from db.settings import artifact_dir, relative_artifact, resolve_artifact
+
+log = logging.getLogger("channelhub.worker")
+
+
+class JobFailure(RuntimeError):
+    """A job that cannot run; the message is stored on the job for the manager to read."""
+
+
+@dataclass
+class WorkerOptions:
+    poll_interval_s: float = 1.0
+    heartbeat_interval_s: float = 2.0
+    lost_after_s: float = worker_repo.WORKER_STALE_AFTER_S
+    exit_when_idle: bool = False
+    max_jobs: int | None = None
+
+
+class TrainingWorker:
+    """One worker process. `run()` loops until stopped (SIGINT/SIGTERM) or idle/limit reached."""
+
+    def __init__(self, options: WorkerOptions | None = None) -> None:
+        from core.services.devices import detect_gpus
+
+        self.options = options or WorkerOptions()
+        self.gpus = detect_gpus()
+        self.stop_event = threading.Event()
+        self.current_job_id: int | None = None
+        with session_scope() as s:
+            info = worker_repo.register_worker(
+                session=s, host=socket.gethostname(), pid=os.getpid(), gpus=self.gpus
+            )
+        self.worker_id = info.id
+        log.info("worker %s started; GPUs: %s", info.name, self.gpus or "none")
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop_event.wait(self.options.heartbeat_interval_s):
+            try:
+                with session_scope() as s:
+                    job_id = self.current_job_id
+                    worker_repo.heartbeat_worker(
+                        session=s, worker_id=self.worker_id, current_job_id=job_id
+                    )
+                    if job_id is not None:
+                        job_repo.heartbeat_job(session=s, job_id=job_id, worker_id=self.worker_id)
+            except Exception:  # a busy database must not kill the heartbeat
+                log.exception("heartbeat failed")
+
+    def run(self) -> int:
+        """Returns the number of jobs run."""
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        done = 0
+        try:
+            while not self.stop_event.is_set():
+                if self.options.max_jobs is not None and done >= self.options.max_jobs:
+                    break
+                job = self._claim()
+                if job is None:
+                    if self.options.exit_when_idle:
+                        break
+                    self.stop_event.wait(self.options.poll_interval_s)
+                    continue
+                self.run_job(job)
+                done += 1
+        finally:
+            self.stop_event.set()
+            with session_scope() as s:
+                worker_repo.stop_worker(session=s, worker_id=self.worker_id)
+        return done
+
+    def _claim(self) -> JobInfo | None:
+        with session_scope() as s:
+            lost = job_repo.reap_lost_jobs(session=s, stale_after_s=self.options.lost_after_s)
+            if lost:
+                log.warning("marked lost (worker stopped heartbeating): jobs %s", lost)
+        with session_scope() as s:
+            return job_repo.claim_next_job(session=s, worker_id=self.worker_id, gpus=self.gpus)
+
+    def run_job(self, job: JobInfo) -> None:
+        self.current_job_id = job.id
+        self._log(job.id, f"claimed by worker {self.worker_id} ({socket.gethostname()})")
+        try:
+            JobRunner(self, job).run()
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, JobFailure) else f"{type(exc).__name__}: {exc}"
+            self._log(job.id, traceback.format_exc()[-3000:], level="error")
+            with session_scope() as s:
+                job_repo.finish_job(
+                    session=s, job_id=job.id, worker_id=self.worker_id, status="failed",
+                    error=message,
+                )  # fmt: skip
+            log.error("job %s failed: %s", job.id, message)
+        finally:
+            self.current_job_id = None
+
+    def _log(self, job_id: int, message: str, level: str = "info") -> None:
+        with session_scope() as s:
+            job_repo.append_log(session=s, job_id=job_id, message=message, level=level)
+
+
+class JobRunner:
+    """Everything needed to turn one claimed job into a registered model version."""
+
+    def __init__(self, worker: TrainingWorker, job: JobInfo) -> None:
+        self.worker, self.job = worker, job
+        self.use_gpu = bool(worker.gpus) and job.device_request != "cpu"
+        self.lost = False
+
+    def log(self, message: str) -> None:
+        self.worker._log(self.job.id, message)
+
+    def report(self, row: dict) -> None:
+        with session_scope() as s:
+            ours = job_repo.record_epoch(
+                session=s, job_id=self.job.id, worker_id=self.worker.worker_id,
+                epoch=int(row["epoch"]), total=int(row.get("epochs_total", self.job.total_epochs)),
+                metrics={k: v for k, v in row.items() if k not in ("epoch", "epochs_total")},
+            )  # fmt: skip
+        self.lost = self.lost or not ours
+
+    def should_cancel(self) -> bool:
+        if self.lost or self.worker.stop_event.is_set():
+            return True
+        with session_scope() as s:
+            return job_repo.is_cancel_requested(session=s, job_id=self.job.id)
+
+    def run(self) -> None:
+        from core.ml.hparams import Hyperparameters
+        from core.ml.training import TrainConfig, train
+
+        split, fingerprint, dataset = self._load_data()
+        extra, items = self._feedback_samples(dataset.input_shape, len(dataset.class_names))
+        config = TrainConfig(
+            architecture=self.job.architecture,
+            hyperparameters=Hyperparameters.from_dict(self.job.hyperparameters),
+            output_dir=artifact_dir() / "models" / self.job.model_name / f"job-{self.job.id}",
+            base_model_path=self._base_artifact(),
+            mixed_precision=self.use_gpu,
+        )
+        device = self._device_label()
+        with session_scope() as s:
+            job_repo.start_job(
+                session=s, job_id=self.job.id, worker_id=self.worker.worker_id, device=device,
+                total_epochs=config.hyperparameters.epochs,
+            )  # fmt: skip
+        self.log(f"device {device}; mixed precision {'on' if self.use_gpu else 'off'}")
+        with _device_scope(self.use_gpu, bool(self.worker.gpus)):
+            result = train(
+                config, split, self.report, self.should_cancel, extra_train=extra, log=self.log
+            )
+        if result.cancelled:
+            self._finish_cancelled()
+            return
+        self._register(result, fingerprint, device, items)
+
+    def _load_data(self):
+        from core.ml.datasets import DatasetError, load_dataset, split_dataset
+        from core.ml.hparams import Hyperparameters
+
+        with session_scope() as s:
+            dataset = get_dataset(session=s, dataset_id=self.job.dataset_id)
+        try:
+            data = load_dataset(dataset.source, dataset.location)
+            seed = Hyperparameters.from_dict(self.job.hyperparameters).seed
+            split = split_dataset(data, seed=seed)
+        except DatasetError as exc:
+            raise JobFailure(f"dataset {dataset.name!r}: {exc}") from exc
+        if data.fingerprint != dataset.fingerprint:
+            self.log(f"dataset {dataset.name!r} changed since it was registered (new fingerprint)")
+        self.log(
+            f"dataset {dataset.name}: {data.num_samples} images, {data.num_classes} classes; "
+            f"split {len(split.train.y)}/{len(split.val.y)}/{len(split.test.y)}"
+        )
+        return split, data.fingerprint, dataset
+
+    def _feedback_samples(self, input_shape, num_classes: int):
+        """Annotated feedback images (fit to the dataset's shape) and their registry ids."""
+        if not self.job.include_feedback:
+            return None, []
+        from core.ml.images import ImageError, decode_image, fit_to_shape
+
+        with session_scope() as s:
+            items = feedback_repo.training_items(session=s, model_id=self.job.model_id)
+        xs, ys, used = [], [], []
+        for item in items:
+            path = artifact_dir() / item.input_path
+            try:
+                image = fit_to_shape(decode_image(path.read_bytes()), tuple(input_shape))
+            except (OSError, ImageError) as exc:
+                self.log(f"skipped feedback {item.feedback_id}: {exc}")
+                continue
+            if not 0 <= item.true_class < num_classes:
+                self.log(f"skipped feedback {item.feedback_id}: class {item.true_class} unknown")
+                continue
+            xs.append(image)
+            ys.append(item.true_class)
+            used.append((item.feedback_id, item.annotation_id, item.true_class))
+        self.log(f"added {len(used)} annotated feedback images to the training set")
+        if not used:
+            return None, []
+        return (np.stack(xs), np.asarray(ys, dtype=np.int64)), used
+
+    def _base_artifact(self) -> Path | None:
+        if self.job.base_version_id is None:
+            return None
+        from core.ml.training import sha256_of_file
+
+        with session_scope() as s:
+            base = get_version(session=s, version_id=self.job.base_version_id)
+        path = resolve_artifact(base.artifact_path)
+        if not path.is_file():
+            raise JobFailure(f"base version artifact is missing: {path}")
+        if sha256_of_file(path) != base.artifact_sha256:
+            raise JobFailure(f"base version artifact {path} does not match its recorded sha256")
+        self.log(f"fine-tuning from {base.label}")
+        return path
+
+    def _device_label(self) -> str:
+        return f"gpu ({self.worker.gpus[0]})" if self.use_gpu else "cpu"
+
+    def _finish_cancelled(self) -> None:
+        reason = "job lost by this worker" if self.lost else "cancelled at an epoch end"
+        if self.worker.stop_event.is_set() and not self.lost:
+            reason = "worker was stopped during the job; retry it"
+        self.log(reason)
+        status = "failed" if self.worker.stop_event.is_set() else "cancelled"
+        with session_scope() as s:
+            job_repo.finish_job(
+                session=s, job_id=self.job.id, worker_id=self.worker.worker_id, status=status,
+                error=reason if status == "failed" else None,
+            )  # fmt: skip
+
+    def _register(self, result, fingerprint: str, device: str, items) -> None:
+        from core.ml.hparams import Hyperparameters
+        from core.ml.training import PREDICTIONS_NAME
+
+        hp = Hyperparameters.from_dict(self.job.hyperparameters)
+        artifact = relative_artifact(result.artifact_path)
+        predictions = relative_artifact(result.artifact_path.parent / PREDICTIONS_NAME)
+        with session_scope() as s:
+            version = register_version(
+                session=s, model_id=self.job.model_id, architecture=self.job.architecture,
+                artifact_path=artifact, artifact_sha256=result.artifact_sha256,
+                hyperparameters=hp.to_dict(), dataset_id=self.job.dataset_id,
+                dataset_fingerprint=fingerprint, evaluation=result.evaluation,
+                history=result.history, framework_versions=result.framework_versions,
+                device=device, train_seconds=result.train_seconds,
+                parent_version_id=self.job.base_version_id, job_id=self.job.id,
+                test_predictions_path=predictions,
+                split_seed=hp.seed, training_items=items, actor=self.job.requested_by,
+            )  # fmt: skip
+            feedback_repo.mark_used(
+                session=s, feedback_ids=[f for f, _, _ in items], version_id=version.id
+            )
+            if not job_repo.finish_job(
+                session=s, job_id=self.job.id, worker_id=self.worker.worker_id,
+                status="succeeded", result_version_id=version.id,
+            ):  # fmt: skip
+                raise JobFailure(
+                    "job was taken away from this worker (marked lost) before it ended"
+                )
+        self.log(f"registered {version.label} (test accuracy {version.accuracy:.4f})")
+
+
+def _device_scope(use_gpu: bool, has_gpu: bool):
+    """Pins a CPU-requested job to the CPU on a GPU machine; a no-op otherwise."""
+    if use_gpu or not has_gpu:
+        return nullcontext()
+    import keras
+
+    return keras.device("cpu:0")
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
+    parser.add_argument("--exit-when-idle", action="store_true", help="stop when no job is waiting")
+    parser.add_argument("--max-jobs", type=int, default=None, help="stop after this many jobs")
+    parser.add_argument(
+        "--lost-after",
+        type=float,
+        default=worker_repo.WORKER_STALE_AFTER_S,
+        help="seconds without a heartbeat after which a running job is marked lost",
+    )
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    options = WorkerOptions(
+        poll_interval_s=args.poll_interval,
+        exit_when_idle=args.exit_when_idle,
+        max_jobs=args.max_jobs,
+        lost_after_s=args.lost_after,
+    )
+    worker = TrainingWorker(options)
+
+    def stop(signum, _frame) -> None:
+        log.info("signal %s: stopping after the current epoch", signum)
+        worker.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
+    parser = argparse.ArgumentParser(prog="channelhub worker", description=__doc__)
+    add_worker_arguments(parser)
+    return run_worker(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""ChannelHub dashboard (Streamlit multipage app; entry file `app.py`)."""

@@ -1,0 +1,1 @@
+"""Read-only queries behind the dashboard: aggregations, filtered and paged lists."""

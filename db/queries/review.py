@@ -1,0 +1,193 @@
+"""The feedback review queue: filtered, sorted and paged in SQL, and one item with its context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy.orm import Session
+
+from db.models import Annotation, Channel, Dataset, Feedback, Model, ModelVersion, Prediction
+
+REVIEW_SORTS = ("newest", "least confident", "disagreement first")
+
+
+@dataclass(frozen=True)
+class ReviewFilter:
+    channel_id: int | None = None
+    rating: str | None = None
+    status: str | None = "pending"
+    predicted_class: int | None = None
+    claimed_class: int | None = None
+    version_id: int | None = None
+    created_from: date | None = None
+    created_to: date | None = None
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    id: int
+    channel_slug: str
+    version_label: str
+    predicted_class: int
+    confidence: float
+    rating: str
+    claimed_class: int | None
+    comment: str
+    review_status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """Everything the reviewer needs to judge one feedback item."""
+
+    row: ReviewRow
+    version_id: int
+    model_id: int
+    prediction_id: str
+    probabilities: list[float]
+    input_path: str | None
+    class_names: list[str]
+    current_verdict: str | None = None
+    current_true_class: int | None = None
+    current_tags: list[str] = field(default_factory=list)
+    current_note: str = ""
+    current_author: str | None = None
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _filtered(query: Select, f: ReviewFilter) -> Select:
+    equal = {
+        Feedback.channel_id: f.channel_id, Feedback.rating: f.rating,
+        Feedback.review_status: f.status, Feedback.predicted_class: f.predicted_class,
+        Feedback.claimed_class: f.claimed_class, Feedback.version_id: f.version_id,
+    }  # fmt: skip
+    for column, value in equal.items():
+        if value is not None:
+            query = query.where(column == value)
+    if f.created_from:
+        query = query.where(Feedback.created_at >= _day_start(f.created_from))
+    if f.created_to:
+        query = query.where(Feedback.created_at < _day_start(f.created_to) + timedelta(days=1))
+    return query
+
+
+def _ordering(sort: str) -> tuple:
+    if sort == "least confident":
+        return (Feedback.confidence.asc(), Feedback.id.desc())
+    if sort == "disagreement first":
+        # The user says "wrong" and names another class, most confident model answers first.
+        disagrees = and_(
+            Feedback.rating == "down",
+            Feedback.claimed_class.is_not(None),
+            Feedback.claimed_class != Feedback.predicted_class,
+        )
+        rank = case((disagrees, 0), (Feedback.rating == "down", 1), else_=2)
+        return (rank, Feedback.confidence.desc(), Feedback.id.desc())
+    return (Feedback.created_at.desc(), Feedback.id.desc())
+
+
+def _labels(session: Session, feedback_rows: list[Feedback]) -> tuple[dict, dict]:
+    channel_ids = {r.channel_id for r in feedback_rows}
+    version_ids = {r.version_id for r in feedback_rows}
+    slugs = dict(
+        session.execute(select(Channel.id, Channel.slug).where(Channel.id.in_(channel_ids)))
+        .tuples()
+        .all()
+    )
+    versions = {
+        vid: f"{name} v{number}"
+        for vid, name, number in session.execute(
+            select(ModelVersion.id, Model.name, ModelVersion.version)
+            .join(Model, Model.id == ModelVersion.model_id)
+            .where(ModelVersion.id.in_(version_ids))
+        )
+    }
+    return slugs, versions
+
+
+def _rows(session: Session, feedback_rows: list[Feedback]) -> list[ReviewRow]:
+    slugs, versions = _labels(session, feedback_rows)
+    return [
+        ReviewRow(
+            r.id,
+            slugs.get(r.channel_id, "?"),
+            versions.get(r.version_id, "?"),
+            r.predicted_class,
+            r.confidence,
+            r.rating,
+            r.claimed_class,
+            r.comment,
+            r.review_status,
+            r.created_at,
+        )  # fmt: skip
+        for r in feedback_rows
+    ]
+
+
+def review_page(
+    *,
+    session: Session,
+    filters: ReviewFilter = ReviewFilter(),
+    sort: str = "newest",
+    page: int = 0,
+    page_size: int = 20,
+) -> tuple[list[ReviewRow], int]:
+    """One page of the queue and the number of items matching the filters."""
+    total = session.scalar(_filtered(select(func.count()).select_from(Feedback), filters))
+    query = _filtered(select(Feedback), filters).order_by(*_ordering(sort))
+    rows = session.scalars(query.limit(page_size).offset(page * page_size)).all()
+    return _rows(session, list(rows)), total or 0
+
+
+def review_ids(
+    *, session: Session, filters: ReviewFilter, sort: str = "newest", limit: int = 1000
+) -> list[int]:
+    """Ids of the first `limit` items of the filtered queue (for bulk verdicts)."""
+    query = _filtered(select(Feedback.id), filters).order_by(*_ordering(sort)).limit(limit)
+    return list(session.scalars(query))
+
+
+def review_item(*, session: Session, feedback_id: int) -> ReviewItem | None:
+    """The feedback item with its prediction, class names and current annotation."""
+    found = session.execute(
+        select(
+            Feedback,
+            Prediction.probabilities,
+            Prediction.input_path,
+            Dataset.class_names,
+            ModelVersion.model_id,
+        )  # fmt: skip
+        .join(Prediction, Prediction.id == Feedback.prediction_id)
+        .join(ModelVersion, ModelVersion.id == Feedback.version_id)
+        .join(Dataset, Dataset.id == ModelVersion.dataset_id)
+        .where(Feedback.id == feedback_id)
+    ).first()
+    if found is None:
+        return None
+    fb, probabilities, input_path, class_names, model_id = found
+    current = session.scalar(
+        select(Annotation).where(
+            Annotation.feedback_id == feedback_id, Annotation.is_current.is_(True)
+        )
+    )
+    return ReviewItem(
+        _rows(session, [fb])[0], fb.version_id, model_id, fb.prediction_id,
+        [float(p) for p in probabilities or []], input_path, [str(c) for c in class_names or []],
+        current.verdict if current else None, current.true_class if current else None,
+        list(current.tags or []) if current else [], current.note if current else "",
+        current.author if current else None,
+    )  # fmt: skip
+
+
+def class_names_by_channel(*, session: Session) -> dict[int, list[str]]:
+    """Class names of each channel's dataset (for the class filters)."""
+    rows = session.execute(
+        select(Channel.id, Dataset.class_names).join(Dataset, Dataset.id == Channel.dataset_id)
+    )
+    return {channel_id: [str(c) for c in names or []] for channel_id, names in rows}
