@@ -68,7 +68,9 @@ def enqueue_job(
         try:
             base = get_version(session=session, version_id=base_version_id)
         except RegistryError as exc:
-            raise JobRequestError(str(exc), "base_version") from exc
+            raise JobRequestError(
+                f"base version {base_version_id} does not exist", "base_version"
+            ) from exc
         if base.architecture != architecture:
             raise JobRequestError(
                 f"fine-tuning keeps the base version's architecture ({base.architecture}); "
