@@ -27,3 +27,39 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     get_engine(url)
     yield url
     dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`channelhub demo --quick` built once per test session in a real subprocess: channels,
+    two trained versions, traffic through the real API, feedback and a few annotations."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("demo") / "var"
+    env = dict(os.environ)
+    env.update(CHANNELHUB_HOME=str(home), DATABASE_URL=f"sqlite:///{home / 'channelhub.db'}")
+    env.pop("CHANNELHUB_ARTIFACTS", None)
+    cmd = [sys.executable, "-m", "core.services.cli", "demo", "--quick", "--traffic-seconds", "4"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return home
+
+
+@pytest.fixture
+def demo_registry(
+    demo_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A private copy of the demo registry (database + artifacts) for one test; yields its home."""
+    import shutil
+
+    from db.engine import dispose_engines
+
+    home = tmp_path / "var"
+    shutil.copytree(demo_template, home)  # -wal/-shm files travel with the database
+    monkeypatch.setenv("CHANNELHUB_HOME", str(home))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{home / 'channelhub.db'}")
+    monkeypatch.delenv("CHANNELHUB_ARTIFACTS", raising=False)
+    dispose_engines()
+    yield home
+    dispose_engines()

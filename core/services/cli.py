@@ -269,6 +269,8 @@ def _add_serving_commands(command: Callable) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("httpx", "alembic"):  # a line per request or migration step drowns the rest
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0

@@ -280,7 +280,15 @@ def list_versions(
     )
     if model_id is not None:
         query = query.where(ModelVersion.model_id == model_id)
-    return [_version_info(v, m, d) for v, m, d in session.execute(query)]
+    serving: dict[int, list[str]] = {}
+    for slug, prod, cand in session.execute(
+        select(Channel.slug, Channel.production_version_id, Channel.candidate_version_id)
+    ):
+        for version_id in {prod, cand} - {None}:
+            serving.setdefault(version_id, []).append(slug)
+    return [
+        _version_info(v, m, d, sorted(serving.get(v.id, []))) for v, m, d in session.execute(query)
+    ]
 
 
 def training_items_of(*, session: Session, version_id: int) -> list[tuple[int, int, int]]:
