@@ -1,4 +1,4 @@
-"""Model architectures by name; every model takes raw 0..255 images and preprocesses inside itself."""
+"""Model architectures by name; every model takes raw 0..255 images and preprocesses them itself."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ Body = Callable[[keras.KerasTensor, int], keras.KerasTensor]
 
 @dataclass(frozen=True)
 class Architecture:
-    """A named network: what it is, the image size it works at, and the function building its body."""
+    """A named network: what it is, the image size it works at, the function building its body."""
 
     name: str
     description: str
@@ -38,23 +38,29 @@ def _seed_cnn(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     return _classifier(x, num_classes)
 
 
+# Small datasets give few steps per epoch; the default 0.99 leaves the moving statistics
+# far from the data's for many epochs, so validation accuracy lags training badly.
+BN_MOMENTUM = 0.9
+
+
 def _conv_bn(x: keras.KerasTensor, filters: int, strides: int = 1) -> keras.KerasTensor:
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
-    return layers.BatchNormalization()(x)
+    return layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
 
 
 def _residual_block(x: keras.KerasTensor, filters: int, strides: int) -> keras.KerasTensor:
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(x)
-        shortcut = layers.BatchNormalization()(shortcut)
+        shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM)(shortcut)
     y = layers.Activation("relu")(_conv_bn(x, filters, strides))
     y = _conv_bn(y, filters)
     return layers.Activation("relu")(layers.Add()([shortcut, y]))
 
 
 def _resnet_small(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
-    x = layers.Activation("relu")(_conv_bn(x, 32))
+    # A strided stem halves the 32x32 input: a quarter of the compute, enough for small images.
+    x = layers.Activation("relu")(_conv_bn(x, 32, strides=2))
     for filters, strides in ((32, 1), (64, 2), (128, 2)):
         x = _residual_block(x, filters, strides)
     x = layers.GlobalAveragePooling2D()(x)
@@ -72,8 +78,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     "resnet-small": Architecture(
         name="resnet-small",
-        description="Small residual CNN with batch normalisation: stem 32, stages 32/64/128, "
-        "global average pooling, dropout.",
+        description="Small residual CNN with batch normalisation: strided stem 32, "
+        "stages 32/64/128, global average pooling, dropout.",
         input_size=(32, 32),
         builder=_resnet_small,
     ),

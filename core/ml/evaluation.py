@@ -1,4 +1,4 @@
-"""Offline evaluation of a classifier: accuracy, loss, macro and per-class scores, confusion matrix."""
+"""Offline evaluation of a classifier: accuracy, loss, macro/per-class scores, confusion matrix."""
 
 from __future__ import annotations
 

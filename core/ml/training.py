@@ -1,0 +1,289 @@
+"""Train one model version: build or fine-tune, fit with progress and cancel, save, evaluate."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from core.ml.architectures import build_model
+from core.ml.datasets import Split
+from core.ml.evaluation import predict_probabilities, scores_from_probabilities
+from core.ml.hparams import Hyperparameters
+
+Report = Callable[[dict[str, Any]], None]
+ShouldCancel = Callable[[], bool]
+Log = Callable[[str], None]
+
+ARTIFACT_NAME = "model.keras"
+PREDICTIONS_NAME = "test_predictions.npz"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train: architecture, hyperparameters, where to write, optional base model."""
+
+    architecture: str
+    hyperparameters: Hyperparameters
+    output_dir: Path
+    base_model_path: Path | None = None
+    mixed_precision: bool = False
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced; `cancelled` runs have no artifact (see `train`)."""
+
+    history: list[dict[str, Any]]
+    evaluation: dict[str, Any]
+    artifact_path: Path
+    artifact_sha256: str
+    train_seconds: float
+    epochs_run: int
+    cancelled: bool
+    framework_versions: dict[str, str] = field(default_factory=dict)
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    """Reports each finished epoch and stops training when `should_cancel` says so.
+
+    Only epoch hooks are used: per-batch hooks would cost training throughput.
+    """
+
+    def __init__(
+        self,
+        epochs_total: int,
+        report: Report | None = None,
+        should_cancel: ShouldCancel | None = None,
+        log: Log | None = None,
+    ) -> None:
+        super().__init__()
+        self.epochs_total = epochs_total
+        self.report = report
+        self.should_cancel = should_cancel
+        self.log = log
+        self.rows: list[dict[str, Any]] = []
+        self.cancelled = False
+        self._epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        row: dict[str, Any] = {"epoch": epoch + 1, "epochs_total": self.epochs_total}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            row[key] = float(logs[key]) if key in logs else None
+        row["seconds"] = time.perf_counter() - self._epoch_started
+        self.rows.append(row)
+        if self.log:
+            self.log(_format_epoch(row))
+        if self.report:
+            self.report(dict(row))
+        if self.should_cancel and self.should_cancel():
+            self.cancelled = True
+            self.model.stop_training = True
+            if self.log:
+                self.log(f"cancel requested: stopping after epoch {epoch + 1}")
+
+
+def _format_epoch(row: dict[str, Any]) -> str:
+    parts = [f"epoch {row['epoch']}/{row['epochs_total']}"]
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if row[key] is not None:
+            parts.append(f"{key}={row[key]:.4f}")
+    parts.append(f"({row['seconds']:.1f}s)")
+    return " ".join(parts)
+
+
+def make_optimizer(hp: Hyperparameters) -> keras.optimizers.Optimizer:
+    """The optimizer named in `hp`, at its learning rate."""
+    factories: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
+        "adam": lambda: keras.optimizers.Adam(hp.learning_rate),
+        "adamw": lambda: keras.optimizers.AdamW(hp.learning_rate),
+        "rmsprop": lambda: keras.optimizers.RMSprop(hp.learning_rate),
+        "sgd": lambda: keras.optimizers.SGD(hp.learning_rate, momentum=0.9, nesterov=True),
+    }
+    return factories[hp.optimizer]()
+
+
+def framework_versions() -> dict[str, str]:
+    """Versions of Keras, its backend, numpy and Python, for the model version record."""
+    backend = keras.backend.backend()
+    try:
+        backend_version = str(importlib.import_module(backend).__version__)
+    except (ImportError, AttributeError):
+        backend_version = "unknown"
+    return {
+        "keras": keras.__version__,
+        "backend": backend,
+        "backend_version": backend_version,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _load_base_model(path: Path, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    model = keras.saving.load_model(path, compile=False)
+    outputs = int(model.outputs[0].shape[-1])
+    if outputs != num_classes:
+        raise ValueError(
+            f"base model {path.name} predicts {outputs} classes but the dataset has {num_classes}"
+        )
+    expected = tuple(model.inputs[0].shape[1:])
+    if len(expected) != len(input_shape) or any(
+        e is not None and e != got for e, got in zip(expected, input_shape, strict=True)
+    ):
+        raise ValueError(
+            f"base model {path.name} takes images of shape {expected} "
+            f"but the dataset's are {tuple(input_shape)}"
+        )
+    return model
+
+
+def _prepare_model(config: TrainConfig, split: Split) -> keras.Model:
+    hp = config.hyperparameters
+    previous_policy = keras.mixed_precision.global_policy().name
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        if config.base_model_path is not None:
+            model = _load_base_model(
+                Path(config.base_model_path), split.train.input_shape, split.train.num_classes
+            )
+        else:
+            model = build_model(
+                config.architecture,
+                split.train.input_shape,
+                split.train.num_classes,
+                augmentation=hp.augmentation,
+                seed=hp.seed,
+            )
+        model.compile(
+            optimizer=make_optimizer(hp),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(
+            "float32" if config.mixed_precision else previous_policy
+        )
+    return model
+
+
+def _training_arrays(
+    split: Split, extra_train: tuple[np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    x, y = split.train.x, split.train.y
+    if extra_train is None or len(extra_train[1]) == 0:
+        return x, y
+    extra_x, extra_y = np.asarray(extra_train[0]), np.asarray(extra_train[1], dtype=np.int64)
+    if extra_x.shape[1:] != x.shape[1:] or len(extra_x) != len(extra_y):
+        raise ValueError(
+            f"extra training samples must be images of shape {x.shape[1:]} with one label each "
+            f"(got {extra_x.shape} images, {len(extra_y)} labels)"
+        )
+    if extra_y.min() < 0 or extra_y.max() >= split.train.num_classes:
+        raise ValueError(f"extra training labels must lie in 0..{split.train.num_classes - 1}")
+    return np.concatenate([x, extra_x.astype(x.dtype)]), np.concatenate([y, extra_y])
+
+
+def _callbacks(hp: Hyperparameters, progress: ProgressCallback) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = [progress]
+    if hp.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=hp.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+def sha256_of_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def train(
+    config: TrainConfig,
+    split: Split,
+    report: Report | None = None,
+    should_cancel: ShouldCancel | None = None,
+    *,
+    extra_train: tuple[np.ndarray, np.ndarray] | None = None,
+    log: Log | None = None,
+) -> TrainResult:
+    """Train (or fine-tune from `config.base_model_path`) on `split` and save the artifact.
+
+    `report` receives one dict per finished epoch; `should_cancel` is asked after each epoch.
+    A cancelled run saves and evaluates nothing: `cancelled=True`, `artifact_path` names where
+    the artifact would have gone (no file there), `artifact_sha256` is "" and `evaluation` is {}.
+    `extra_train` (images already of the dataset's shape, labels) is appended to the training set.
+    """
+    hp = config.hyperparameters
+    keras.utils.set_random_seed(hp.seed)
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    x_train, y_train = _training_arrays(split, extra_train)
+    model = _prepare_model(config, split)
+    progress = ProgressCallback(hp.epochs, report, should_cancel, log)
+    if log:
+        log(f"training {model.name} on {len(y_train)} images for up to {hp.epochs} epochs")
+    started = time.perf_counter()
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=hp.batch_size,
+        epochs=hp.epochs,
+        validation_data=(split.val.x, split.val.y),
+        callbacks=_callbacks(hp, progress),
+        verbose=0,
+    )
+    train_seconds = time.perf_counter() - started
+    artifact_path = output_dir / ARTIFACT_NAME
+    result = TrainResult(
+        history=progress.rows,
+        evaluation={},
+        artifact_path=artifact_path,
+        artifact_sha256="",
+        train_seconds=train_seconds,
+        epochs_run=len(progress.rows),
+        cancelled=progress.cancelled,
+        framework_versions=framework_versions(),
+    )
+    if not progress.cancelled:
+        _finish(model, split, result, log)
+    return result
+
+
+def _finish(model: keras.Model, split: Split, result: TrainResult, log: Log | None) -> None:
+    model.save(result.artifact_path)
+    result.artifact_sha256 = sha256_of_file(result.artifact_path)
+    probs = predict_probabilities(model, split.test.x)
+    result.evaluation = scores_from_probabilities(probs, split.test.y, split.test.class_names)
+    np.savez_compressed(
+        result.artifact_path.parent / PREDICTIONS_NAME,
+        indices=split.test_idx,
+        y_true=split.test.y,
+        y_pred=probs.argmax(axis=1),
+        probs=probs.astype(np.float16),
+    )
+    if log:
+        log(
+            f"saved {result.artifact_path.name} (sha256 {result.artifact_sha256[:12]}); "
+            f"test accuracy {result.evaluation['accuracy']:.4f}"
+        )
