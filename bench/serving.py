@@ -1,0 +1,300 @@
+"""Serving benchmark: ChannelHub's API against a naive FastAPI `model.predict` endpoint, same model.
+
+Run: `python bench/serving.py` (about two minutes on 2 CPU cores). It trains `seed-cnn` for one
+epoch on the digits in a temporary registry, starts both servers as uvicorn subprocesses on
+loopback ports, drives each with the same concurrent load and prints the figures; the last line
+is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+
+def naive_app(model_path: str):
+    """What a first attempt looks like: decode, then `model.predict` on each request."""
+    import keras
+    from fastapi import FastAPI, File
+
+    from core.ml.images import decode_image, fit_to_shape
+
+    model = keras.saving.load_model(model_path, compile=False)
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(file: bytes = File()) -> dict:
+        image = fit_to_shape(decode_image(file), shape)
+        probs = model.predict(image[None].astype("float32"), verbose=0)[0]
+        return {"class_index": int(probs.argmax()), "confidence": float(probs.max())}
+
+    return app
+
+
+def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]:
+    """Train seed-cnn, serve it on channel `bench`; returns url, key, artifact, test PNGs."""
+    from core.ml.datasets import load_dataset, split_dataset
+    from core.ml.hparams import Hyperparameters
+    from core.ml.images import encode_png
+    from core.ml.training import TrainConfig, train
+    from db.engine import session_scope
+    from db.repo.channels import create_channel, promote_version
+    from db.repo.datasets import register_dataset
+    from db.repo.models import create_model, register_version
+
+    data = load_dataset("digits")
+    split = split_dataset(data, seed=0)
+    hp = Hyperparameters(epochs=epochs, augmentation=False)
+    result = train(TrainConfig("seed-cnn", hp, home / "artifacts" / "bench-v1"), split)
+    url = f"sqlite:///{home / 'channelhub.db'}"
+    with session_scope(url) as s:
+        dataset = register_dataset(
+            session=s, name="digits", source="digits", location=None,
+            class_names=list(data.class_names), input_shape=list(data.input_shape),
+            num_samples=data.num_samples, fingerprint=data.fingerprint,
+        )  # fmt: skip
+        model = create_model(session=s, name="bench")
+        version = register_version(
+            session=s, model_id=model.id, architecture="seed-cnn",
+            artifact_path=str(result.artifact_path), artifact_sha256=result.artifact_sha256,
+            hyperparameters=hp.to_dict(), dataset_id=dataset.id,
+            dataset_fingerprint=data.fingerprint, evaluation=result.evaluation,
+            history=result.history, framework_versions=result.framework_versions,
+            device="cpu", train_seconds=result.train_seconds,
+        )  # fmt: skip
+        _, key = create_channel(session=s, slug="bench", name="Bench", dataset_id=dataset.id)
+        promote_version(session=s, slug="bench", version_id=version.id)
+    images = [encode_png(img) for img in split.test.x]
+    return url, key, str(result.artifact_path), images
+
+
+def start(cmd: list[str], env: dict, ready_url: str, log_path: Path) -> subprocess.Popen:
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd} exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(ready_url, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError(f"{cmd} not ready")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def multipart(image: bytes, boundary: str = "chbenchboundary") -> tuple[bytes, str]:
+    """A pre-built multipart body, so the client spends its CPU on sending, not encoding."""
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+            "Content-Type: image/png\r\n\r\n").encode()  # fmt: skip
+    return (
+        head + image + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
+
+
+def summarise(latencies: list[float], failed: int, seconds: float) -> dict:
+    lat = np.array(latencies) if latencies else np.zeros(1)
+    return {
+        "answered": len(latencies),
+        "failed": failed,
+        "rps": round(len(latencies) / seconds, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)), 2),
+        "p95_ms": round(float(np.percentile(lat, 95)), 2),
+        "p99_ms": round(float(np.percentile(lat, 99)), 2),
+    }
+
+
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client. httpx spends ~7 ms of CPU per request, as much as
+    the server under test; on 2 cores the load generator must not eat the CPU it measures."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlparse(url)
+        self.host, self.port, self.path = parsed.hostname, parsed.port, parsed.path
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def request(self, body: bytes, content_type: str, headers: dict) -> bytes:
+        lines = [f"POST {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}",
+                 f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
+                 *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+        return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def send(self, request: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(request)
+        head = (await self.reader.readuntil(b"\r\n\r\n")).lower()
+        length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+        await self.reader.readexactly(length)
+        if b"connection: close" in head:
+            self.close()
+        return int(head[9:12])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def load(url: str, headers: dict, bodies: list, clients: int, requests: int) -> dict:
+    """`clients` concurrent keep-alive connections sending `requests` predictions in all."""
+    latencies: list[float] = []
+    failed = 0
+    counter = iter(range(requests))
+    prepared = [RawClient(url).request(body, ctype, headers) for body, ctype in bodies]
+
+    async def client_loop() -> None:
+        nonlocal failed
+        client = RawClient(url)
+        for i in counter:
+            started = time.perf_counter()
+            try:
+                ok = await client.send(prepared[i % len(prepared)]) == 200
+            except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                ok = False
+                client.close()
+            if ok:
+                latencies.append((time.perf_counter() - started) * 1000)
+            else:
+                failed += 1
+        client.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    return summarise(latencies, failed, time.perf_counter() - started)
+
+
+def single_client(url: str, headers: dict, bodies: list, requests: int) -> dict:
+    """One client, one request at a time: the latency a lone user sees."""
+    return asyncio.run(load(url, headers, bodies, 1, requests))
+
+
+def stored_predictions(database_url: str, expected: int, wait_s: float = 10.0) -> int:
+    from sqlalchemy import func, select
+
+    from db.engine import session_scope
+    from db.models import Prediction
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        with session_scope(database_url) as s:
+            count = s.scalar(select(func.count()).select_from(Prediction)) or 0
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
+
+
+def print_row(name: str, figures: dict) -> None:
+    print(f"{name:<22} rps {figures['rps']:>8}  p50 {figures['p50_ms']:>7} ms  "
+          f"p95 {figures['p95_ms']:>7} ms  p99 {figures['p99_ms']:>7} ms  "
+          f"answered {figures['answered']}  failed {figures['failed']}", flush=True)  # fmt: skip
+
+
+def bench_channelhub(
+    env: dict, key: str, bodies: list, args, log_dir: Path
+) -> tuple[dict, dict, int]:
+    """Single-client then concurrent load on the real API; returns both and all answered."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "core.services.api", "--port", str(port), "--log-level", "warning"]
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/readyz", log_dir / "channelhub.log")
+    url, headers = f"http://127.0.0.1:{port}/v1/channels/bench/predict", {"X-API-Key": key}
+    try:
+        warm = single_client(url, headers, bodies, 50)
+        single = single_client(url, headers, bodies, args.single_requests)
+        loaded = asyncio.run(load(url, headers, bodies, args.clients, args.requests))
+    finally:
+        proc.terminate()  # a clean shutdown writes every logged prediction
+        proc.wait(60)
+    return single, loaded, warm["answered"] + single["answered"] + loaded["answered"]
+
+
+def bench_naive(env: dict, artifact: str, bodies: list, args, log_dir: Path) -> dict:
+    port = free_port()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--naive-server", artifact,
+           "--port", str(port)]  # fmt: skip
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/openapi.json", log_dir / "naive.log")
+    try:
+        url = f"http://127.0.0.1:{port}/predict"
+        single_client(url, {}, bodies, 5)  # warm-up: the first predict call traces the model
+        return asyncio.run(
+            load(url, {}, bodies, args.clients, args.naive_requests or args.requests)
+        )
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def run(args: argparse.Namespace) -> dict:
+    with tempfile.TemporaryDirectory(prefix="channelhub-bench-") as tmp:
+        home = Path(tmp)
+        paths = {"DATABASE_URL": f"sqlite:///{home / 'channelhub.db'}", "CHANNELHUB_HOME": tmp,
+                 "CHANNELHUB_ARTIFACTS": str(home / "artifacts")}  # fmt: skip
+        os.environ.update(paths)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        url, key, artifact, images = build_registry(home, args.epochs)
+        bodies = [multipart(image) for image in images]
+        single, hub, answered = bench_channelhub(env, key, bodies, args, home)
+        print_row("channelhub 1 client", single)
+        print_row(f"channelhub {args.clients} clients", hub)
+        stored = stored_predictions(url, answered)
+        naive = bench_naive(env, artifact, bodies, args, home)
+        print_row(f"naive {args.clients} clients", naive)
+    ratio = hub["rps"] / naive["rps"] if naive["rps"] else float("inf")
+    print(f"throughput ratio {ratio:.1f}x; stored {stored} of {answered} answered", flush=True)
+    return {
+        "throughput_ratio": round(ratio, 2), "rps": hub["rps"], "naive_rps": naive["rps"],
+        "p50_ms": hub["p50_ms"], "p95_ms": hub["p95_ms"], "p99_ms": hub["p99_ms"],
+        "single_client_p50_ms": single["p50_ms"], "failed": hub["failed"] + single["failed"],
+        "stored": stored, "answered": answered, "naive_p50_ms": naive["p50_ms"],
+        "naive_failed": naive["failed"],
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--naive-requests", type=int, default=None, help="default: --requests")
+    parser.add_argument("--single-requests", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--naive-server", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.naive_server:
+        import uvicorn
+
+        uvicorn.run(naive_app(args.naive_server), host="127.0.0.1", port=args.port,
+                    log_level="warning", access_log=False)  # fmt: skip
+        return
+    print(json.dumps(run(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""Models the serving API holds per channel: loaded once, hot-swapped from the registry, batched."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import random
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.ml.inference import Predictor
+from core.ml.training import sha256_of_file
+from db.engine import session_scope
+from db.repo.datasets import get_dataset
+from db.repo.models import get_version
+from db.repo.serving_queries import ChannelRouting, channel_for_api_key, channel_routing
+from db.settings import resolve_artifact
+
+log = logging.getLogger("channelhub.serving")
+
+RETRY_FAILED_LOAD_S = 30.0
+RETIRE_GRACE_S = 30.0
+
+
+class ModelUnavailable(RuntimeError):
+    """The version a request was routed to is no longer being served (retry the request)."""
+
+
+@dataclass
+class _Item:
+    image: np.ndarray
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """One thread per model version that runs queued images through `predict` in batches.
+
+    A lone request is dispatched at once; when several are queued they go together, and
+    once concurrency is seen the batch waits at most `max_wait_s` for stragglers.
+    """
+
+    def __init__(self, predict, *, max_batch: int = 32, max_wait_s: float = 0.0, name: str = ""):
+        self._predict = predict
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._closed = False
+        self.batches = 0
+        self.items = 0
+        self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, image: np.ndarray) -> Future:
+        """Queue one image (already of the model's input shape); the future gets its (K,) probs."""
+        if self._closed:
+            raise ModelUnavailable("this model version is no longer served")
+        item = _Item(image)
+        self._queue.put(item)
+        return item.future
+
+    async def predict(self, image: np.ndarray) -> np.ndarray:
+        return await asyncio.wrap_future(self.submit(image))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Answer everything already queued, then stop the thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = self._fill(batch)
+            self._dispatch(batch)
+            if stop:
+                return
+
+    def _fill(self, batch: list[_Item]) -> bool:
+        """Add queued items to `batch`; True when the close sentinel was met."""
+        deadline = None
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                if len(batch) == 1 or self.max_wait_s <= 0:
+                    return False
+                deadline = deadline or time.monotonic() + self.max_wait_s
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
+
+    def _dispatch(self, batch: list[_Item]) -> None:
+        try:
+            probs = self._predict(np.stack([item.image for item in batch]))
+        except Exception as exc:  # every waiting request learns of the failure
+            log.exception("batch of %d failed", len(batch))
+            for item in batch:
+                item.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.items += len(batch)
+        for item, row in zip(batch, probs, strict=True):
+            item.future.set_result(row)
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A model version in memory, with its batcher and the names of its classes."""
+
+    version_id: int
+    model_name: str
+    version: int
+    class_names: tuple[str, ...]
+    predictor: Predictor
+    batcher: MicroBatcher
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.predictor.input_shape
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One channel as the API routes it right now (replaced whole, never mutated)."""
+
+    routing: ChannelRouting
+    production: LoadedVersion | None
+    candidate: LoadedVersion | None
+    load_error: str = ""
+
+    def choose(self, rng: random.Random) -> tuple[LoadedVersion, str]:
+        """The arm for one request: the candidate with probability `candidate_traffic`."""
+        share = self.routing.candidate_traffic
+        if self.candidate is not None and share > 0 and rng.random() < share:
+            return self.candidate, "candidate"
+        if self.production is None:
+            raise ModelUnavailable(self.load_error or "no production version")
+        return self.production, "production"
+
+
+def load_version(
+    version_id: int, *, database_url: str, max_batch: int, max_wait_s: float
+) -> LoadedVersion:
+    """Load one version after checking its artifact's sha256 against the registry."""
+    with session_scope(database_url) as session:
+        info = get_version(session=session, version_id=version_id)
+        class_names = list(get_dataset(session=session, dataset_id=info.dataset_id).class_names)
+    path = resolve_artifact(info.artifact_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"artifact of {info.label} is missing: {path}")
+    digest = sha256_of_file(path)
+    if digest != info.artifact_sha256:
+        raise ValueError(f"artifact of {info.label} fails its sha256 check ({digest[:12]}…)")
+    predictor = Predictor(path)
+    if len(class_names) != predictor.num_classes:
+        names, outputs = len(class_names), predictor.num_classes
+        log.warning("%s: %d class names for %d outputs", info.label, names, outputs)
+        class_names = [str(i) for i in range(predictor.num_classes)]
+    batcher = MicroBatcher(
+        predictor.predict_batch, max_batch=max_batch, max_wait_s=max_wait_s, name=info.label
+    )
+    log.info("loaded %s from %s", info.label, path)
+    return LoadedVersion(
+        version_id, info.model_name, info.version, tuple(class_names), predictor, batcher
+    )
+
+
+class ModelCache:
+    """Every channel's loaded versions, refreshed from the registry by a background thread.
+
+    A refresh loads new versions completely before it swaps the channel map (one reference
+    assignment), so requests never see a half-loaded model; replaced versions keep answering
+    what they already queued and are closed after a grace period.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        refresh_seconds: float = 1.0,
+        max_batch: int = 32,
+        max_wait_s: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.refresh_seconds = refresh_seconds
+        self._batching = {"max_batch": max_batch, "max_wait_s": max_wait_s}
+        self.rng = random.Random(seed)
+        self._channels: dict[str, ChannelState] = {}
+        self._versions: dict[int, LoadedVersion] = {}
+        self._failed: dict[int, tuple[float, str]] = {}
+        self._retired: list[tuple[float, LoadedVersion]] = []
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_refresh = 0.0
+        self.last_error = ""
+
+    def start(self) -> None:
+        """Load what the registry routes to now, then keep polling it."""
+        self.refresh()
+        self._thread = threading.Thread(target=self._poll, name="model-cache", daemon=True)
+        self._thread.start()
+
+    def channel(self, slug: str) -> ChannelState | None:
+        return self._channels.get(slug)
+
+    def routing_for_key(self, key: str) -> ChannelRouting | None:
+        """The registry's current routing of the channel whose key is `key` (one query)."""
+        with session_scope(self.database_url) as session:
+            return channel_for_api_key(session=session, key=key)
+
+    def refresh_if_stale(self, max_age_s: float = 0.25) -> None:
+        """Refresh now unless a refresh finished within `max_age_s` (bounds on-demand polls)."""
+        if time.monotonic() - self.last_refresh > max_age_s:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Read the channels table, load newly routed versions, swap, retire unused ones."""
+        with self._refresh_lock:
+            try:
+                with session_scope(self.database_url) as session:
+                    routings = channel_routing(session=session)
+            except Exception as exc:  # keep serving what is loaded while the DB is away
+                self.last_error = f"registry unreachable: {exc}"
+                log.warning(self.last_error)
+                return
+            self._channels = {r.slug: self._state_for(r) for r in routings}
+            self.last_refresh = time.monotonic()
+            self.last_error = ""
+            self._retire_unrouted()
+            self._close_expired()
+
+    def _state_for(self, routing: ChannelRouting) -> ChannelState:
+        production, error = self._ensure(routing.production_version_id)
+        if routing.production_version_id is None:
+            error = "channel has no production version"
+        candidate, _ = self._ensure(routing.candidate_version_id)
+        return ChannelState(routing, production, candidate, error)
+
+    def _ensure(self, version_id: int | None) -> tuple[LoadedVersion | None, str]:
+        if version_id is None:
+            return None, ""
+        if version_id in self._versions:
+            return self._versions[version_id], ""
+        failed_at, reason = self._failed.get(version_id, (0.0, ""))
+        if reason and time.monotonic() - failed_at < RETRY_FAILED_LOAD_S:
+            return None, reason
+        try:
+            loaded = load_version(
+                version_id,
+                database_url=self.database_url,
+                **self._batching,
+            )
+        except Exception as exc:  # a broken artifact must not stop other channels
+            reason = f"model version {version_id} could not be loaded: {exc}"
+            log.error(reason)
+            self._failed[version_id] = (time.monotonic(), reason)
+            return None, reason
+        self._failed.pop(version_id, None)
+        self._versions[version_id] = loaded
+        return loaded, ""
+
+    def _retire_unrouted(self) -> None:
+        routed = {
+            v.version_id
+            for state in self._channels.values()
+            for v in (state.production, state.candidate)
+            if v is not None
+        }
+        for version_id in list(self._versions):
+            if version_id not in routed:
+                self._retired.append((time.monotonic(), self._versions.pop(version_id)))
+
+    def _close_expired(self, grace_s: float = RETIRE_GRACE_S) -> None:
+        now = time.monotonic()
+        keep = [(t, v) for t, v in self._retired if now - t < grace_s]
+        for t, loaded in self._retired:
+            if now - t >= grace_s:
+                loaded.batcher.close()
+        self._retired = keep
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            self.refresh()
+
+    def readiness(self) -> tuple[bool, dict[str, dict]]:
+        """Ready when every active channel that has a production version has it loaded."""
+        report: dict[str, dict] = {}
+        ready = self.last_refresh > 0
+        for slug, state in self._channels.items():
+            r = state.routing
+            loaded = state.production is not None
+            if r.status == "active" and r.production_version_id is not None and not loaded:
+                ready = False
+            report[slug] = {
+                "status": r.status,
+                "production_version_id": r.production_version_id,
+                "candidate_version_id": r.candidate_version_id,
+                "loaded": loaded,
+                "error": state.load_error,
+            }
+        return ready, report
+
+    def close(self) -> None:
+        """Stop polling and answer every queued request before the batchers stop."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        with self._refresh_lock:
+            for loaded in list(self._versions.values()) + [v for _, v in self._retired]:
+                loaded.batcher.close()
+            self._versions.clear()
+            self._retired.clear()

@@ -1,0 +1,172 @@
+"""Turn a predict request's body into one image of the model's input shape, or a 4xx naming why."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from typing import Any
+
+import numpy as np
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from core.ml.images import ImageError, decode_image, fit_to_shape
+
+# Bodies above this are decoded on a worker thread so a large image does not stall the loop.
+INLINE_DECODE_BYTES = 64 * 1024
+RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
+
+
+class InputError(Exception):
+    """A request body the API refuses: HTTP status and a message naming the problem."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status_code = status_code
+        self.detail = detail
+
+
+async def image_from_request(
+    request: Request, shape: tuple[int, int, int], *, max_pixels: int
+) -> np.ndarray:
+    """The uploaded image as uint8 of `shape`: multipart `file`, raw image bytes, or JSON."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        return await _decode(await _multipart_file(request), shape, max_pixels)
+    if content_type in RAW_IMAGE_TYPES:
+        return await _decode(await request.body(), shape, max_pixels)
+    if content_type == "application/json" or content_type.endswith("+json"):
+        body = await request.body()
+        if len(body) > INLINE_DECODE_BYTES:
+            payload = await asyncio.to_thread(_parse_json, body)
+        else:
+            payload = _parse_json(body)
+        return await _from_json(payload, shape, max_pixels)
+    raise InputError(
+        415,
+        f"unsupported content type {content_type or 'none'!r}: send multipart/form-data with a "
+        "'file' field, image/png or image/jpeg bytes, or JSON with 'image_base64' or 'pixels'",
+    )
+
+
+async def _multipart_file(request: Request) -> bytes:
+    form = await request.form(max_files=1, max_fields=8)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InputError(422, "multipart body needs a file field named 'file'")
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(400, f"body is not valid JSON: {exc}") from None
+
+
+async def _from_json(payload: Any, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+    if not isinstance(payload, dict) or len({"image_base64", "pixels"} & payload.keys()) != 1:
+        raise InputError(422, "JSON body needs exactly one of 'image_base64' or 'pixels'")
+    if "pixels" in payload:
+        return pixels_to_image(payload["pixels"], shape)
+    return await _decode(base64_bytes(payload["image_base64"]), shape, max_pixels)
+
+
+def base64_bytes(value: Any) -> bytes:
+    """Decode a base64 string (a `data:image/...;base64,` prefix is allowed)."""
+    if not isinstance(value, str):
+        raise InputError(422, "image_base64 must be a string")
+    if value.startswith("data:") and "," in value:
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(422, f"image_base64 is not valid base64: {exc}") from None
+
+
+def pixels_to_image(value: Any, shape: tuple[int, int, int]) -> np.ndarray:
+    """A nested list of 0..255 numbers, HxW (grayscale models) or HxWxC, as uint8 of `shape`."""
+    height, width, channels = shape
+    expected = f"{height}x{width}x{channels}" + (f" or {height}x{width}" if channels == 1 else "")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(422, "pixels must be a rectangular nested array of numbers") from None
+    if arr.ndim == 2 and channels == 1:
+        arr = arr[:, :, None]
+    if arr.shape != tuple(shape):
+        got = "x".join(str(d) for d in arr.shape) or "a scalar"
+        raise InputError(
+            422, f"pixels have the wrong shape: this model takes {expected} (got {got})"
+        )
+    if not np.isfinite(arr).all():
+        raise InputError(422, "pixels contain NaN, infinite or null values")
+    low, high = float(arr.min()), float(arr.max())
+    if low < 0 or high > 255:
+        raise InputError(422, f"pixel values must lie in 0..255 (got {low:g}..{high:g})")
+    return np.rint(arr).astype(np.uint8)
+
+
+async def _decode(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+    if len(data) > INLINE_DECODE_BYTES:
+        return await asyncio.to_thread(decode_to_shape, data, shape, max_pixels)
+    return decode_to_shape(data, shape, max_pixels)
+
+
+def decode_to_shape(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+    """Decode PNG/JPEG bytes and fit them to `shape`, as an InputError with a status on failure."""
+    try:
+        image = decode_image(data, max_pixels=max_pixels)
+        return image if image.shape == tuple(shape) else fit_to_shape(image, shape)
+    except ImageError as exc:
+        raise InputError(_image_error_status(str(exc)), str(exc)) from None
+
+
+def _image_error_status(message: str) -> int:
+    if message.startswith("image too large"):
+        return 413
+    if message.startswith("not an image"):
+        return 415
+    return 400  # empty, truncated or corrupt
+
+
+class BodyTooLarge(Exception):
+    """The request body passed the upload limit while it was being read."""
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over `limit` bytes: from Content-Length before reading, else mid-stream."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = too_large_response(self.limit, f"{int(declared)} bytes")
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge()
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def too_large_response(limit: int, size: str) -> JSONResponse:
+    detail = f"request body too large: {size} over the limit of {limit} bytes"
+    return JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
