@@ -204,6 +204,8 @@ class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
         Index("ix_predictions_channel_created", "channel_id", "created_at"),
+        # Covers the overview's per-channel count, p95 and hourly trend without row lookups.
+        Index("ix_predictions_channel_created_latency", "channel_id", "created_at", "latency_ms"),
         Index("ix_predictions_version", "version_id"),
     )
 
@@ -225,6 +227,8 @@ class Feedback(Base):
     __table_args__ = (
         Index("ix_feedback_review", "review_status", "created_at"),
         Index("ix_feedback_channel_created", "channel_id", "created_at"),
+        # Pending counts per channel and the review queue filtered by channel and status.
+        Index("ix_feedback_channel_status", "channel_id", "review_status", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

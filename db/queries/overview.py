@@ -178,7 +178,7 @@ def channel_health(
                 (n_up / n_feedback) if n_feedback else None,
                 pending.get(ch.id, 0),
                 jobs.get(ch.id, 0),
-            )  # fmt: skip
+            )
         )
     return result
 

@@ -70,9 +70,11 @@ def _search_clause(text: str):
         return or_(ModelVersion.version == number, ModelVersion.id == number)
     like = f"%{text}%"
     return or_(
-        Model.name.ilike(like), ModelVersion.architecture.ilike(like),
-        ModelVersion.created_by.ilike(like), ModelVersion.device.ilike(like),
-    )  # fmt: skip
+        Model.name.ilike(like),
+        ModelVersion.architecture.ilike(like),
+        ModelVersion.created_by.ilike(like),
+        ModelVersion.device.ilike(like),
+    )
 
 
 def _apply_filters(query: Select, filters: VersionFilter) -> Select:
@@ -150,7 +152,7 @@ def version_page(
             ModelVersion.created_by,
             ModelVersion.created_at,
             status,
-        )  # fmt: skip
+        )
         .join(Model, Model.id == ModelVersion.model_id)
         .join(Dataset, Dataset.id == ModelVersion.dataset_id),
         filters,

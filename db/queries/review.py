@@ -63,10 +63,13 @@ def _day_start(day: date) -> datetime:
 
 def _filtered(query: Select, f: ReviewFilter) -> Select:
     equal = {
-        Feedback.channel_id: f.channel_id, Feedback.rating: f.rating,
-        Feedback.review_status: f.status, Feedback.predicted_class: f.predicted_class,
-        Feedback.claimed_class: f.claimed_class, Feedback.version_id: f.version_id,
-    }  # fmt: skip
+        Feedback.channel_id: f.channel_id,
+        Feedback.rating: f.rating,
+        Feedback.review_status: f.status,
+        Feedback.predicted_class: f.predicted_class,
+        Feedback.claimed_class: f.claimed_class,
+        Feedback.version_id: f.version_id,
+    }
     for column, value in equal.items():
         if value is not None:
             query = query.where(column == value)
@@ -125,7 +128,7 @@ def _rows(session: Session, feedback_rows: list[Feedback]) -> list[ReviewRow]:
             r.comment,
             r.review_status,
             r.created_at,
-        )  # fmt: skip
+        )
         for r in feedback_rows
     ]
 
@@ -162,7 +165,7 @@ def review_item(*, session: Session, feedback_id: int) -> ReviewItem | None:
             Prediction.input_path,
             Dataset.class_names,
             ModelVersion.model_id,
-        )  # fmt: skip
+        )
         .join(Prediction, Prediction.id == Feedback.prediction_id)
         .join(ModelVersion, ModelVersion.id == Feedback.version_id)
         .join(Dataset, Dataset.id == ModelVersion.dataset_id)
@@ -177,12 +180,19 @@ def review_item(*, session: Session, feedback_id: int) -> ReviewItem | None:
         )
     )
     return ReviewItem(
-        _rows(session, [fb])[0], fb.version_id, model_id, fb.prediction_id,
-        [float(p) for p in probabilities or []], input_path, [str(c) for c in class_names or []],
-        current.verdict if current else None, current.true_class if current else None,
-        list(current.tags or []) if current else [], current.note if current else "",
+        _rows(session, [fb])[0],
+        fb.version_id,
+        model_id,
+        fb.prediction_id,
+        [float(p) for p in probabilities or []],
+        input_path,
+        [str(c) for c in class_names or []],
+        current.verdict if current else None,
+        current.true_class if current else None,
+        list(current.tags or []) if current else [],
+        current.note if current else "",
         current.author if current else None,
-    )  # fmt: skip
+    )
 
 
 def class_names_by_channel(*, session: Session) -> dict[int, list[str]]:
@@ -191,3 +201,45 @@ def class_names_by_channel(*, session: Session) -> dict[int, list[str]]:
         select(Channel.id, Dataset.class_names).join(Dataset, Dataset.id == Channel.dataset_id)
     )
     return {channel_id: [str(c) for c in names or []] for channel_id, names in rows}
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    verdict: str
+    true_class: int | None
+    reason: str
+
+
+def suggest_verdict(item: ReviewItem) -> Suggestion:
+    """A starting verdict from the model's own probabilities (the reviewer decides)."""
+    row, probs = item.row, item.probabilities
+    name = lambda i: item.class_names[i] if 0 <= i < len(item.class_names) else str(i)  # noqa: E731
+    if row.rating == "up":
+        return Suggestion("confirmed", row.predicted_class, "the user agrees with the prediction")
+    ranked = sorted(range(len(probs)), key=probs.__getitem__, reverse=True)
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    if row.claimed_class is None:
+        if runner_up is None:
+            return Suggestion("rejected", None, "the user names no class and there is no other")
+        return Suggestion(
+            "corrected",
+            runner_up,
+            f"the user names no class; the model's second choice is "
+            f"{name(runner_up)} ({probs[runner_up]:.0%})",
+        )
+    claimed_p = probs[row.claimed_class] if row.claimed_class < len(probs) else 0.0
+    if row.claimed_class == runner_up or claimed_p >= 0.05:
+        return Suggestion(
+            "confirmed",
+            row.claimed_class,
+            f"the model gives the user's class {name(row.claimed_class)} "
+            f"{claimed_p:.0%}: a plausible mistake",
+        )
+    if row.confidence >= 0.95:
+        return Suggestion(
+            "rejected",
+            None,
+            f"the model is {row.confidence:.0%} sure and gives the user's class only "
+            f"{claimed_p:.1%}: possibly noise",
+        )
+    return Suggestion("confirmed", row.claimed_class, "the model is unsure; the user may be right")

@@ -1,0 +1,26 @@
+"""ChannelHub dashboard entry point: only the router (`streamlit run dashboard/app.py`)."""
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run` puts only dashboard/ on sys.path; the pages import the db package beside it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+st.set_page_config(page_title="ChannelHub", page_icon=":material/hub:", layout="wide")
+
+pages = {
+    "Status": [
+        st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("views/models.py", title="Models", icon=":material/model_training:"),
+        st.Page("views/channels.py", title="Channels", icon=":material/alt_route:"),
+    ],
+    "Work": [
+        st.Page("views/retrain.py", title="Retrain", icon=":material/restart_alt:"),
+        st.Page("views/jobs.py", title="Jobs", icon=":material/work_history:"),
+        st.Page("views/feedback.py", title="Feedback", icon=":material/rate_review:"),
+    ],
+}
+
+st.navigation(pages).run()

@@ -1,0 +1,168 @@
+"""One feedback item under review: input, prediction, user claim, suggestion and verdict form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from dashboard import charts, ui
+from db.queries.review import ReviewItem, suggest_verdict
+from db.repo.feedback import annotate, annotation_history
+from db.settings import artifact_dir
+
+IMAGE_PX = 168
+
+
+def input_image(relative_path: str | None) -> np.ndarray | None:
+    """The stored request image, scaled up with sharp pixels, or None when it is missing."""
+    if not relative_path:
+        return None
+    path = Path(relative_path)
+    path = path if path.is_absolute() else artifact_dir() / path
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            scale = max(1, IMAGE_PX // max(img.size))
+            img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError):
+        return None
+
+
+def class_label(item: ReviewItem, index: int | None) -> str:
+    if index is None:
+        return "—"
+    names = item.class_names
+    name = names[index] if 0 <= index < len(names) else str(index)
+    return name if name == str(index) else f"{index} · {name}"
+
+
+def what_was_said(item: ReviewItem) -> None:
+    row = item.row
+    thumb = (
+        ":green-badge[:material/thumb_up: up]"
+        if row.rating == "up"
+        else ":red-badge[:material/thumb_down: down]"
+    )
+    st.markdown(
+        f"**Model ({row.version_label})** predicted **{class_label(item, row.predicted_class)}** "
+        f"with {row.confidence:.0%} confidence  \n"
+        f"**User on `{row.channel_slug}`** {thumb}"
+        + (
+            f" — says it is **{class_label(item, row.claimed_class)}**"
+            if row.claimed_class is not None
+            else ""
+        )
+        + (f"  \n> {row.comment}" if row.comment else "")
+    )
+    tip = suggest_verdict(item)
+    st.info(
+        f"Suggestion: **{tip.verdict}**"
+        + (f" as {class_label(item, tip.true_class)}" if tip.true_class is not None else "")
+        + f" — {tip.reason}",
+        icon=":material/lightbulb:",
+    )
+    if item.current_verdict:
+        st.markdown(
+            f"Current verdict {ui.badge(item.current_verdict)} by **{item.current_author}**"
+            + (
+                f" as {class_label(item, item.current_true_class)}"
+                if item.current_true_class is not None
+                else ""
+            )
+        )
+
+
+def reset_form_for(item: ReviewItem) -> None:
+    """Pre-fill the verdict form when a new item comes up (keys stay stable for shortcuts)."""
+    if st.session_state.get("fb_shown") == item.row.id:
+        return
+    st.session_state["fb_shown"] = item.row.id
+    tip = suggest_verdict(item)
+    default = item.current_true_class if item.current_true_class is not None else tip.true_class
+    st.session_state["fb_true_class"] = default if default is not None else item.row.predicted_class
+    st.session_state["fb_tags"] = ", ".join(item.current_tags)
+    st.session_state["fb_note"] = item.current_note
+
+
+def verdict_form(item: ReviewItem, actor: str) -> str | None:
+    """The three verdicts as one form (keyboard: Y confirm, E correct, N reject as noise)."""
+    reset_form_for(item)
+    with st.form("verdict"):
+        classes = list(range(len(item.class_names) or len(item.probabilities)))
+        st.selectbox(
+            "True class (for Correct)",
+            classes,
+            key="fb_true_class",
+            format_func=lambda i: class_label(item, i),
+        )
+        st.text_input("Tags (comma-separated)", key="fb_tags", placeholder="blurry, ambiguous")
+        st.text_input("Note", key="fb_note")
+        a, b, c = st.columns(3)
+        confirm = a.form_submit_button(
+            "Confirm (Y)", key="fb_confirm", shortcut="y", type="primary", icon=":material/check:"
+        )
+        correct = b.form_submit_button(
+            "Correct (E)", key="fb_correct", shortcut="e", icon=":material/edit:"
+        )
+        reject = c.form_submit_button(
+            "Reject as noise (N)", key="fb_reject", shortcut="n", icon=":material/block:"
+        )
+    verdict = "confirmed" if confirm else "corrected" if correct else "rejected" if reject else None
+    if verdict is None:
+        return None
+    saved = ui.try_write(
+        annotate,
+        feedback_id=item.row.id,
+        verdict=verdict,
+        author=actor,
+        true_class=st.session_state["fb_true_class"] if verdict == "corrected" else None,
+        tags=st.session_state["fb_tags"].split(","),
+        note=st.session_state["fb_note"],
+        num_classes=len(item.class_names) or None,
+    )
+    return verdict if saved else None
+
+
+def history(item: ReviewItem) -> None:
+    rows = ui.read(annotation_history, feedback_id=item.row.id)
+    if not rows:
+        return
+    with st.expander(f"Verdict history ({len(rows)})"):
+        for a in reversed(rows):
+            st.markdown(
+                f"{ui.badge(a.verdict)} {class_label(item, a.true_class)} by **{a.author}** "
+                f"on {ui.when(a.created_at)}"
+                + (" (current)" if a.is_current else "")
+                + (f" · tags: {', '.join(a.tags)}" if a.tags else "")
+                + (f" · {a.note}" if a.note else "")
+            )
+
+
+def item_panel(item: ReviewItem, actor: str) -> str | None:
+    """Draw the item and its form; returns the verdict stored on this run, if any."""
+    picture, details = st.columns([1, 3])
+    with picture:
+        image = input_image(item.input_path)
+        if image is None:
+            st.caption("The input image is not stored.")
+        else:
+            st.image(image, caption=f"feedback #{item.row.id}")
+    with details:
+        what_was_said(item)
+        st.plotly_chart(
+            charts.probability_bars(
+                item.probabilities,
+                item.class_names,
+                predicted=item.row.predicted_class,
+                claimed=item.row.claimed_class,
+            ),
+            key="fb_probs",
+            config={"displayModeBar": False},
+        )
+    verdict = verdict_form(item, actor)
+    history(item)
+    return verdict

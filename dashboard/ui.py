@@ -1,0 +1,153 @@
+"""Shared chrome for every page: sidebar user, cached reads, writes with errors, badges, cards."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import streamlit as st
+
+from db.engine import session_scope
+from db.repo.errors import RegistryError
+from db.settings import current_user, database_url
+
+T = TypeVar("T")
+
+# Paths relative to dashboard/app.py, as st.page_link and st.switch_page want them.
+OVERVIEW = "views/overview.py"
+MODELS = "views/models.py"
+RETRAIN = "views/retrain.py"
+JOBS = "views/jobs.py"
+FEEDBACK = "views/feedback.py"
+CHANNELS = "views/channels.py"
+
+READ_TTL_S = 15
+
+STATUS_COLOURS = {
+    "active": "green",
+    "paused": "orange",
+    "queued": "blue",
+    "running": "violet",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "gray",
+    "lost": "red",
+    "pending": "blue",
+    "confirmed": "green",
+    "corrected": "orange",
+    "rejected": "gray",
+    "production": "green",
+    "candidate": "violet",
+    "archived": "gray",
+    "online": "green",
+    "unresponsive": "red",
+    "stopped": "gray",
+}
+
+
+def page_header(title: str, caption: str = "") -> str:
+    """Title, caption and the sidebar's "acting as" field; returns the acting user."""
+    st.title(title)
+    if caption:
+        st.caption(caption)
+    if "user" not in st.session_state:
+        st.session_state["user"] = current_user()
+    st.sidebar.text_input(
+        "Acting as", key="user", help="Stored with every change you make (audit log)."
+    )
+    for kind, message in st.session_state.pop("flash", []):
+        getattr(st, kind)(message)
+    return acting_user()
+
+
+def flash(message: str, kind: str = "success") -> None:
+    """Show `message` at the top of the next run (survives st.rerun)."""
+    st.session_state.setdefault("flash", []).append((kind, message))
+
+
+def acting_user() -> str:
+    return (st.session_state.get("user") or current_user()).strip()
+
+
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def _cached_read(_fn: Callable[..., Any], name: str, url: str, kwargs: dict[str, Any]) -> Any:
+    with session_scope(url) as session:
+        return _fn(session=session, **kwargs)
+
+
+def read(fn: Callable[..., T], **kwargs: Any) -> T:
+    """Run repository/query function `fn(session=…, **kwargs)`, cached for a few seconds
+    per database and arguments."""
+    name = f"{fn.__module__}.{fn.__qualname__}"
+    return _cached_read(fn, name, database_url(), kwargs)
+
+
+def read_fresh(fn: Callable[..., T], **kwargs: Any) -> T:
+    """Run `fn` uncached (live views that poll)."""
+    with session_scope() as session:
+        return fn(session=session, **kwargs)
+
+
+def write(fn: Callable[..., T], **kwargs: Any) -> T:
+    """Run a repository change in its own unit of work and drop cached reads."""
+    with session_scope() as session:
+        result = fn(session=session, **kwargs)
+    clear_reads()
+    return result
+
+
+def try_write(fn: Callable[..., T], **kwargs: Any) -> T | None:
+    """Like `write`, but a refused change is shown as an error and gives None."""
+    try:
+        return write(fn, **kwargs)
+    except RegistryError as exc:
+        st.error(str(exc))
+        return None
+
+
+def clear_reads() -> None:
+    _cached_read.clear()
+
+
+def badge(status: str) -> str:
+    """Markdown for a coloured status badge."""
+    return f":{STATUS_COLOURS.get(status, 'gray')}-badge[{status}]"
+
+
+def int_param(name: str) -> int | None:
+    """An integer query parameter (`?version=12`), None when absent or malformed."""
+    value = st.query_params.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None else f"{value:.{digits}%}"
+
+
+def ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def when(value: datetime | None) -> str:
+    return "—" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def metric_row(items: list[tuple[str, str]], *, border: bool = True) -> None:
+    """A row of metric cards from (label, value) pairs."""
+    for column, (label, value) in zip(st.columns(len(items)), items, strict=True):
+        column.metric(label, value, border=border)
+
+
+def field_errors(errors: dict[str, str], name: str) -> None:
+    """Show the validation message for one form field, if any, right below it."""
+    if name in errors:
+        st.error(errors[name], icon=":material/error:")
+
+
+def show_failure(what: str, exc: Exception) -> None:
+    """A clear message instead of a traceback."""
+    st.error(f"Could not {what}: {exc}")

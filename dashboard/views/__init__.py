@@ -1,0 +1,1 @@
+"""Dashboard pages, registered by dashboard/app.py through st.navigation."""

@@ -1,0 +1,269 @@
+"""Channels: create and edit, pause and resume, rotate the API key, set the serving versions."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import ui
+from db.models import CHANNEL_KINDS
+from db.queries.registry import version_choices
+from db.repo import channels as repo
+from db.repo.audit import list_events
+from db.repo.datasets import list_datasets
+from db.repo.errors import RegistryError
+from db.repo.models import list_models
+
+NEW = "__new__"
+# Which form field a repository message is about (the message names it).
+FIELD_WORDS = (
+    ("slug", "slug"),
+    ("name", "name"),
+    ("kind", "kind"),
+    ("dataset", "dataset"),
+    ("model", "model"),
+    ("accuracy", "slo_min_accuracy"),
+    ("latency", "slo_max_p95_ms"),
+)
+
+
+def channels_table(channels: list[repo.ChannelInfo]) -> None:
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "channel": [f"channels?channel={c.slug}" for c in channels],
+                "name": [c.name for c in channels],
+                "kind": [c.kind for c in channels],
+                "status": [c.status for c in channels],
+                "model": [c.model_name or "" for c in channels],
+                "production": [c.production_version_id for c in channels],
+                "candidate": [
+                    f"{c.candidate_version_id} ({c.candidate_traffic:.0%})"
+                    if c.candidate_version_id
+                    else ""
+                    for c in channels
+                ],
+                "min accuracy": [ui.pct(c.slo_min_accuracy) for c in channels],
+                "max p95": [ui.ms(c.slo_max_p95_ms) for c in channels],
+                "key": [f"{c.api_key_prefix}…" if c.api_key_prefix else "" for c in channels],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "channel": st.column_config.LinkColumn("channel", display_text=r"channel=(.*)"),
+            "production": st.column_config.NumberColumn("production version id", format="%d"),
+        },
+    )
+
+
+def _optional_select(column, label: str, names: dict, current: int | None, key: str):
+    options = [None, *names]
+    index = options.index(current) if current in options else min(1, len(options) - 1)
+    return column.selectbox(
+        label, options, index=index, key=key,
+        format_func=lambda i: "—" if i is None else names[i],
+    )  # fmt: skip
+
+
+def slo_fields(current: repo.ChannelInfo | None, slots: dict, sfx: str) -> dict:
+    a, b = st.columns(2)
+    accuracy = current.slo_min_accuracy if current else None
+    min_accuracy = a.number_input(
+        "SLO: minimum offline accuracy (%)", value=None if accuracy is None else accuracy * 100,
+        step=0.5, key=f"ch_slo_accuracy_{sfx}", placeholder="none",
+    )  # fmt: skip
+    max_p95 = b.number_input(
+        "SLO: maximum p95 latency (ms)", value=current.slo_max_p95_ms if current else None,
+        step=10.0, key=f"ch_slo_p95_{sfx}", placeholder="none",
+    )  # fmt: skip
+    slots["slo_min_accuracy"], slots["slo_max_p95_ms"] = a.empty(), b.empty()
+    return {
+        "slo_min_accuracy": None if min_accuracy is None else min_accuracy / 100.0,
+        "slo_max_p95_ms": max_p95,
+    }
+
+
+def settings_fields(current: repo.ChannelInfo | None, slots: dict) -> dict:
+    """Name, kind, dataset, model and SLOs; keys are per channel so each form keeps its values."""
+    sfx = current.slug if current else "new"
+    values: dict = {}
+    if current is None:
+        values["slug"] = st.text_input("Slug (used in API paths)", key="ch_slug", placeholder="web")
+        slots["slug"] = st.empty()
+    values["name"] = st.text_input(
+        "Name", value=current.name if current else "", key=f"ch_name_{sfx}"
+    )
+    slots["name"] = st.empty()
+    kind = current.kind if current else CHANNEL_KINDS[0]
+    values["kind"] = st.selectbox(
+        "Kind", CHANNEL_KINDS, index=CHANNEL_KINDS.index(kind), key=f"ch_kind_{sfx}"
+    )
+    a, b = st.columns(2)
+    datasets = {d.id: d.name for d in ui.read(list_datasets)}
+    models = {m.id: m.name for m in ui.read(list_models)}
+    values["dataset_id"] = _optional_select(
+        a, "Dataset", datasets, current.dataset_id if current else None, f"ch_dataset_{sfx}"
+    )
+    values["model_id"] = _optional_select(
+        b, "Model", models, current.model_id if current else None, f"ch_model_{sfx}"
+    )
+    slots["dataset"], slots["model"] = a.empty(), b.empty()
+    return {**values, **slo_fields(current, slots, sfx)}
+
+
+def show_refusal(exc: RegistryError, slots: dict) -> None:
+    message = str(exc)
+    field = next((f for word, f in FIELD_WORDS if word in message.lower() and f in slots), "_form")
+    slots[field].error(message, icon=":material/error:")
+
+
+def settings_form(current: repo.ChannelInfo | None, actor: str) -> None:
+    with st.form(f"channel-{current.slug if current else NEW}"):
+        slots: dict = {"_form": st.empty()}
+        values = settings_fields(current, slots)
+        submitted = st.form_submit_button(
+            "Create channel" if current is None else "Save changes", type="primary", key="ch_save"
+        )
+    if not submitted:
+        return
+    try:
+        if current is None:
+            info, key = ui.write(repo.create_channel, **values, actor=actor)
+            st.session_state["ch_new_key"] = (info.slug, key)
+            st.query_params["channel"] = info.slug
+        else:
+            ui.write(repo.update_channel, slug=current.slug, **values, actor=actor)
+            ui.flash(f"Saved {current.slug}.")
+    except RegistryError as exc:
+        show_refusal(exc, slots)
+        return
+    st.rerun()
+
+
+def status_and_key(c: repo.ChannelInfo, actor: str) -> None:
+    left, right = st.columns(2)
+    with left, st.container(border=True):
+        st.markdown(
+            f"**Status** {ui.badge(c.status)}"
+            + (f" — {c.status_reason}" if c.status_reason else "")
+        )
+        if c.status == "active":
+            reason = st.text_input("Reason shown to API clients", key="ch_pause_reason")
+            if st.button("Pause channel", key="ch_pause", icon=":material/pause:"):
+                if ui.try_write(
+                    repo.set_channel_status,
+                    slug=c.slug,
+                    status="paused",
+                    reason=reason,
+                    actor=actor,
+                ):
+                    st.rerun()
+        elif st.button("Resume channel", key="ch_resume", icon=":material/play_arrow:"):
+            if ui.try_write(repo.set_channel_status, slug=c.slug, status="active", actor=actor):
+                st.rerun()
+    with right, st.container(border=True):
+        st.markdown(f"**API key** `{c.api_key_prefix or 'none'}…`")
+        shown = st.session_state.pop("ch_new_key", None)
+        if shown and shown[0] == c.slug:
+            st.warning("Copy this key now: it is shown once and stored only as a hash.")
+            st.code(shown[1], language=None)
+        if st.button(
+            "Rotate key",
+            key="ch_rotate",
+            icon=":material/key:",
+            help="The old key stops working at once.",
+        ):
+            key = ui.try_write(repo.rotate_api_key, slug=c.slug, actor=actor)
+            if key:
+                st.session_state["ch_new_key"] = (c.slug, key)
+                st.rerun()
+
+
+def serving_versions(c: repo.ChannelInfo, actor: str) -> None:
+    if c.model_id is None:
+        return
+    options = dict(ui.read(version_choices, model_id=c.model_id))
+    with st.container(border=True):
+        st.markdown("**Serving versions**")
+        a, b, d = st.columns([2, 2, 1])
+        prod = a.selectbox(
+            "Promote to production",
+            [None, *options],
+            key="ch_promote",
+            format_func=lambda i: "—" if i is None else options[i],
+        )
+        if a.button("Promote", key="ch_promote_go", disabled=prod is None):
+            if ui.try_write(repo.promote_version, slug=c.slug, version_id=prod, actor=actor):
+                st.rerun()
+        cand = b.selectbox(
+            "Candidate (canary)",
+            [None, *options],
+            key="ch_candidate",
+            format_func=lambda i: "none (end the canary)" if i is None else options[i],
+        )
+        share = d.number_input("Traffic %", min_value=1, max_value=100, value=10, key="ch_share")
+        if b.button("Set candidate", key="ch_candidate_go"):
+            if ui.try_write(
+                repo.set_candidate, slug=c.slug, version_id=cand, traffic=share / 100.0, actor=actor
+            ):
+                st.rerun()
+
+
+def channel_detail(c: repo.ChannelInfo, actor: str) -> None:
+    st.subheader(f"{c.name} `{c.slug}` {ui.badge(c.status)}")
+    if c.production_version_id:
+        st.page_link(
+            ui.MODELS,
+            query_params={"version": c.production_version_id},
+            label=f"Production version (id {c.production_version_id})",
+            icon=":material/verified:",
+        )
+    status_and_key(c, actor)
+    serving_versions(c, actor)
+    with st.expander("Edit settings"):
+        settings_form(c, actor)
+    events = ui.read(list_events, object_type="channel", object_id=c.slug, limit=20)
+    if events:
+        with st.expander(f"History ({len(events)})"):
+            for e in events:
+                st.markdown(
+                    f"{ui.when(e.created_at)} · **{e.actor}** {e.action}"
+                    + (f" `{e.details}`" if e.details else "")
+                )
+
+
+def main() -> None:
+    actor = ui.page_header("Channels", "The paths by which a model reaches its users.")
+    try:
+        channels = ui.read(repo.list_channels)
+        by_slug = {c.slug: c for c in channels}
+        if channels:
+            channels_table(channels)
+        wanted = st.query_params.get("channel")
+        options = [NEW, *by_slug]
+        if (
+            "ch_select" not in st.session_state
+            or wanted in by_slug
+            and st.session_state.get("ch_param") != wanted
+        ):
+            st.session_state["ch_param"] = wanted
+            st.session_state["ch_select"] = (
+                wanted if wanted in by_slug else (options[1] if channels else NEW)
+            )
+        slug = st.selectbox(
+            "Channel",
+            options,
+            key="ch_select",
+            format_func=lambda s: "➕ New channel" if s == NEW else f"{by_slug[s].name} ({s})",
+        )
+        if slug == NEW:
+            st.subheader("New channel")
+            settings_form(None, actor)
+        else:
+            channel_detail(by_slug[slug], actor)
+    except Exception as exc:  # noqa: BLE001 - a message, never a traceback
+        ui.show_failure("show the channels", exc)
+
+
+main()

@@ -1,0 +1,235 @@
+"""Feedback: the review queue with filters and sorting, verdicts one by one or in bulk."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy.orm import Session
+
+from dashboard import review, ui
+from db.models import RATINGS, REVIEW_STATUSES, VERDICTS
+from db.queries.registry import version_choices
+from db.queries.review import (
+    REVIEW_SORTS,
+    ReviewFilter,
+    ReviewRow,
+    class_names_by_channel,
+    review_ids,
+    review_item,
+    review_page,
+)
+from db.repo.channels import list_channels
+from db.repo.errors import RegistryError
+from db.repo.feedback import annotate, count_training_items
+
+PAGE_SIZE = 10
+BULK_LIMIT = 500
+
+
+def _pick(column, label: str, options: list, key: str, names: dict | None = None):
+    names = names or {}
+    return column.selectbox(
+        label,
+        [None, *options],
+        key=key,
+        format_func=lambda v: "any" if v is None else names.get(v, str(v)),
+    )
+
+
+def class_count() -> int:
+    """Classes of the largest channel dataset (class filters and bulk corrections)."""
+    return max((len(v) for v in ui.read(class_names_by_channel).values()), default=10)
+
+
+def filter_bar() -> tuple[ReviewFilter, str]:
+    channels = {c.id: c.slug for c in ui.read(list_channels)}
+    if "fb_channel" not in st.session_state and ui.int_param("channel") in channels:
+        st.session_state["fb_channel"] = ui.int_param("channel")
+    n_classes = class_count()
+    versions = dict(ui.read(version_choices, limit=200))
+    row1, row2 = st.columns(5), st.columns(5)
+    channel_id = _pick(row1[0], "Channel", list(channels), "fb_channel", channels)
+    rating = _pick(row1[1], "Rating", list(RATINGS), "fb_rating")
+    status = row1[2].selectbox(
+        "Status",
+        [None, *REVIEW_STATUSES],
+        key="fb_status",
+        index=1,
+        format_func=lambda v: "any" if v is None else v,
+    )
+    version_id = _pick(row1[3], "Version", list(versions), "fb_version", versions)
+    sort = row1[4].selectbox("Sort", REVIEW_SORTS, key="fb_sort")
+    predicted = _pick(row2[0], "Predicted class", list(range(n_classes)), "fb_predicted")
+    claimed = _pick(row2[1], "Claimed class", list(range(n_classes)), "fb_claimed")
+    period = row2[2].date_input("Received between", value=(), key="fb_dates")
+    start, end = (
+        (list(period) + [None, None])[:2] if isinstance(period, tuple | list) else (period, None)
+    )
+    filters = ReviewFilter(channel_id, rating, status, predicted, claimed, version_id, start, end)
+    return filters, sort
+
+
+def training_counter() -> None:
+    unused = ui.read(count_training_items, unused_only=True)
+    left, right = st.columns([3, 1])
+    left.metric(
+        "Annotated items not yet used for training",
+        f"{unused:,}",
+        border=True,
+        help="Confirmed or corrected feedback that no version has learned from yet.",
+    )
+    st.session_state["fb_unused"] = unused
+    right.page_link(
+        ui.RETRAIN,
+        query_params={"include_feedback": 1},
+        icon=":material/restart_alt:",
+        label="Retrain with annotated feedback",
+    )
+
+
+def queue_table(rows: list[ReviewRow]) -> None:
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "id": [r.id for r in rows],
+                "status": [r.review_status for r in rows],
+                "channel": [r.channel_slug for r in rows],
+                "version": [r.version_label for r in rows],
+                "predicted": [r.predicted_class for r in rows],
+                "confidence": [r.confidence for r in rows],
+                "rating": [r.rating for r in rows],
+                "claimed": [r.claimed_class for r in rows],
+                "comment": [r.comment for r in rows],
+                "received": [r.created_at for r in rows],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key="fb_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={
+            "confidence": st.column_config.ProgressColumn(
+                min_value=0, max_value=1, format="percent"
+            ),
+            "received": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
+    )
+
+
+def current_position(rows: list[ReviewRow]) -> int:
+    """Index of the item under review: a newly clicked row, else the remembered one, else 0."""
+    ids = [r.id for r in rows]
+    picked = (st.session_state.get("fb_table") or {}).get("selection", {}).get("rows", [])
+    if picked and picked != st.session_state.get("fb_last_click"):
+        st.session_state["fb_last_click"] = picked
+        st.session_state["fb_current"] = ids[picked[0]] if picked[0] < len(ids) else None
+    current = st.session_state.get("fb_current")
+    return ids.index(current) if current in ids else 0
+
+
+def bulk_annotate(
+    *,
+    session: Session,
+    ids: list[int],
+    verdict: str,
+    author: str,
+    true_class: int | None,
+    tags: list[str],
+    note: str,
+    num_classes: int,
+) -> tuple[int, list[str]]:
+    """Apply one verdict to many items in one unit of work; items it cannot apply to are skipped."""
+    applied, skipped = 0, []
+    for feedback_id in ids:
+        try:
+            annotate(
+                session=session,
+                feedback_id=feedback_id,
+                verdict=verdict,
+                author=author,
+                true_class=true_class,
+                tags=tags,
+                note=note,
+                num_classes=num_classes,
+            )
+            applied += 1
+        except RegistryError as exc:
+            skipped.append(f"#{feedback_id}: {exc}")
+    return applied, skipped
+
+
+def bulk_panel(filters: ReviewFilter, sort: str, total: int, actor: str) -> None:
+    count = min(total, BULK_LIMIT)
+    with st.expander(f"Bulk verdict on the filtered selection ({count:,} of {total:,} items)"):
+        with st.form("bulk"):
+            verdict = st.selectbox("Verdict", VERDICTS, key="fb_bulk_verdict")
+            true_class = st.selectbox(
+                "True class (for corrected)", range(class_count()), key="fb_bulk_class"
+            )
+            tags = st.text_input("Tags (comma-separated)", key="fb_bulk_tags")
+            note = st.text_input("Note", key="fb_bulk_note")
+            apply = st.form_submit_button(f"Apply to {count:,} items", key="fb_bulk_apply")
+        if not apply or count == 0:
+            return
+        ids = ui.read_fresh(review_ids, filters=filters, sort=sort, limit=BULK_LIMIT)
+        applied, skipped = ui.write(
+            bulk_annotate,
+            ids=ids,
+            verdict=verdict,
+            author=actor,
+            true_class=int(true_class) if verdict == "corrected" else None,
+            tags=tags.split(","),
+            note=note,
+            num_classes=class_count(),
+        )
+        ui.flash(f"Stored {verdict} on {applied:,} items as {actor}.")
+        if skipped:
+            ui.flash(f"Skipped {len(skipped)}: " + "; ".join(skipped[:5]), "warning")
+        st.rerun()
+
+
+def review_current(rows: list[ReviewRow], actor: str) -> None:
+    pos = current_position(rows)
+    item = ui.read_fresh(review_item, feedback_id=rows[pos].id)
+    prev, label, nxt = st.columns([1, 4, 1])
+    if prev.button("Previous (K)", key="fb_prev", disabled=pos == 0, shortcut="k"):
+        st.session_state["fb_current"] = rows[pos - 1].id
+        st.rerun()
+    label.markdown(f"**Item {pos + 1} of {len(rows)} on this page** · feedback #{item.row.id}")
+    if nxt.button("Next (J)", key="fb_next", disabled=pos + 1 >= len(rows), shortcut="j"):
+        st.session_state["fb_current"] = rows[pos + 1].id
+        st.rerun()
+    verdict = review.item_panel(item, actor)
+    if verdict:
+        st.session_state["fb_current"] = rows[pos + 1].id if pos + 1 < len(rows) else None
+        ui.flash(f"Stored {verdict} on feedback #{item.row.id} as {actor}.")
+        st.rerun()
+
+
+def main() -> None:
+    actor = ui.page_header(
+        "Feedback", "Review what users said; annotated items train the next version."
+    )
+    try:
+        training_counter()
+        filters, sort = filter_bar()
+        page = int(st.session_state.get("fb_page", 1))
+        rows, total = ui.read(
+            review_page, filters=filters, sort=sort, page=page - 1, page_size=PAGE_SIZE
+        )
+        pages = max(1, -(-total // PAGE_SIZE))
+        st.caption(f"{total:,} items match · page {page} of {pages}")
+        if not rows:
+            st.info("Nothing to review with these filters.")
+            return
+        review_current(rows, actor)
+        st.markdown("**Queue** (select a row to review it)")
+        queue_table(rows)
+        st.number_input("Page", min_value=1, max_value=pages, step=1, key="fb_page")
+        bulk_panel(filters, sort, total, actor)
+    except Exception as exc:  # noqa: BLE001 - a message, never a traceback
+        ui.show_failure("show the feedback queue", exc)
+
+
+main()

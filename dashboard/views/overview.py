@@ -1,0 +1,123 @@
+"""Overview: one card per channel with its serving versions, live numbers, SLOs and trends."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from dashboard import charts, ui
+from db.models import utcnow
+from db.queries.overview import ChannelHealth, TrendPoint, channel_health, hourly_traffic
+
+
+def summary(channels: list[ChannelHealth]) -> None:
+    missing = [c for c in channels if c.slo_misses]
+    ui.metric_row(
+        [
+            (
+                "Active channels",
+                f"{sum(c.status == 'active' for c in channels)} of {len(channels)}",
+            ),
+            ("Requests 24 h", f"{sum(c.requests_24h for c in channels):,}"),
+            ("To review", f"{sum(c.pending_feedback for c in channels):,}"),
+            ("Retrains active", str(sum(c.active_jobs for c in channels))),
+            ("Missing an SLO", str(len(missing))),
+        ]
+    )
+
+
+def versions_cell(c: ChannelHealth) -> None:
+    if c.production_version_id is None:
+        st.markdown("**Production:** none yet")
+    else:
+        st.page_link(
+            ui.MODELS,
+            query_params={"version": c.production_version_id},
+            label=f"Production v{c.production_version} · "
+            f"{ui.pct(c.production_accuracy)} offline accuracy",
+            icon=":material/verified:",
+        )
+    if c.candidate_version_id is not None:
+        st.page_link(
+            ui.MODELS,
+            query_params={"version": c.candidate_version_id},
+            label=f"Candidate v{c.candidate_version} · {c.candidate_traffic:.0%} of traffic",
+            icon=":material/science:",
+        )
+
+
+def links_cell(c: ChannelHealth) -> None:
+    st.page_link(
+        ui.FEEDBACK,
+        query_params={"channel": c.id},
+        label=f"{c.pending_feedback:,} feedback to review",
+        icon=":material/rate_review:",
+    )
+    st.page_link(
+        ui.JOBS, label=f"{c.active_jobs} retrain(s) active", icon=":material/work_history:"
+    )
+    st.page_link(
+        ui.CHANNELS,
+        query_params={"channel": c.slug},
+        label="Channel settings",
+        icon=":material/settings:",
+    )
+
+
+def last_hours(trend: list[TrendPoint], hours: int = 24) -> tuple[list[str], list[int]]:
+    """Requests for each of the last `hours` UTC hours, zero where there were none."""
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    labels = [
+        (now - timedelta(hours=h)).strftime("%Y-%m-%d %H:00") for h in range(hours - 1, -1, -1)
+    ]
+    counts = {p.hour: p.requests for p in trend}
+    return labels, [counts.get(label, 0) for label in labels]
+
+
+def live_cell(c: ChannelHealth, trend: list[TrendPoint]) -> None:
+    a, b, d = st.columns(3)
+    a.metric("Requests 24 h", f"{c.requests_24h:,}")
+    b.metric("p95 latency", ui.ms(c.p95_latency_ms), help=f"SLO: ≤ {ui.ms(c.slo_max_p95_ms)}")
+    d.metric("Thumbs up", ui.pct(c.thumbs_up_share, 0), help=f"{c.feedback_24h:,} ratings in 24 h")
+    if trend:
+        fig = charts.sparkline(*last_hours(trend), title="requests per hour, last 24 h (UTC)")
+        st.plotly_chart(fig, key=f"trend-{c.id}", config={"displayModeBar": False})
+    else:
+        st.caption("No traffic in the last 24 hours.")
+
+
+def channel_card(c: ChannelHealth, trend: list[TrendPoint]) -> None:
+    with st.container(border=True):
+        misses = c.slo_misses
+        slo = f":red-badge[misses SLO: {'; '.join(misses)}]" if misses else ":green-badge[SLO met]"
+        model = f" · {c.model_name}" if c.model_name else ""
+        st.markdown(f"#### {c.name} `{c.slug}`{model} {ui.badge(c.status)} {slo}")
+        if c.status == "paused" and c.status_reason:
+            st.caption(f"Paused: {c.status_reason}")
+        left, right = st.columns([2, 5])
+        with left:
+            versions_cell(c)
+            links_cell(c)
+        with right:
+            live_cell(c, trend)
+
+
+def main() -> None:
+    ui.page_header("Overview", "Every channel, the version it serves, and how it is doing now.")
+    try:
+        channels = ui.read(channel_health)
+        trends = ui.read(hourly_traffic, hours=24)
+    except Exception as exc:  # noqa: BLE001 - the page must show a message, not a traceback
+        ui.show_failure("read the registry", exc)
+        return
+    if not channels:
+        st.info("No channels yet. Create one on the Channels page or run `channelhub demo`.")
+        st.page_link(ui.CHANNELS, label="Create a channel", icon=":material/add:")
+        return
+    summary(channels)
+    for c in channels:
+        channel_card(c, [p for p in trends if p.channel_id == c.id])
+
+
+main()

@@ -1,0 +1,279 @@
+"""Retrain: pick what to train, set hyperparameters, and queue a job through the job service."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from core.ml.hparams import LIMITS, OPTIMIZERS, HyperparameterError, Hyperparameters
+from dashboard import ui
+from db.models import DEVICE_REQUESTS
+from db.queries.registry import version_choices
+from db.repo.channels import list_channels
+from db.repo.datasets import list_datasets
+from db.repo.feedback import count_training_items
+from db.repo.models import get_version, list_models
+from db.repo.workers import list_workers, live_workers_for
+
+# Importing core.ml.architectures loads Keras (seconds); the job service checks the name anyway.
+ARCHITECTURES = ("resnet-small", "seed-cnn")
+DEFAULTS = Hyperparameters()
+FORM_FIELDS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "optimizer",
+    "augmentation",
+    "seed",
+    "early_stopping_patience",
+    "architecture",
+    "device_request",
+    "include_feedback",
+    "note",
+)
+
+
+def apply_query_prefill() -> None:
+    """Fill the selections once from ?channel=, ?model=, ?base=, ?include_feedback=."""
+    if st.session_state.get("rt_prefilled"):
+        return
+    st.session_state["rt_prefilled"] = True
+    for param, key in (("channel", "rt_channel"), ("model", "rt_model"), ("base", "rt_base")):
+        value = ui.int_param(param)
+        if value is not None:
+            st.session_state[key] = value
+    if st.session_state.get("rt_channel") is not None:
+        on_channel_change()
+    if st.query_params.get("include_feedback") in ("1", "true"):
+        st.session_state["rt_include_feedback"] = True
+    base = st.session_state.get("rt_base")
+    if base is not None and "rt_model" not in st.session_state:
+        st.session_state["rt_model"] = ui.read(get_version, version_id=base).model_id
+
+
+def on_channel_change() -> None:
+    channel = {c.id: c for c in ui.read(list_channels)}.get(st.session_state.get("rt_channel"))
+    if channel is not None:
+        st.session_state["rt_model"] = channel.model_id
+        st.session_state["rt_dataset"] = channel.dataset_id
+        st.session_state["rt_base"] = channel.production_version_id
+
+
+def target_selection() -> dict:
+    """Channel, model, base version and dataset (outside the form: each narrows the next)."""
+    channels = {c.id: c for c in ui.read(list_channels)}
+    models = {m.id: m.name for m in ui.read(list_models)}
+    datasets = {d.id: d.name for d in ui.read(list_datasets)}
+    c1, c2, c3, c4 = st.columns(4)
+    channel_id = c1.selectbox(
+        "Channel (optional)",
+        [None, *channels],
+        key="rt_channel",
+        on_change=on_channel_change,
+        format_func=lambda i: "—" if i is None else channels[i].name,
+    )
+    if st.session_state.get("rt_model") not in models:
+        st.session_state["rt_model"] = next(iter(models), None)
+    model_id = c2.selectbox("Model", list(models), key="rt_model", format_func=models.get)
+    bases = dict(ui.read(version_choices, model_id=model_id)) if model_id else {}
+    if st.session_state.get("rt_base") not in (None, *bases):
+        st.session_state["rt_base"] = None
+    base_id = c3.selectbox(
+        "Start from",
+        [None, *bases],
+        key="rt_base",
+        format_func=lambda i: "scratch (new weights)" if i is None else bases[i],
+    )
+    if st.session_state.get("rt_dataset") not in datasets:
+        st.session_state["rt_dataset"] = next(iter(datasets), None)
+    dataset_id = c4.selectbox("Dataset", list(datasets), key="rt_dataset", format_func=datasets.get)
+    return {
+        "channel_id": channel_id,
+        "model_id": model_id,
+        "base_version_id": base_id,
+        "dataset_id": dataset_id,
+    }
+
+
+def worker_notice() -> None:
+    workers = [w for w in ui.read_fresh(list_workers) if w.alive]
+    gpu = [w for w in workers if w.gpus]
+    if not workers:
+        st.warning(
+            "No worker is online: a queued job will wait until one starts (`channelhub worker`).",
+            icon=":material/warning:",
+        )
+    else:
+        st.caption(f"{len(workers)} worker(s) online, {len(gpu)} with a GPU.")
+
+
+def _base_defaults(base_id: int | None) -> tuple[dict, str]:
+    if base_id is None:
+        return DEFAULTS.to_dict(), ARCHITECTURES[0]
+    base = ui.read(get_version, version_id=base_id)
+    return {**DEFAULTS.to_dict(), **base.hyperparameters}, base.architecture
+
+
+def _limits(name: str) -> str:
+    low, high = LIMITS[name]
+    return f"{low:g} to {high:g}"
+
+
+def _number(slots: dict, hp: dict, name: str, label: str, key: str) -> int:
+    value = st.number_input(label, value=int(hp[name]), step=1, key=key, help=_limits(name))
+    slots[name] = st.empty()
+    return value
+
+
+def _choice(slots: dict, name: str, label: str, options: tuple, current: str, key: str) -> str:
+    index = options.index(current) if current in options else 0
+    value = st.selectbox(label, options, index=index, key=key)
+    slots[name] = st.empty()
+    return value
+
+
+def hyperparameter_fields(target: dict, slots: dict) -> dict:
+    """The hyperparameter widgets, each with an empty slot below it for its message."""
+    hp, architecture = _base_defaults(target["base_version_id"])
+    a, b, c, d = st.columns(4)
+    with a:
+        values = {
+            "architecture": _choice(
+                slots,
+                "architecture",
+                "Architecture",
+                ARCHITECTURES,
+                architecture,
+                "rt_architecture",
+            ),
+            "epochs": _number(slots, hp, "epochs", "Epochs", "rt_epochs"),
+        }
+    with b:
+        values["batch_size"] = _number(slots, hp, "batch_size", "Batch size", "rt_batch_size")
+        values["learning_rate"] = st.text_input(
+            "Learning rate", value=f"{hp['learning_rate']:g}", key="rt_learning_rate",
+            help=_limits("learning_rate"),
+        )  # fmt: skip
+        slots["learning_rate"] = st.empty()
+    with c:
+        values["optimizer"] = _choice(
+            slots, "optimizer", "Optimizer", OPTIMIZERS, hp["optimizer"], "rt_optimizer"
+        )
+        values["early_stopping_patience"] = _number(
+            slots, hp, "early_stopping_patience", "Early stopping patience (0 = off)", "rt_patience"
+        )
+    with d:
+        values["seed"] = _number(slots, hp, "seed", "Seed", "rt_seed")
+        values["augmentation"] = st.checkbox(
+            "Augmentation", value=bool(hp["augmentation"]), key="rt_augmentation"
+        )
+    return values
+
+
+def check_hyperparameters(values: dict) -> tuple[dict, dict[str, str]]:
+    """Each field through the one validator (Hyperparameters), so every bad field is named."""
+    errors: dict[str, str] = {}
+    try:
+        values = {**values, "learning_rate": float(str(values["learning_rate"]).strip())}
+    except ValueError:
+        errors["learning_rate"] = (
+            f"learning_rate must be a number (got {values['learning_rate']!r})"
+        )
+    names = [f.name for f in dataclasses.fields(Hyperparameters)]
+    for name in names:
+        if name in errors:
+            continue
+        try:
+            Hyperparameters(**{name: values[name]})
+        except HyperparameterError as exc:
+            errors[name] = str(exc)
+    return {name: values[name] for name in names}, errors
+
+
+def submit_job(target: dict, values: dict, slots: dict, actor: str) -> None:
+    hyperparameters, errors = check_hyperparameters(values)
+    if not errors:
+        from core.services.jobs import JobRequestError, enqueue_job  # lazy: may load Keras
+
+        try:
+            job = ui.write(
+                enqueue_job,
+                **target,
+                architecture=values["architecture"],
+                hyperparameters=hyperparameters,
+                include_feedback=values["include_feedback"],
+                device_request=values["device_request"],
+                requested_by=actor,
+                note=values["note"],
+            )
+        except JobRequestError as exc:
+            errors[exc.field if exc.field in slots else "_form"] = str(exc)
+        else:
+            return queued_message(job)
+    for name, message in errors.items():
+        (slots.get(name) or slots["_form"]).error(message, icon=":material/error:")
+
+
+def queued_message(job) -> None:
+    st.success(
+        f"Queued job #{job.id}: {job.model_name}, {job.architecture}, "
+        f"{job.hyperparameters.get('epochs')} epochs on {job.device_request}."
+    )
+    st.page_link(
+        ui.JOBS,
+        query_params={"job": job.id},
+        label=f"Watch job #{job.id}",
+        icon=":material/monitoring:",
+    )
+    takers = ui.read_fresh(live_workers_for, device_request=job.device_request)
+    if not takers:
+        st.warning(
+            f"No live worker takes {job.device_request!r} jobs right now, so this job "
+            "waits in the queue. Start `channelhub worker`"
+            + (" on a machine with a GPU." if job.device_request == "gpu" else "."),
+            icon=":material/warning:",
+        )
+
+
+def retrain_form(target: dict, actor: str) -> None:
+    feedback_total = ui.read(count_training_items, model_id=target["model_id"])
+    feedback_new = ui.read(count_training_items, model_id=target["model_id"], unused_only=True)
+    with st.form("retrain", border=True):
+        slots: dict = {"_form": st.empty()}
+        values = hyperparameter_fields(target, slots)
+        values["include_feedback"] = st.checkbox(
+            f"Include annotated feedback: adds {feedback_total:,} items "
+            f"({feedback_new:,} not trained on yet)",
+            key="rt_include_feedback",
+        )
+        values["device_request"] = st.radio(
+            "Device",
+            DEVICE_REQUESTS,
+            horizontal=True,
+            key="rt_device",
+            format_func={"auto": "auto (GPU if free)", "gpu": "GPU", "cpu": "CPU"}.get,
+        )
+        slots["device_request"] = st.empty()
+        values["note"] = st.text_area("Note", key="rt_note", placeholder="Why this retrain?")
+        submitted = st.form_submit_button("Queue retrain", type="primary")
+    if submitted:
+        submit_job(target, values, slots, actor)
+
+
+def main() -> None:
+    actor = ui.page_header("Retrain", "Queue a training job; a worker picks it up.")
+    try:
+        apply_query_prefill()
+        target = target_selection()
+    except Exception as exc:  # noqa: BLE001
+        ui.show_failure("read the registry", exc)
+        return
+    if target["model_id"] is None or target["dataset_id"] is None:
+        st.info("Register a model and a dataset first (`channelhub demo` creates both).")
+        return
+    worker_notice()
+    retrain_form(target, actor)
+
+
+main()

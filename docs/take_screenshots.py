@@ -1,0 +1,100 @@
+"""Screenshot every dashboard page with headless Chromium into docs/screenshots/<page>.png.
+
+CHANNELHUB_HOME=var python docs/take_screenshots.py     # the registry the env points at
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def page_paths() -> dict[str, str]:
+    """Page name -> URL path, pointing detail pages at real rows of the registry."""
+    from db.engine import session_scope
+    from db.queries.registry import version_choices
+    from db.repo.channels import list_channels
+    from db.repo.jobs import list_jobs
+
+    with session_scope() as s:
+        channels = [c for c in list_channels(session=s) if c.production_version_id]
+        jobs = list_jobs(session=s, limit=1)
+        versions = version_choices(session=s, limit=2)
+    paths = {"overview": "/", "models": "/models", "retrain": "/retrain", "jobs": "/jobs",
+             "feedback": "/feedback", "channels": "/channels"}  # fmt: skip
+    if channels:
+        paths["version"] = f"/models?version={channels[-1].production_version_id}"
+    if len(versions) >= 2:
+        paths["compare"] = f"/models?compare={versions[1][0]},{versions[0][0]}"
+    if jobs:
+        paths["jobs"] = f"/jobs?job={jobs[0].id}"
+    return paths
+
+
+def start_dashboard() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("the dashboard did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    proc, url = start_dashboard()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            for name, path in page_paths().items():
+                page.set_viewport_size({"width": 1440, "height": 1000})
+                page.goto(url + path)
+                page.get_by_test_id("stHeading").first.wait_for(timeout=60_000)
+                time.sleep(4)  # charts and dataframes draw after the first element
+                # The app scrolls inside its main block, so grow the window to fit it all.
+                height = page.evaluate(
+                    "document.querySelector('[data-testid=stMain]').scrollHeight"
+                )
+                page.set_viewport_size({"width": 1440, "height": min(max(height, 1000), 6000)})
+                time.sleep(1)
+                page.screenshot(path=str(args.out / f"{name}.png"), full_page=True)
+                print(args.out / f"{name}.png")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("CHANNELHUB_USER", "maria")
+    main()
