@@ -61,3 +61,13 @@ def test_mixed_precision_keeps_float32_output() -> None:
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert model.outputs[0].dtype == "float32"
+
+
+def test_keras_free_catalog_names_every_architecture():
+    from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS
+    from core.ml.catalog import DEFAULT_ARCHITECTURE as catalog_default
+
+    assert set(ARCHITECTURE_DESCRIPTIONS) == set(ARCHITECTURES)
+    assert catalog_default == DEFAULT_ARCHITECTURE
+    for name, arch in ARCHITECTURES.items():
+        assert arch.description == ARCHITECTURE_DESCRIPTIONS[name]

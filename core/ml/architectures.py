@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE  # noqa: F401
+
 # A body maps the preprocessed 0..1 image tensor to class probabilities.
 Body = Callable[[keras.KerasTensor, int], keras.KerasTensor]
 
@@ -71,20 +73,17 @@ def _resnet_small(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
 ARCHITECTURES: dict[str, Architecture] = {
     "seed-cnn": Architecture(
         name="seed-cnn",
-        description="The founding CIFAR-10 network: 3 convolutions (32/64/64), 2 max-pools, "
-        "Dense 64, Dense classes.",
+        description=ARCHITECTURE_DESCRIPTIONS["seed-cnn"],
         input_size=(32, 32),
         builder=_seed_cnn,
     ),
     "resnet-small": Architecture(
         name="resnet-small",
-        description="Small residual CNN with batch normalisation: strided stem 32, "
-        "stages 32/64/128, global average pooling, dropout.",
+        description=ARCHITECTURE_DESCRIPTIONS["resnet-small"],
         input_size=(32, 32),
         builder=_resnet_small,
     ),
 }
-DEFAULT_ARCHITECTURE = "resnet-small"
 
 
 def _augmentation(seed: int) -> list[layers.Layer]:

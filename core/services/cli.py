@@ -196,12 +196,15 @@ def _table(headers: list[str], rows: list[list]) -> None:
 
 
 def _add_enqueue_arguments(p: argparse.ArgumentParser) -> None:
+    from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE
     from core.ml.hparams import OPTIMIZERS, Hyperparameters
 
     d = Hyperparameters()
     p.add_argument("--model", default="digits-classifier", help="model name (created if new)")
     p.add_argument("--dataset", default="digits", help="registered dataset name")
-    p.add_argument("--architecture", default="resnet-small", help="seed-cnn or resnet-small")
+    p.add_argument(
+        "--architecture", default=DEFAULT_ARCHITECTURE, help=", ".join(ARCHITECTURE_DESCRIPTIONS)
+    )
     p.add_argument("--base-version", type=int, help="fine-tune from this version number")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS
 from core.ml.hparams import HyperparameterError, Hyperparameters
 from db.repo import jobs as job_repo
 from db.repo.errors import RegistryError
@@ -24,9 +25,7 @@ class JobRequestError(ValueError):
 
 
 def architecture_names() -> list[str]:
-    from core.ml.architectures import ARCHITECTURES
-
-    return list(ARCHITECTURES)
+    return list(ARCHITECTURE_DESCRIPTIONS)
 
 
 def _field_of(message: str) -> str | None:

@@ -27,7 +27,8 @@ def child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
                 "--host", args.host, "--port", str(args.api_port)],
         "dashboard": [sys.executable, "-m", "streamlit", "run", str(app),
                       "--server.address", args.host, "--server.port", str(args.dashboard_port),
-                      "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                      "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                      "--client.toolbarMode", "minimal"],
     }  # fmt: skip
     if not args.no_worker:
         commands["worker"] = [sys.executable, "-m", "core.services.worker"]

@@ -6,6 +6,7 @@ import dataclasses
 
 import streamlit as st
 
+from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS
 from core.ml.hparams import LIMITS, OPTIMIZERS, HyperparameterError, Hyperparameters
 from dashboard import ui
 from db.models import DEVICE_REQUESTS
@@ -16,8 +17,7 @@ from db.repo.feedback import count_training_items
 from db.repo.models import get_version, list_models
 from db.repo.workers import list_workers, live_workers_for
 
-# Importing core.ml.architectures loads Keras (seconds); the job service checks the name anyway.
-ARCHITECTURES = ("resnet-small", "seed-cnn")
+ARCHITECTURES = tuple(ARCHITECTURE_DESCRIPTIONS)
 DEFAULTS = Hyperparameters()
 FORM_FIELDS = (
     "epochs",
