@@ -1,6 +1,7 @@
 """Screenshot every dashboard page with headless Chromium into docs/screenshots/<page>.png.
 
 CHANNELHUB_HOME=var python docs/take_screenshots.py     # the registry the env points at
+CHANNELHUB_HOME=var python docs/take_screenshots.py --url http://127.0.0.1:8501   # `make run`'s
 """
 
 from __future__ import annotations
@@ -67,11 +68,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument(
+        "--url", help="a running dashboard (e.g. from `make run`); default: start one"
+    )
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)
-    proc, url = start_dashboard()
+    proc, url = (None, args.url.rstrip("/")) if args.url else start_dashboard()
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
@@ -91,8 +95,9 @@ def main() -> None:
                 print(args.out / f"{name}.png")
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=15)
 
 
 if __name__ == "__main__":

@@ -353,7 +353,9 @@ def run_server(
     """Serve until SIGINT/SIGTERM; shutdown answers in-flight requests and writes the log."""
     import uvicorn
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    from core.services.logs import configure_logging
+
+    configure_logging(log_level)
     app = create_app(database_url, settings=settings)
     uvicorn.run(
         app,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable
 
+from core.services.logs import configure_logging
 from db.engine import get_engine, session_scope
 from db.repo import channels as channel_repo
 from db.repo import datasets as dataset_repo
@@ -271,9 +271,7 @@ def _add_serving_commands(command: Callable) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("httpx", "alembic"):  # a line per request or migration step drowns the rest
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0

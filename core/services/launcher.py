@@ -67,7 +67,9 @@ def run_up(args: argparse.Namespace) -> int:
         f"Press Ctrl-C to stop everything.\n",
         flush=True,
     )
+    # Explicit handlers: a shell that starts us in the background leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         while all(p.poll() is None for p in children.values()):
             time.sleep(0.5)

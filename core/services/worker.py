@@ -328,7 +328,9 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
+    from core.services.logs import configure_logging
+
+    configure_logging()
     parser = argparse.ArgumentParser(prog="channelhub worker", description=__doc__)
     add_worker_arguments(parser)
     return run_worker(parser.parse_args(argv))

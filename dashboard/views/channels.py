@@ -27,7 +27,13 @@ FIELD_WORDS = (
 )
 
 
+def version_labels() -> dict[int, str]:
+    """Version id -> "model vN · acc", so tables name versions as people do."""
+    return dict(ui.read(version_choices, limit=1000))
+
+
 def channels_table(channels: list[repo.ChannelInfo]) -> None:
+    labels = version_labels()
     st.dataframe(
         pd.DataFrame(
             {
@@ -36,9 +42,9 @@ def channels_table(channels: list[repo.ChannelInfo]) -> None:
                 "kind": [c.kind for c in channels],
                 "status": [c.status for c in channels],
                 "model": [c.model_name or "" for c in channels],
-                "production": [c.production_version_id for c in channels],
+                "production": [labels.get(c.production_version_id, "—") for c in channels],
                 "candidate": [
-                    f"{c.candidate_version_id} ({c.candidate_traffic:.0%})"
+                    f"{labels.get(c.candidate_version_id)} ({c.candidate_traffic:.0%} of traffic)"
                     if c.candidate_version_id
                     else ""
                     for c in channels
@@ -52,7 +58,6 @@ def channels_table(channels: list[repo.ChannelInfo]) -> None:
         width="stretch",
         column_config={
             "channel": st.column_config.LinkColumn("channel", display_text=r"channel=(.*)"),
-            "production": st.column_config.NumberColumn("production version id", format="%d"),
         },
     )
 
@@ -216,7 +221,7 @@ def channel_detail(c: repo.ChannelInfo, actor: str) -> None:
         st.page_link(
             ui.MODELS,
             query_params={"version": c.production_version_id},
-            label=f"Production version (id {c.production_version_id})",
+            label=f"Production: {version_labels().get(c.production_version_id, '?')}",
             icon=":material/verified:",
         )
     status_and_key(c, actor)

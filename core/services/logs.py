@@ -1,0 +1,16 @@
+"""One logging set-up for every ChannelHub process (CLI, worker, API)."""
+
+from __future__ import annotations
+
+import logging
+
+# Libraries whose INFO lines (one per HTTP request or migration step) drown our own.
+NOISY_LOGGERS = ("httpx", "alembic")
+
+
+def configure_logging(level: str | int = logging.INFO) -> None:
+    if isinstance(level, str):
+        level = level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
