@@ -52,9 +52,9 @@ def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]
     from core.ml.hparams import Hyperparameters
     from core.ml.images import encode_png
     from core.ml.training import TrainConfig, train
+    from core.services.datasets import register_loaded_dataset
     from db.engine import session_scope
     from db.repo.channels import create_channel, promote_version
-    from db.repo.datasets import register_dataset
     from db.repo.models import create_model, register_version
 
     data = load_dataset("digits")
@@ -63,11 +63,9 @@ def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]
     result = train(TrainConfig("seed-cnn", hp, home / "artifacts" / "bench-v1"), split)
     url = f"sqlite:///{home / 'channelhub.db'}"
     with session_scope(url) as s:
-        dataset = register_dataset(
-            session=s, name="digits", source="digits", location=None,
-            class_names=list(data.class_names), input_shape=list(data.input_shape),
-            num_samples=data.num_samples, fingerprint=data.fingerprint,
-        )  # fmt: skip
+        dataset = register_loaded_dataset(
+            session=s, name="digits", source="digits", location=None, data=data
+        )
         model = create_model(session=s, name="bench")
         version = register_version(
             session=s, model_id=model.id, architecture="seed-cnn",

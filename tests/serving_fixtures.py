@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from core.ml.datasets import LabelledImages, load_dataset
-from tests.serving_helpers import TinyModel, build_registry, train_tiny_model
+from tests.serving_helpers import (
+    TinyModel,
+    build_registry,
+    free_port,
+    start_server,
+    train_tiny_model,
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +39,13 @@ def serving_registry(tmp_path_factory, tiny_models, digits):
         mp.setenv("CHANNELHUB_HOME", str(root))
         mp.setenv("CHANNELHUB_ARTIFACTS", str(root / "artifacts"))
         yield registry
+
+
+@pytest.fixture(scope="module")
+def server(serving_registry):
+    """A real `channelhub serve` subprocess on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = start_server(serving_registry, port)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(30)

@@ -17,10 +17,10 @@ from sqlalchemy import func, select
 from core.ml.datasets import LabelledImages
 from core.ml.images import encode_png
 from core.ml.training import sha256_of_file
+from core.services.datasets import register_loaded_dataset
 from db.engine import session_scope
 from db.models import Feedback, Prediction
 from db.repo.channels import create_channel, promote_version
-from db.repo.datasets import register_dataset
 from db.repo.models import create_model, register_version
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,11 +72,9 @@ def build_registry(root: Path, models: list[TinyModel], digits: LabelledImages) 
     """Dataset, model with one version per artifact, channels web/mobile (v1) and empty."""
     url = f"sqlite:///{root / 'channelhub.db'}"
     with session_scope(url) as s:
-        dataset = register_dataset(
-            session=s, name="digits", source="digits", location=None,
-            class_names=list(digits.class_names), input_shape=list(digits.input_shape),
-            num_samples=digits.num_samples, fingerprint=digits.fingerprint,
-        )  # fmt: skip
+        dataset = register_loaded_dataset(
+            session=s, name="digits", source="digits", location=None, data=digits
+        )
         model = create_model(session=s, name="digits-mlp")
         versions = [
             register_version(

@@ -18,15 +18,6 @@ from tests.serving_helpers import count_feedback, free_port, png_of, start_serve
 pytest_plugins = ["tests.serving_fixtures"]
 
 
-@pytest.fixture(scope="module")
-def server(serving_registry):
-    port = free_port()
-    proc = start_server(serving_registry, port)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(30)
-
-
 def predict(client: httpx.Client, base: str, key: str, image: bytes) -> httpx.Response:
     return client.post(
         f"{base}/v1/channels/web/predict",

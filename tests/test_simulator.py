@@ -19,18 +19,9 @@ from core.services.simulator import (
 )
 from db.engine import session_scope
 from db.models import Feedback
-from tests.serving_helpers import count_feedback, count_rows, free_port, start_server
+from tests.serving_helpers import count_feedback, count_rows
 
 pytest_plugins = ["tests.serving_fixtures"]
-
-
-@pytest.fixture(scope="module")
-def server(serving_registry):
-    port = free_port()
-    proc = start_server(serving_registry, port)
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(30)
 
 
 @pytest.mark.slow

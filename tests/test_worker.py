@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from core.services.demo import register_builtin_dataset
+from core.services.datasets import register_builtin_dataset
 from core.services.jobs import JobRequestError, enqueue_job
 from db.engine import session_scope
 from db.models import TrainingJob

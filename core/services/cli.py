@@ -22,7 +22,7 @@ class CommandError(RuntimeError):
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from core.services.demo import register_builtin_dataset
+    from core.services.datasets import register_builtin_dataset
 
     get_engine()
     artifact_dir().mkdir(parents=True, exist_ok=True)
@@ -40,6 +40,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_datasets(args: argparse.Namespace) -> int:
     if args.action == "add":
         from core.ml.datasets import DatasetError, load_dataset
+        from core.services.datasets import register_loaded_dataset
 
         if not args.name:
             raise CommandError("datasets add needs --name")
@@ -48,11 +49,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         except DatasetError as exc:
             raise CommandError(str(exc)) from exc
         with session_scope() as s:
-            info = dataset_repo.register_dataset(
-                session=s, name=args.name, source=args.source, location=args.location,
-                class_names=list(data.class_names), input_shape=list(data.input_shape),
-                num_samples=data.num_samples, fingerprint=data.fingerprint,
-            )  # fmt: skip
+            info = register_loaded_dataset(
+                session=s, name=args.name, source=args.source, location=args.location, data=data
+            )
         print(f"registered dataset {info.name} ({info.num_samples} images)")
         return 0
     with session_scope() as s:

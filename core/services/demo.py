@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import httpx
-from sqlalchemy.orm import Session
 
+from core.services.datasets import register_builtin_dataset
 from db.engine import get_engine, session_scope
 from db.repo import channels as channel_repo
 from db.repo import feedback as feedback_repo
 from db.repo import models as model_repo
-from db.repo.datasets import DatasetInfo, find_dataset, register_dataset
 from db.settings import home_dir
 
 MODEL_NAME = "digits-classifier"
@@ -36,21 +35,6 @@ def keys_file() -> Path:
     """Demo keys are kept here (mode 600) so `make run` can print them again; real channels'
     keys are only ever stored hashed."""
     return home_dir() / "demo_keys.json"
-
-
-def register_builtin_dataset(*, session: Session) -> DatasetInfo:
-    """The scikit-learn `digits` set, registered once (offline)."""
-    existing = find_dataset(session=session, name="digits")
-    if existing is not None:
-        return existing
-    from core.ml.datasets import load_dataset
-
-    data = load_dataset("digits")
-    return register_dataset(
-        session=session, name="digits", source="digits", location=None,
-        class_names=list(data.class_names), input_shape=list(data.input_shape),
-        num_samples=data.num_samples, fingerprint=data.fingerprint,
-    )  # fmt: skip
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
