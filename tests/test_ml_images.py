@@ -58,26 +58,30 @@ def test_decode_jpeg() -> None:
 
 
 def test_zero_bytes_is_empty_file() -> None:
-    with pytest.raises(ImageError, match="empty file"):
+    with pytest.raises(ImageError, match="empty file") as info:
         decode_image(b"")
+    assert info.value.kind == "empty"
 
 
 def test_text_is_not_an_image() -> None:
-    with pytest.raises(ImageError, match="not an image"):
+    with pytest.raises(ImageError, match="not an image") as info:
         decode_image(b"hello, this is certainly not a PNG")
+    assert info.value.kind == "not_image"
 
 
 def test_truncated_png_is_refused() -> None:
     rng = np.random.default_rng(1)
     data = encode_png(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
-    with pytest.raises(ImageError, match="truncated"):
+    with pytest.raises(ImageError, match="truncated") as info:
         decode_image(data[: len(data) // 2])
+    assert info.value.kind == "corrupt"
 
 
 def test_huge_header_is_refused_before_decoding() -> None:
     data = _png_with_header_size(10_000, 10_000)
-    with pytest.raises(ImageError, match=r"too large: 10000x10000"):
+    with pytest.raises(ImageError, match=r"too large: 10000x10000") as info:
         decode_image(data)
+    assert info.value.kind == "too_large"
 
 
 def test_pixel_limit_is_configurable() -> None:
@@ -97,6 +101,12 @@ def test_fit_to_shape_resizes_and_converts_channels() -> None:
     back = fit_to_shape(colour, (8, 8, 1))
     assert back.shape == (8, 8, 1)
     assert 140 < int(back[0, 0, 0]) < 160  # ITU-R 601 luma of pure green is ~150
+
+
+def test_fit_to_shape_returns_an_image_that_already_fits_unchanged() -> None:
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    assert fit_to_shape(image, (4, 4, 3)) is image
+    assert fit_to_shape(image.astype(np.float32), (4, 4, 3)).dtype == np.uint8
 
 
 def test_encode_png_refuses_bad_shape() -> None:

@@ -14,13 +14,21 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(ValueError):
-    """An image could not be decoded or converted; the message names the problem."""
+    """An image could not be decoded or converted; the message names the problem.
+
+    `kind` says which problem, for callers that answer differently (an HTTP status):
+    "empty", "not_image", "too_large", "corrupt" or "shape".
+    """
+
+    def __init__(self, message: str, kind: str = "corrupt") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def decode_image(data: bytes, *, max_pixels: int = 25_000_000) -> np.ndarray:
     """Decode PNG/JPEG bytes to a uint8 array HxWxC (C=1 for grayscale, else 3 RGB)."""
     if not data:
-        raise ImageError("empty file: no bytes to decode")
+        raise ImageError("empty file: no bytes to decode", "empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -29,15 +37,16 @@ def decode_image(data: bytes, *, max_pixels: int = 25_000_000) -> np.ndarray:
             if width * height > max_pixels:
                 raise ImageError(
                     f"image too large: {width}x{height} = {width * height} pixels "
-                    f"(limit {max_pixels})"
+                    f"(limit {max_pixels})",
+                    "too_large",
                 )
             img.load()
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
-        raise ImageError("not an image: the bytes are not a PNG or JPEG file") from exc
+        raise ImageError("not an image: the bytes are not a PNG or JPEG file", "not_image") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"corrupt or truncated image: {exc}") from exc
+        raise ImageError(f"corrupt or truncated image: {exc}", "corrupt") from exc
     return _to_array(img)
 
 
@@ -52,12 +61,14 @@ def fit_to_shape(img: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Resize an HxWxC uint8 image (bilinear) and convert its channels (1<->3) to match `shape`."""
     height, width, channels = shape
     if channels not in (1, 3):
-        raise ImageError(f"target channels must be 1 or 3 (got {channels})")
+        raise ImageError(f"target channels must be 1 or 3 (got {channels})", "shape")
     arr = np.asarray(img)
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] not in (1, 3):
-        raise ImageError(f"expected an HxWx1 or HxWx3 image (got shape {arr.shape})")
+        raise ImageError(f"expected an HxWx1 or HxWx3 image (got shape {arr.shape})", "shape")
+    if arr.dtype == np.uint8 and arr.shape == (height, width, channels):
+        return arr  # already fits: no resize, no copy (the serving hot path)
     arr = np.clip(arr, 0, 255).astype(np.uint8)
     pil = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
     pil = pil.convert("L" if channels == 1 else "RGB")
@@ -73,7 +84,7 @@ def encode_png(img: np.ndarray) -> bytes:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-        raise ImageError(f"cannot encode an array of shape {arr.shape} as PNG")
+        raise ImageError(f"cannot encode an array of shape {arr.shape} as PNG", "shape")
     buffer = io.BytesIO()
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -18,6 +18,8 @@ from core.ml.images import ImageError, decode_image, fit_to_shape
 # Bodies above this are decoded on a worker thread so a large image does not stall the loop.
 INLINE_DECODE_BYTES = 64 * 1024
 RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
+# HTTP status per ImageError kind; empty, truncated or corrupt bytes are a plain 400.
+IMAGE_ERROR_STATUS = {"too_large": 413, "not_image": 415}
 
 
 class InputError(Exception):
@@ -122,18 +124,9 @@ async def _decode(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> 
 def decode_to_shape(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
     """Decode PNG/JPEG bytes and fit them to `shape`, as an InputError with a status on failure."""
     try:
-        image = decode_image(data, max_pixels=max_pixels)
-        return image if image.shape == tuple(shape) else fit_to_shape(image, shape)
+        return fit_to_shape(decode_image(data, max_pixels=max_pixels), shape)
     except ImageError as exc:
-        raise InputError(_image_error_status(str(exc)), str(exc)) from None
-
-
-def _image_error_status(message: str) -> int:
-    if message.startswith("image too large"):
-        return 413
-    if message.startswith("not an image"):
-        return 415
-    return 400  # empty, truncated or corrupt
+        raise InputError(IMAGE_ERROR_STATUS.get(exc.kind, 400), str(exc)) from None
 
 
 class BodyTooLarge(Exception):
