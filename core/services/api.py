@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,7 +29,7 @@ from core.services.request_images import (
 from core.services.serving_settings import ServingSettings
 from db.engine import get_engine, session_scope
 from db.models import utcnow
-from db.repo.channels import hash_api_key
+from db.repo.channels import key_matches_hash
 from db.repo.datasets import get_dataset
 from db.repo.errors import RegistryError
 from db.repo.feedback import add_feedback
@@ -86,8 +85,7 @@ def api_key_of(request: Request) -> str | None:
 
 
 def _key_matches(state: ChannelState, key: str | None) -> bool:
-    stored = state.routing.api_key_hash
-    return bool(key and stored and hmac.compare_digest(stored, hash_api_key(key)))
+    return key_matches_hash(state.routing.api_key_hash, key)
 
 
 async def authorized_channel(cache: ModelCache, slug: str, key: str | None) -> ChannelState:
@@ -143,12 +141,9 @@ def prediction_body(
 
 
 def claimed_class_index(body: FeedbackIn, class_names: list[str]) -> int | None:
-    """The class the user says is right, from its index or its name (both must agree)."""
+    """The class the user says is right, from its index or its name (both must agree).
+    An index out of range is refused by `add_feedback` (a 422 through the registry handler)."""
     index = body.claimed_class
-    if index is not None and not 0 <= index < len(class_names):
-        raise HTTPException(
-            422, f"claimed_class must be between 0 and {len(class_names) - 1} (got {index})"
-        )
     if body.claimed_class_name is not None:
         name = body.claimed_class_name.strip()
         if name not in class_names:

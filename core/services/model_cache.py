@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.ml.inference import Predictor
-from core.ml.training import sha256_of_file
+from core.services.artifacts import verified_artifact
 from db.engine import session_scope
 from db.repo.datasets import get_dataset
 from db.repo.models import get_version
 from db.repo.serving_queries import ChannelRouting, channel_for_api_key, channel_routing
-from db.settings import resolve_artifact
 
 log = logging.getLogger("channelhub.serving")
 
@@ -162,12 +161,7 @@ def load_version(
     with session_scope(database_url) as session:
         info = get_version(session=session, version_id=version_id)
         class_names = list(get_dataset(session=session, dataset_id=info.dataset_id).class_names)
-    path = resolve_artifact(info.artifact_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"artifact of {info.label} is missing: {path}")
-    digest = sha256_of_file(path)
-    if digest != info.artifact_sha256:
-        raise ValueError(f"artifact of {info.label} fails its sha256 check ({digest[:12]}…)")
+    path = verified_artifact(info)
     predictor = Predictor(path)
     if len(class_names) != predictor.num_classes:
         names, outputs = len(class_names), predictor.num_classes

@@ -22,7 +22,7 @@ from db.repo import workers as worker_repo
 from db.repo.datasets import get_dataset
 from db.repo.jobs import JobInfo
 from db.repo.models import get_version, register_version
-from db.settings import artifact_dir, relative_artifact, resolve_artifact
+from db.settings import artifact_dir, relative_artifact
 
 log = logging.getLogger("channelhub.worker")
 
@@ -228,15 +228,14 @@ class JobRunner:
     def _base_artifact(self) -> Path | None:
         if self.job.base_version_id is None:
             return None
-        from core.ml.training import sha256_of_file
+        from core.services.artifacts import ArtifactError, verified_artifact
 
         with session_scope() as s:
             base = get_version(session=s, version_id=self.job.base_version_id)
-        path = resolve_artifact(base.artifact_path)
-        if not path.is_file():
-            raise JobFailure(f"base version artifact is missing: {path}")
-        if sha256_of_file(path) != base.artifact_sha256:
-            raise JobFailure(f"base version artifact {path} does not match its recorded sha256")
+        try:
+            path = verified_artifact(base)
+        except ArtifactError as exc:
+            raise JobFailure(f"cannot fine-tune: {exc}") from exc
         self.log(f"fine-tuning from {base.label}")
         return path
 

@@ -211,11 +211,13 @@ def rotate_api_key(*, session: Session, slug: str, actor: str = "system") -> str
     return key
 
 
+def key_matches_hash(stored_hash: str | None, key: str | None) -> bool:
+    """Constant-time check of a presented key against a stored hash (either may be missing)."""
+    return bool(key and stored_hash and hmac.compare_digest(stored_hash, hash_api_key(key)))
+
+
 def check_api_key(*, session: Session, slug: str, key: str | None) -> bool:
-    row = _row(session, slug)
-    if not key or not row.api_key_hash:
-        return False
-    return hmac.compare_digest(row.api_key_hash, hash_api_key(key))
+    return key_matches_hash(_row(session, slug).api_key_hash, key)
 
 
 def _check_version_fits(session: Session, row: Channel, version_id: int) -> ModelVersion:

@@ -88,7 +88,7 @@ def add_feedback(
         claimed_class < 0 or (num_classes is not None and claimed_class >= num_classes)
     ):
         raise RegistryError(
-            f"class must be between 0 and {(num_classes or 1) - 1} (got {claimed_class})"
+            f"claimed class must be between 0 and {(num_classes or 1) - 1} (got {claimed_class})"
         )
     if len(comment) > MAX_COMMENT_CHARS:
         raise RegistryError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
