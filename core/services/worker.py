@@ -127,7 +127,10 @@ class JobRunner:
     """Everything needed to turn one claimed job into a registered model version."""
 
     def __init__(self, worker: TrainingWorker, job: JobInfo) -> None:
+        from core.ml.hparams import Hyperparameters
+
         self.worker, self.job = worker, job
+        self.hp = Hyperparameters.from_dict(job.hyperparameters)
         self.use_gpu = bool(worker.gpus) and job.device_request != "cpu"
         self.lost = False
 
@@ -150,14 +153,13 @@ class JobRunner:
             return job_repo.is_cancel_requested(session=s, job_id=self.job.id)
 
     def run(self) -> None:
-        from core.ml.hparams import Hyperparameters
         from core.ml.training import TrainConfig, train
 
         split, fingerprint, dataset = self._load_data()
         extra, items = self._feedback_samples(dataset.input_shape, len(dataset.class_names))
         config = TrainConfig(
             architecture=self.job.architecture,
-            hyperparameters=Hyperparameters.from_dict(self.job.hyperparameters),
+            hyperparameters=self.hp,
             output_dir=artifact_dir() / "models" / self.job.model_name / f"job-{self.job.id}",
             base_model_path=self._base_artifact(),
             mixed_precision=self.use_gpu,
@@ -166,7 +168,7 @@ class JobRunner:
         with session_scope() as s:
             job_repo.start_job(
                 session=s, job_id=self.job.id, worker_id=self.worker.worker_id, device=device,
-                total_epochs=config.hyperparameters.epochs,
+                total_epochs=self.hp.epochs,
             )  # fmt: skip
         self.log(f"device {device}; mixed precision {'on' if self.use_gpu else 'off'}")
         with _device_scope(self.use_gpu, bool(self.worker.gpus)):
@@ -180,23 +182,22 @@ class JobRunner:
 
     def _load_data(self):
         from core.ml.datasets import DatasetError, load_dataset, split_dataset
-        from core.ml.hparams import Hyperparameters
 
         with session_scope() as s:
             dataset = get_dataset(session=s, dataset_id=self.job.dataset_id)
         try:
             data = load_dataset(dataset.source, dataset.location)
-            seed = Hyperparameters.from_dict(self.job.hyperparameters).seed
-            split = split_dataset(data, seed=seed)
+            split = split_dataset(data, seed=self.hp.seed)
         except DatasetError as exc:
             raise JobFailure(f"dataset {dataset.name!r}: {exc}") from exc
-        if data.fingerprint != dataset.fingerprint:
+        fingerprint = data.fingerprint  # a hash over every image: computed once
+        if fingerprint != dataset.fingerprint:
             self.log(f"dataset {dataset.name!r} changed since it was registered (new fingerprint)")
         self.log(
             f"dataset {dataset.name}: {data.num_samples} images, {data.num_classes} classes; "
             f"split {len(split.train.y)}/{len(split.val.y)}/{len(split.test.y)}"
         )
-        return split, data.fingerprint, dataset
+        return split, fingerprint, dataset
 
     def _feedback_samples(self, input_shape, num_classes: int):
         """Annotated feedback images (fit to the dataset's shape) and their registry ids."""
@@ -255,23 +256,21 @@ class JobRunner:
             )  # fmt: skip
 
     def _register(self, result, fingerprint: str, device: str, items) -> None:
-        from core.ml.hparams import Hyperparameters
         from core.ml.training import PREDICTIONS_NAME
 
-        hp = Hyperparameters.from_dict(self.job.hyperparameters)
         artifact = relative_artifact(result.artifact_path)
         predictions = relative_artifact(result.artifact_path.parent / PREDICTIONS_NAME)
         with session_scope() as s:
             version = register_version(
                 session=s, model_id=self.job.model_id, architecture=self.job.architecture,
                 artifact_path=artifact, artifact_sha256=result.artifact_sha256,
-                hyperparameters=hp.to_dict(), dataset_id=self.job.dataset_id,
+                hyperparameters=self.hp.to_dict(), dataset_id=self.job.dataset_id,
                 dataset_fingerprint=fingerprint, evaluation=result.evaluation,
                 history=result.history, framework_versions=result.framework_versions,
                 device=device, train_seconds=result.train_seconds,
                 parent_version_id=self.job.base_version_id, job_id=self.job.id,
                 test_predictions_path=predictions,
-                split_seed=hp.seed, training_items=items, actor=self.job.requested_by,
+                split_seed=self.hp.seed, training_items=items, actor=self.job.requested_by,
             )  # fmt: skip
             feedback_repo.mark_used(
                 session=s, feedback_ids=[f for f, _, _ in items], version_id=version.id

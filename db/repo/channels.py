@@ -286,12 +286,5 @@ def get_channel(*, session: Session, slug: str) -> ChannelInfo:
     return _info(session, _row(session, slug))
 
 
-def get_channel_by_id(*, session: Session, channel_id: int) -> ChannelInfo:
-    row = session.get(Channel, channel_id)
-    if row is None:
-        raise NotFoundError(f"channel {channel_id} does not exist")
-    return _info(session, row)
-
-
 def list_channels(*, session: Session) -> list[ChannelInfo]:
     return [_info(session, r) for r in session.scalars(select(Channel).order_by(Channel.slug))]
