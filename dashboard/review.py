@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import streamlit as st
 
 from dashboard import charts, ui
 from db.queries.review import ReviewItem, suggest_verdict
 from db.repo.feedback import annotate, annotation_history
-from db.settings import artifact_dir
+from db.settings import resolve_artifact
 
 IMAGE_PX = 168
 
@@ -19,8 +17,7 @@ def input_image(relative_path: str | None) -> np.ndarray | None:
     """The stored request image, scaled up with sharp pixels, or None when it is missing."""
     if not relative_path:
         return None
-    path = Path(relative_path)
-    path = path if path.is_absolute() else artifact_dir() / path
+    path = resolve_artifact(relative_path)
     try:
         from PIL import Image
 

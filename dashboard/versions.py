@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -12,7 +10,7 @@ from dashboard import charts, ui
 from db.repo.datasets import get_dataset
 from db.repo.errors import NotFoundError
 from db.repo.models import VersionInfo, get_version, training_items_of
-from db.settings import artifact_dir
+from db.settings import resolve_artifact
 
 HEADLINE = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
 
@@ -125,8 +123,7 @@ def _dataset_images(source: str, location: str | None) -> tuple[np.ndarray, str]
 def _test_predictions(v: VersionInfo) -> dict[str, np.ndarray] | None:
     if not v.test_predictions_path:
         return None
-    path = Path(v.test_predictions_path)
-    path = path if path.is_absolute() else artifact_dir() / path
+    path = resolve_artifact(v.test_predictions_path)
     if not path.is_file():
         return None
     with np.load(path) as npz:

@@ -22,7 +22,7 @@ from db.repo import workers as worker_repo
 from db.repo.datasets import get_dataset
 from db.repo.jobs import JobInfo
 from db.repo.models import get_version, register_version
-from db.settings import artifact_dir, relative_artifact
+from db.settings import artifact_dir, relative_artifact, resolve_artifact
 
 log = logging.getLogger("channelhub.worker")
 
@@ -209,7 +209,7 @@ class JobRunner:
             items = feedback_repo.training_items(session=s, model_id=self.job.model_id)
         xs, ys, used = [], [], []
         for item in items:
-            path = artifact_dir() / item.input_path
+            path = resolve_artifact(item.input_path)
             try:
                 image = fit_to_shape(decode_image(path.read_bytes()), tuple(input_shape))
             except (OSError, ImageError) as exc:
