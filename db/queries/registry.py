@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import Select, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from db.models import Channel, Dataset, Model, ModelVersion
+from db.queries.dates import within_days
 
 VERSION_STATUSES = ("any", "production", "candidate", "serving", "archived")
 VERSION_SORTS = {
@@ -58,10 +59,6 @@ def _serving_flags():
     return in_production, in_candidate
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 def _search_clause(text: str):
     text = text.strip()
     match = re.fullmatch(r"v?(\d+)", text, flags=re.IGNORECASE)
@@ -94,12 +91,7 @@ def _apply_filters(query: Select, filters: VersionFilter) -> Select:
     }.get(filters.status)
     if status_clause is not None:
         query = query.where(status_clause)
-    if filters.created_from:
-        query = query.where(ModelVersion.created_at >= _day_start(filters.created_from))
-    if filters.created_to:
-        end = _day_start(filters.created_to) + timedelta(days=1)
-        query = query.where(ModelVersion.created_at < end)
-    return query
+    return within_days(query, ModelVersion.created_at, filters.created_from, filters.created_to)
 
 
 def _channels_by_version(session: Session, version_ids: list[int]) -> dict[int, list[str]]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from db.models import Annotation, Channel, Dataset, Feedback, Model, ModelVersion, Prediction
+from db.queries.dates import within_days
 
 REVIEW_SORTS = ("newest", "least confident", "disagreement first")
 
@@ -57,10 +58,6 @@ class ReviewItem:
     current_author: str | None = None
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 def _filtered(query: Select, f: ReviewFilter) -> Select:
     equal = {
         Feedback.channel_id: f.channel_id,
@@ -73,11 +70,7 @@ def _filtered(query: Select, f: ReviewFilter) -> Select:
     for column, value in equal.items():
         if value is not None:
             query = query.where(column == value)
-    if f.created_from:
-        query = query.where(Feedback.created_at >= _day_start(f.created_from))
-    if f.created_to:
-        query = query.where(Feedback.created_at < _day_start(f.created_to) + timedelta(days=1))
-    return query
+    return within_days(query, Feedback.created_at, f.created_from, f.created_to)
 
 
 def _ordering(sort: str) -> tuple:
