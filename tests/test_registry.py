@@ -275,3 +275,71 @@ def test_bad_annotations_write_nothing(registry):
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Annotation)) == 0
         assert s.scalar(select(func.count()).select_from(Prediction)) == 1
+
+
+def test_channel_changes_are_validated_and_write_nothing(registry):
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        model, version = add_model_with_version(s, dataset_id)
+        channels.create_channel(session=s, slug="web", name="Web", model_id=model.id)
+    base = dict(name="Web", kind="web", dataset_id=None, model_id=model.id,
+                slo_min_accuracy=None, slo_max_p95_ms=None)  # fmt: skip
+    cases = [
+        (channels.update_channel, {**base, "slo_max_p95_ms": 0}, "between 0 and 600000 ms"),
+        (channels.update_channel, {**base, "slo_max_p95_ms": 1e9}, "between 0 and 600000 ms"),
+        (channels.update_channel, {**base, "name": "  "}, "needs a name"),
+        (channels.update_channel, {**base, "dataset_id": 99}, "dataset 99 does not exist"),
+        (channels.update_channel, {**base, "model_id": 99}, "model 99 does not exist"),
+        (channels.set_channel_status, {"status": "sleeping"}, "'active' or 'paused'"),
+        (channels.set_candidate, {"version_id": version.id, "traffic": 0.0}, r"in \(0, 1\]"),
+        (channels.set_candidate, {"version_id": version.id, "traffic": 1.5}, r"in \(0, 1\]"),
+        (channels.set_candidate, {"version_id": 999}, "version 999 does not exist"),
+    ]
+    for fn, kwargs, message in cases:
+        with pytest.raises(RegistryError, match=message), session_scope() as s:
+            fn(session=s, slug="web", **kwargs)
+    with session_scope() as s:
+        web = channels.get_channel(session=s, slug="web")
+    assert (web.name, web.slo_max_p95_ms, web.status, web.candidate_version_id) == (
+        "Web",
+        None,
+        "active",
+        None,
+    )
+
+
+def test_datasets_and_models_refuse_bad_names(registry):
+    from db.repo.datasets import register_dataset
+
+    with session_scope() as s:
+        add_dataset(s)
+    bad = dict(location=None, class_names=["a"], input_shape=[1, 1, 1], num_samples=1,
+               fingerprint="0" * 64)  # fmt: skip
+    with pytest.raises(RegistryError, match="unknown dataset source 'ftp'"), session_scope() as s:
+        register_dataset(session=s, name="x", source="ftp", **bad)
+    with pytest.raises(RegistryError, match="'digits' already exists"), session_scope() as s:
+        register_dataset(session=s, name="digits", source="npz", **bad)
+    with pytest.raises(RegistryError, match="needs a name"), session_scope() as s:
+        models.create_model(session=s, name="   ")
+    with session_scope() as s:
+        models.create_model(session=s, name="m")
+    with pytest.raises(RegistryError, match="'m' already exists"), session_scope() as s:
+        models.create_model(session=s, name="m")
+
+
+def test_bad_feedback_is_refused(registry):
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        _, version = add_model_with_version(s, dataset_id)
+        web, _ = channels.create_channel(session=s, slug="web", name="Web")
+        pid = _prediction(s, web.id, version.id)
+    cases = [
+        ({"rating": "meh"}, "rating must be 'up' or 'down'"),
+        ({"rating": "down", "claimed_class": -1}, "claimed class must be between"),
+        ({"rating": "down", "comment": "x" * 2001}, "at most 2000 characters"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(RegistryError, match=message), session_scope() as s:
+            feedback.add_feedback(session=s, prediction_id=pid, channel_id=web.id, **kwargs)
+    with session_scope() as s:
+        assert feedback.list_pending_feedback_ids(session=s) == []

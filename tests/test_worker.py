@@ -225,3 +225,14 @@ def test_fine_tune_with_annotated_feedback_records_lineage(registry):
 def _count_unused() -> int:
     with session_scope() as s:
         return feedback.count_training_items(session=s, unused_only=True)
+
+
+def test_a_retrain_needs_an_author_and_a_short_note(registry):
+    with pytest.raises(JobRequestError, match="say who is asking") as info:
+        _queue(requested_by="  ")
+    assert info.value.field == "requested_by"
+    with pytest.raises(JobRequestError, match="at most 2000 characters") as info:
+        _queue(note="x" * 2001)
+    assert info.value.field == "note"
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(TrainingJob)) == 0
