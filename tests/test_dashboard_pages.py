@@ -288,3 +288,14 @@ def test_demo_versions_compare_with_their_test_samples(demo_registry: Path):
     at = open_page("models", compare=f"{ids[1]},{ids[0]}")
     assert not at.error and "Test samples where they disagree" in texts(at)
     assert not any("not stored" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_finished_demo_jobs_are_set_against_the_channels_production(demo_registry: Path):
+    """Job 1 (seed-cnn) is compared with web's production; job 2 produced it."""
+    at = open_page("jobs", job=1)
+    assert "Against **Web app**'s production version" in texts(at)
+    assert {m.label for m in at.metric} >= {"accuracy", "f1_macro", "loss"}
+    at = open_page("jobs", job=2)
+    assert "This version is now **Web app**'s production version." in texts(at)
+    assert "Against **Web app**" not in texts(at)

@@ -154,6 +154,9 @@ def against_production(job: JobInfo) -> None:
     channel = next((c for c in ui.read(list_channels) if c.slug == job.channel_slug), None)
     if channel is None or not channel.production_version_id:
         return
+    if channel.production_version_id == job.result_version_id:
+        st.markdown(f"This version is now **{channel.name}**'s production version.")
+        return
     new = ui.read(get_version, version_id=job.result_version_id)
     prod = ui.read(get_version, version_id=channel.production_version_id)
     st.markdown(f"Against **{channel.name}**'s production version {prod.label}:")
