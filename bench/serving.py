@@ -48,11 +48,11 @@ def naive_app(model_path: str):
 
 def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]:
     """Train seed-cnn, serve it on channel `bench`; returns url, key, artifact, test PNGs."""
+    from core.datasets import register_loaded_dataset
     from core.ml.datasets import load_dataset, split_dataset
     from core.ml.hparams import Hyperparameters
     from core.ml.images import encode_png
     from core.ml.training import TrainConfig, train
-    from core.services.datasets import register_loaded_dataset
     from db.engine import session_scope
     from db.repo.channels import create_channel, promote_version
     from db.repo.models import create_model, register_version
@@ -220,7 +220,7 @@ def bench_channelhub(
 ) -> tuple[dict, dict, int]:
     """Single-client then concurrent load on the real API; returns both and all answered."""
     port = free_port()
-    cmd = [sys.executable, "-m", "core.services.api", "--port", str(port), "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "core.serving.api", "--port", str(port), "--log-level", "warning"]
     proc = start(cmd, env, f"http://127.0.0.1:{port}/readyz", log_dir / "channelhub.log")
     url, headers = f"http://127.0.0.1:{port}/v1/channels/bench/predict", {"X-API-Key": key}
     try:

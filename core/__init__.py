@@ -1,1 +1,4 @@
-"""ChannelHub core: pure ML (`core.ml`) and the services that use the registry (`core.services`)."""
+"""ChannelHub core. Folders follow processes: `serving` (the API), `training` (the worker),
+`ops` (CLI, launcher, demo, simulator); `actions` is the one door for every change; `ml` is
+pure ML. Pieces several processes share (artifact checks, dataset registration, logging) sit here.
+"""

@@ -40,7 +40,7 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = dict(os.environ)
     env.update(CHANNELHUB_HOME=str(home), DATABASE_URL=f"sqlite:///{home / 'channelhub.db'}")
     env.pop("CHANNELHUB_ARTIFACTS", None)
-    cmd = [sys.executable, "-m", "core.services.cli", "demo", "--quick", "--traffic-seconds", "4"]
+    cmd = [sys.executable, "-m", "core.ops.cli", "demo", "--quick", "--traffic-seconds", "4"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return home

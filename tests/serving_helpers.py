@@ -14,10 +14,10 @@ import httpx
 import numpy as np
 from sqlalchemy import func, select
 
+from core.datasets import register_loaded_dataset
 from core.ml.datasets import LabelledImages
 from core.ml.images import encode_png
 from core.ml.training import sha256_of_file
-from core.services.datasets import register_loaded_dataset
 from db.engine import session_scope
 from db.models import Feedback, Prediction
 from db.repo.channels import create_channel, promote_version
@@ -116,9 +116,9 @@ def free_port() -> int:
 
 
 def start_server(registry: ServingRegistry, port: int, *extra: str) -> subprocess.Popen:
-    """`python -m core.services.api` on a loopback port; returns once /readyz answers 200.
+    """`python -m core.serving.api` on a loopback port; returns once /readyz answers 200.
     Its output goes to `server-<port>.log` in the registry's folder."""
-    cmd = [sys.executable, "-m", "core.services.api", "--port", str(port), "--log-level",
+    cmd = [sys.executable, "-m", "core.serving.api", "--port", str(port), "--log-level",
            "warning", *extra]  # fmt: skip
     env = {**registry.env(), "CHANNELHUB_REFRESH_SECONDS": "0.5"}
     log_path = registry.home / f"server-{port}.log"

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from core.ml.images import decode_image
-from core.services.api import create_app
-from core.services.serving_settings import ServingSettings
+from core.serving.api import create_app
+from core.serving.settings import ServingSettings
 from db.engine import session_scope
 from db.repo.channels import promote_version, rotate_api_key, set_candidate, set_channel_status
 from db.repo.predictions import get_prediction

@@ -6,10 +6,10 @@ import hashlib
 
 import pytest
 
-from core.services.artifacts import ArtifactError, verified_artifact
-from core.services.datasets import register_builtin_dataset
-from core.services.jobs import enqueue_job
-from core.services.model_cache import ModelCache
+from core.artifacts import ArtifactError, verified_artifact
+from core.datasets import register_builtin_dataset
+from core.serving.model_cache import ModelCache
+from core.training.jobs import enqueue_job
 from db.engine import session_scope
 from db.repo import channels, jobs, models
 from db.settings import artifact_dir
@@ -64,7 +64,7 @@ def test_the_api_cache_does_not_serve_a_tampered_version(registry):
 
 
 def test_fine_tuning_from_a_tampered_base_fails_the_job_with_the_reason(registry):
-    from core.services.worker import TrainingWorker, WorkerOptions
+    from core.training.worker import TrainingWorker, WorkerOptions
 
     version, _ = _version_with_file(b"weights", hashlib.sha256(b"other").hexdigest())
     with session_scope() as s:

@@ -169,7 +169,7 @@ def test_annotating_feedback_is_counted(page, dashboard_url: str):
 def worker_command() -> list[str] | None:
     if not (ROOT / "core" / "services" / "worker.py").exists():
         return None
-    return [sys.executable, "-m", "core.services.worker", "--poll-interval", "0.5"]
+    return [sys.executable, "-m", "core.training.worker", "--poll-interval", "0.5"]
 
 
 @pytest.mark.slow

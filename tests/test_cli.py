@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.services.cli import main
+from core.ops.cli import main
 from db.engine import session_scope
 from db.repo import channels, jobs
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from core.services.simulator import (
+from core.ops.simulator import (
     add_simulate_arguments,
     check_loopback,
     feedback_for,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from core.services.datasets import register_builtin_dataset
-from core.services.jobs import JobRequestError, enqueue_job
+from core.datasets import register_builtin_dataset
+from core.training.jobs import JobRequestError, enqueue_job
 from db.engine import session_scope
 from db.models import TrainingJob
 from db.repo import channels, feedback, jobs, models, predictions
@@ -36,7 +36,7 @@ def _queue(hp: dict | None = None, **kwargs):
 
 
 def _start_worker(*extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "core.services.worker", "--poll-interval", "0.2", *extra]
+    cmd = [sys.executable, "-m", "core.training.worker", "--poll-interval", "0.2", *extra]
     return subprocess.Popen(cmd, env=dict(os.environ), stderr=subprocess.PIPE, text=True)
 
 
@@ -157,7 +157,7 @@ def test_killed_worker_leaves_its_job_lost_not_running(registry):
 
 
 def test_a_job_whose_dataset_is_gone_fails_with_the_reason(registry, tmp_path):
-    from core.services.worker import TrainingWorker, WorkerOptions
+    from core.training.worker import TrainingWorker, WorkerOptions
     from db.repo.datasets import register_dataset
 
     folder = tmp_path / "images"
@@ -197,7 +197,7 @@ def _feedback_item(channel_id: int, version_id: int, image: np.ndarray) -> int:
 @pytest.mark.slow
 def test_fine_tune_with_annotated_feedback_records_lineage(registry):
     from core.ml.datasets import load_dataset
-    from core.services.worker import TrainingWorker, WorkerOptions
+    from core.training.worker import TrainingWorker, WorkerOptions
 
     first = _queue()
     TrainingWorker(WorkerOptions(exit_when_idle=True)).run()

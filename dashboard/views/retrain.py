@@ -194,7 +194,7 @@ def check_hyperparameters(values: dict) -> tuple[dict, dict[str, str]]:
 def submit_job(target: dict, values: dict, slots: dict, actor: str) -> None:
     hyperparameters, errors = check_hyperparameters(values)
     if not errors:
-        from core.services.jobs import JobRequestError, enqueue_job  # lazy: may load Keras
+        from core.training.jobs import JobRequestError, enqueue_job  # lazy: may load Keras
 
         try:
             job = ui.write(

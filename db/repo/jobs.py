@@ -1,6 +1,6 @@
 """Training jobs: queue, exactly-once claim, progress, cancel, finish, lost-worker reaping, retry.
 
-Hyperparameters are validated by `core.services.jobs.enqueue_job` before `insert_job` is called.
+Hyperparameters are validated by `core.training.jobs.enqueue_job` before `insert_job` is called.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from core.services.logs import configure_logging
+from core.logs import configure_logging
 from db.engine import get_engine, session_scope
 from db.repo import channels as channel_repo
 from db.repo import datasets as dataset_repo
@@ -22,7 +22,7 @@ class CommandError(RuntimeError):
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from core.services.datasets import register_builtin_dataset
+    from core.datasets import register_builtin_dataset
 
     get_engine()
     artifact_dir().mkdir(parents=True, exist_ok=True)
@@ -39,8 +39,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     if args.action == "add":
+        from core.datasets import register_loaded_dataset
         from core.ml.datasets import DatasetError, load_dataset
-        from core.services.datasets import register_loaded_dataset
 
         if not args.name:
             raise CommandError("datasets add needs --name")
@@ -77,7 +77,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    from core.services.jobs import JobRequestError, enqueue_job
+    from core.training.jobs import JobRequestError, enqueue_job
 
     hp = {
         "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
@@ -218,9 +218,9 @@ def _add_enqueue_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.services.demo import add_demo_arguments, run_demo
-    from core.services.launcher import add_up_arguments, run_up
-    from core.services.worker import add_worker_arguments, run_worker
+    from core.ops.demo import add_demo_arguments, run_demo
+    from core.ops.launcher import add_up_arguments, run_up
+    from core.training.worker import add_worker_arguments, run_worker
 
     parser = argparse.ArgumentParser(
         prog="channelhub", description="Run the channels of AI models."
@@ -262,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_serving_commands(command: Callable) -> None:
-    from core.services.api import add_serve_arguments, run_serve
-    from core.services.simulator import add_simulate_arguments, run_simulate
+    from core.ops.simulator import add_simulate_arguments, run_simulate
+    from core.serving.api import add_serve_arguments, run_serve
 
     add_serve_arguments(command("serve", run_serve, "run the serving API (FastAPI)"))
     add_simulate_arguments(command("simulate", run_simulate, "send simulated traffic and feedback"))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 
 # Libraries whose INFO lines (one per HTTP request or migration step) drown our own.
 NOISY_LOGGERS = ("httpx", "alembic")
 
 
 def configure_logging(level: str | int = logging.INFO) -> None:
+    """Called first by every process entry point (never on import): log format, quiet libraries,
+    and TensorFlow's C++ start-up chatter off (it hides our own messages; errors still show)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if isinstance(level, str):
         level = level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -17,16 +17,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from core.services.model_cache import ChannelState, LoadedVersion, ModelCache, ModelUnavailable
-from core.services.prediction_log import PredictionLog, input_path_for
-from core.services.request_images import (
+from core.serving.model_cache import ChannelState, LoadedVersion, ModelCache, ModelUnavailable
+from core.serving.prediction_log import PredictionLog, input_path_for
+from core.serving.request_images import (
     BodyLimitMiddleware,
     BodyTooLarge,
     InputError,
     image_from_request,
     too_large_response,
 )
-from core.services.serving_settings import ServingSettings
+from core.serving.settings import ServingSettings
 from db.engine import get_engine, session_scope
 from db.models import utcnow
 from db.repo.channels import key_matches_hash
@@ -348,7 +348,7 @@ def run_server(
     """Serve until SIGINT/SIGTERM; shutdown answers in-flight requests and writes the log."""
     import uvicorn
 
-    from core.services.logs import configure_logging
+    from core.logs import configure_logging
 
     configure_logging(log_level)
     app = create_app(database_url, settings=settings)
@@ -402,6 +402,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m core.services.api", description=__doc__)
+    _parser = argparse.ArgumentParser(prog="python -m core.serving.api", description=__doc__)
     add_serve_arguments(_parser)
     raise SystemExit(run_serve(_parser.parse_args()))

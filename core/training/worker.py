@@ -44,7 +44,7 @@ class TrainingWorker:
     """One worker process. `run()` loops until stopped (SIGINT/SIGTERM) or idle/limit reached."""
 
     def __init__(self, options: WorkerOptions | None = None) -> None:
-        from core.services.devices import detect_gpus
+        from core.training.devices import detect_gpus
 
         self.options = options or WorkerOptions()
         self.gpus = detect_gpus()
@@ -229,7 +229,7 @@ class JobRunner:
     def _base_artifact(self) -> Path | None:
         if self.job.base_version_id is None:
             return None
-        from core.services.artifacts import ArtifactError, verified_artifact
+        from core.artifacts import ArtifactError, verified_artifact
 
         with session_scope() as s:
             base = get_version(session=s, version_id=self.job.base_version_id)
@@ -326,7 +326,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.services.logs import configure_logging
+    from core.logs import configure_logging
 
     configure_logging()
     parser = argparse.ArgumentParser(prog="channelhub worker", description=__doc__)

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import dashboard
+# Found by path: core never imports the dashboard package.
+DASHBOARD_APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 
 
 def add_up_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,17 +22,16 @@ def add_up_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
-    app = Path(dashboard.__file__).parent / "app.py"
     commands = {
-        "api": [sys.executable, "-m", "core.services.cli", "serve",
+        "api": [sys.executable, "-m", "core.ops.cli", "serve",
                 "--host", args.host, "--port", str(args.api_port)],
-        "dashboard": [sys.executable, "-m", "streamlit", "run", str(app),
+        "dashboard": [sys.executable, "-m", "streamlit", "run", str(DASHBOARD_APP),
                       "--server.address", args.host, "--server.port", str(args.dashboard_port),
                       "--server.headless", "true", "--browser.gatherUsageStats", "false",
                       "--client.toolbarMode", "minimal"],
     }  # fmt: skip
     if not args.no_worker:
-        commands["worker"] = [sys.executable, "-m", "core.services.worker"]
+        commands["worker"] = [sys.executable, "-m", "core.training.worker"]
     return commands
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.artifacts import verified_artifact
 from core.ml.inference import Predictor
-from core.services.artifacts import verified_artifact
 from db.engine import session_scope
 from db.repo.datasets import get_dataset
 from db.repo.models import get_version

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from core.services.datasets import register_builtin_dataset
+from core.datasets import register_builtin_dataset
 from db.engine import get_engine, session_scope
 from db.repo import channels as channel_repo
 from db.repo import feedback as feedback_repo
@@ -94,8 +94,8 @@ def train_versions(*, quick: bool) -> None:
     """Queue the founding `seed-cnn` and the stronger default, and run a worker until idle."""
     from core.ml.catalog import DEFAULT_ARCHITECTURE
     from core.ml.hparams import Hyperparameters
-    from core.services.jobs import enqueue_job
-    from core.services.worker import TrainingWorker, WorkerOptions
+    from core.training.jobs import enqueue_job
+    from core.training.worker import TrainingWorker, WorkerOptions
 
     seed_epochs = 1 if quick else 15
     default_epochs = 1 if quick else Hyperparameters().epochs
@@ -153,11 +153,11 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> N
 
 def drive_traffic(keys: dict[str, str], *, seconds: float, rate: float) -> None:
     """Start the real API on a loopback port, simulate users on every channel, stop it."""
-    from core.services.simulator import simulate
+    from core.ops.simulator import simulate
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "core.services.cli", "serve", "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "core.ops.cli", "serve", "--host", "127.0.0.1",
            "--port", str(port)]  # fmt: skip
     proc = subprocess.Popen(cmd, env=dict(os.environ))
     try:

@@ -1,0 +1,115 @@
+"""How an action runs: who acts, which role it needs, one transaction, one audit event."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from db.engine import session_scope
+from db.repo.audit import record_event
+from db.repo.errors import RegistryError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Each role may do everything the roles before it may do.
+ROLES = ("viewer", "annotator", "manager", "admin")
+
+
+class PermissionDenied(RegistryError):
+    """The acting user's role may not do this action."""
+
+    kind = "forbidden"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a signed-in user, a CLI user, an API key's channel or a system process."""
+
+    name: str
+    role: str = "admin"
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+SYSTEM = Actor("system", "admin")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One registered action: its name (`noun.verb`), the least role it needs, the callable."""
+
+    name: str
+    role: str
+    run: Callable[..., Any]
+    doc: str
+
+
+ACTIONS: dict[str, ActionSpec] = {}
+
+
+def as_actor(actor: Actor | str) -> Actor:
+    if isinstance(actor, Actor):
+        return actor
+    if not isinstance(actor, str) or not actor.strip():
+        raise RegistryError("an action needs the name of who is acting")
+    return Actor(actor.strip())
+
+
+def action(name: str, *, role: str) -> Callable[[F], F]:
+    """Register `fn(*, session, actor, **kwargs)` as the action `name`.
+
+    Callers pass `actor=` (an Actor or a name) and may pass `session=` to join a unit of work
+    they own; otherwise the action runs in its own transaction. The role is checked first."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*, actor: Actor | str, session: Session | None = None, **kwargs: Any) -> Any:
+            who = as_actor(actor)
+            if not who.may(role):
+                raise PermissionDenied(
+                    f"{who.name} ({who.role}) may not {name}: it needs the {role} role"
+                )
+            if session is not None:
+                return fn(session=session, actor=who, **kwargs)
+            with session_scope() as own:
+                return fn(session=own, actor=who, **kwargs)
+
+        if name in ACTIONS:
+            raise ValueError(f"action {name!r} registered twice")
+        ACTIONS[name] = ActionSpec(name, role, run, (fn.__doc__ or "").strip().split("\n")[0])
+        return run  # type: ignore[return-value]
+
+    return register
+
+
+def audit(
+    session: Session,
+    actor: Actor,
+    action_name: str,
+    object_type: str,
+    object_id: object,
+    **details: Any,
+) -> None:
+    """The audit row of an action, in the action's own transaction."""
+    record_event(
+        session=session,
+        actor=actor.name,
+        action=action_name,
+        object_type=object_type,
+        object_id=object_id,
+        **details,
+    )
+
+
+def all_actions() -> dict[str, ActionSpec]:
+    """Every action, after importing every action module."""
+    from core.actions import channels, datasets, feedback, jobs  # noqa: F401
+
+    return dict(ACTIONS)

@@ -1,0 +1,1 @@
+"""Operations: the CLI, the launcher, the demo builder and the traffic simulator."""

@@ -1,0 +1,1 @@
+"""Serving API process: FastAPI app, model cache, request images, prediction log."""

@@ -1,0 +1,1 @@
+"""Training worker process: claims jobs, trains, registers versions; job enqueueing."""
