@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from db.engine import session_scope
-from db.repo.errors import RegistryError
+from db.errors import RegistryError
 from db.settings import current_user, database_url
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import charts, ui
 from db.repo.datasets import get_dataset
-from db.repo.errors import NotFoundError
+from db.errors import NotFoundError
 from db.repo.models import VersionInfo, get_version, training_items_of
 from db.settings import resolve_artifact
 

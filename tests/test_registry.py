@@ -12,7 +12,7 @@ from db.engine import get_engine, session_scope
 from db.migrate import current_revision
 from db.models import Annotation, Prediction, TrainingJob, utcnow
 from db.repo import channels, feedback, jobs, models, predictions, workers
-from db.repo.errors import ConflictError, NotFoundError, RegistryError
+from db.errors import ConflictError, NotFoundError, RegistryError
 from tests.registry_helpers import add_dataset, add_model_with_version
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import session_scope
 from db.repo.audit import record_event
-from db.repo.errors import RegistryError
+from db.errors import RegistryError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,7 +13,7 @@ from db.repo import channels as channel_repo
 from db.repo import datasets as dataset_repo
 from db.repo import jobs as job_repo
 from db.repo import models as model_repo
-from db.repo.errors import RegistryError
+from db.errors import RegistryError
 from db.settings import artifact_dir, current_user, database_url
 
 

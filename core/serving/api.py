@@ -31,7 +31,7 @@ from db.engine import get_engine, session_scope
 from db.models import utcnow
 from db.repo.channels import key_matches_hash
 from db.repo.datasets import get_dataset
-from db.repo.errors import RegistryError
+from db.errors import RegistryError
 from db.repo.feedback import add_feedback
 from db.repo.models import get_version
 from db.repo.predictions import PredictionRecord, get_prediction, new_prediction_id

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS
 from core.ml.hparams import HyperparameterError, Hyperparameters
 from db.repo import jobs as job_repo
-from db.repo.errors import RegistryError
+from db.errors import RegistryError
 from db.repo.jobs import JobInfo
 from db.repo.models import get_version
 

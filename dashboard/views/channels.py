@@ -11,7 +11,7 @@ from db.queries.registry import version_choices
 from db.repo import channels as repo
 from db.repo.audit import list_events
 from db.repo.datasets import list_datasets
-from db.repo.errors import RegistryError
+from db.errors import RegistryError
 from db.repo.models import list_models
 
 NEW = "__new__"

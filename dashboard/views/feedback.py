@@ -19,7 +19,7 @@ from db.queries.review import (
     review_page,
 )
 from db.repo.channels import list_channels
-from db.repo.errors import RegistryError
+from db.errors import RegistryError
 from db.repo.feedback import annotate, count_training_items
 
 PAGE_SIZE = 10

@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import charts, ui
 from db.models import ACTIVE_JOB_STATUSES, JOB_STATUSES, utcnow
 from db.repo.channels import list_channels
-from db.repo.errors import NotFoundError
+from db.errors import NotFoundError
 from db.repo.jobs import (
     RETRYABLE,
     JobInfo,

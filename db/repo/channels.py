@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.errors import ConflictError, NotFoundError, RegistryError
 from db.models import CHANNEL_KINDS, Channel, Dataset, Model, ModelVersion
 from db.repo.audit import record_event
-from db.repo.errors import ConflictError, NotFoundError, RegistryError
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
 API_KEY_PREFIX = "chk_"

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.errors import ConflictError, NotFoundError
 from db.models import Dataset
-from db.repo.errors import ConflictError, NotFoundError
 
 DATASET_SOURCES = ("digits", "folder", "npz", "keras")
 

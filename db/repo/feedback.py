@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from db.errors import ConflictError, NotFoundError, RegistryError
 from db.models import (
     RATINGS,
     VERDICTS,
@@ -17,7 +18,6 @@ from db.models import (
     Prediction,
 )
 from db.repo.audit import record_event
-from db.repo.errors import ConflictError, NotFoundError, RegistryError
 
 MAX_COMMENT_CHARS = 2000
 MAX_TAGS = 20

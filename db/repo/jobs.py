@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from db.errors import ConflictError, NotFoundError, RegistryError
 from db.models import (
     DEVICE_REQUESTS,
     Channel,
@@ -25,7 +26,6 @@ from db.models import (
     utcnow,
 )
 from db.repo.audit import record_event
-from db.repo.errors import ConflictError, NotFoundError, RegistryError
 from db.repo.workers import WORKER_STALE_AFTER_S, accepted_requests
 
 FINISHED = ("succeeded", "failed", "cancelled", "lost")

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from db.errors import ConflictError, NotFoundError
 from db.models import Channel, Dataset, Model, ModelVersion, VersionTrainingItem
 from db.repo.audit import record_event
-from db.repo.errors import ConflictError, NotFoundError
 
 
 @dataclass(frozen=True)
