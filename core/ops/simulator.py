@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import threading
 import time
@@ -21,6 +20,7 @@ from db.engine import session_scope
 from db.repo.channels import get_channel
 from db.repo.datasets import get_dataset
 from db.repo.models import get_version
+from db.settings import channel_key_from_env, channel_key_variable
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_RATE = 500.0
@@ -216,15 +216,11 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def api_key_env_name(channel: str) -> str:
-    return "CHANNELHUB_API_KEY_" + channel.upper().replace("-", "_")
-
-
 def run_simulate(args: argparse.Namespace) -> int:
     """Run `channelhub simulate`; prints the summary as JSON."""
-    key = args.api_key or os.environ.get(api_key_env_name(args.channel))
+    key = args.api_key or channel_key_from_env(args.channel)
     if not key:
-        print(f"no API key: pass --api-key or set {api_key_env_name(args.channel)}")
+        print(f"no API key: pass --api-key or set {channel_key_variable(args.channel)}")
         return 2
     summary = simulate(
         args.url,

@@ -1,12 +1,11 @@
-"""Limits and tuning of the serving API, from the environment or the command line."""
+"""Limits and tuning of the serving API, from the one settings object or the command line."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 
-MiB = 1024 * 1024
+from db.settings import MiB, settings
 
 
 @dataclass(frozen=True)
@@ -24,13 +23,13 @@ class ServingSettings:
 
     @classmethod
     def from_env(cls) -> ServingSettings:
-        env = os.environ
+        s = settings()
         return cls(
-            max_upload_bytes=int(env.get("CHANNELHUB_MAX_UPLOAD_BYTES", 10 * MiB)),
-            max_pixels=int(env.get("CHANNELHUB_MAX_PIXELS", 25_000_000)),
-            refresh_seconds=float(env.get("CHANNELHUB_REFRESH_SECONDS", 1.0)),
-            max_batch=int(env.get("CHANNELHUB_MAX_BATCH", 32)),
-            max_wait_ms=float(env.get("CHANNELHUB_BATCH_WAIT_MS", 0.0)),
+            max_upload_bytes=s.max_upload_bytes,
+            max_pixels=s.max_pixels,
+            refresh_seconds=s.refresh_seconds,
+            max_batch=s.max_batch,
+            max_wait_ms=s.batch_wait_ms,
         )
 
     def with_overrides(self, **values: object) -> ServingSettings:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
+from db.settings import settings
 
 
 def detect_gpus() -> list[str]:
     """Names of visible GPUs; `CHANNELHUB_FORCE_CPU=1` hides them (a CPU-only worker)."""
-    if os.environ.get("CHANNELHUB_FORCE_CPU") == "1":
+    if settings().force_cpu:
         return []
     import keras
 

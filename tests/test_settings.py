@@ -1,0 +1,76 @@
+"""One settings object: it reads every variable, the README documents exactly those, and no
+other module reads the environment itself."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from db.settings import (
+    CHANNEL_KEY_PREFIX,
+    LIBRARY_VARIABLES,
+    VARIABLES,
+    Settings,
+    SettingsError,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_variables() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `([A-Z_<>]+)`", section, flags=re.M))
+
+
+def test_readme_table_matches_the_settings_object():
+    documented = readme_variables()
+    expected = set(VARIABLES) | set(LIBRARY_VARIABLES) | {CHANNEL_KEY_PREFIX + "<CHANNEL>"}
+    assert documented == expected
+
+
+def test_every_variable_fills_a_settings_field():
+    fields = set(Settings.__dataclass_fields__)
+    assert set(VARIABLES.values()) == fields
+
+
+def test_defaults_and_overrides(tmp_path):
+    s = Settings.from_env({"CHANNELHUB_HOME": str(tmp_path), "USER": "ana"})
+    assert s.database_url == f"sqlite:///{tmp_path.resolve() / 'channelhub.db'}"
+    assert s.artifacts == tmp_path.resolve() / "artifacts"
+    assert (s.user, s.max_batch, s.max_pixels, s.force_cpu) == ("ana", 32, 25_000_000, False)
+    s = Settings.from_env({"CHANNELHUB_MAX_BATCH": "8", "CHANNELHUB_FORCE_CPU": "1"})
+    assert (s.max_batch, s.force_cpu) == (8, True)
+
+
+@pytest.mark.parametrize("value", ["lots", "-3"])
+def test_bad_numbers_name_the_variable(value):
+    with pytest.raises(SettingsError, match="CHANNELHUB_MAX_PIXELS"):
+        Settings.from_env({"CHANNELHUB_MAX_PIXELS": value})
+
+
+def _reads_environment(tree: ast.AST) -> list[int]:
+    """Lines that read a variable: os.environ.get/[]/os.getenv (passing os.environ on is fine)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            target = ast.unparse(node.func)
+            if target in ("os.environ.get", "os.getenv", "environ.get"):
+                lines.append(node.lineno)
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_module_but_settings_reads_the_environment():
+    offenders = []
+    for folder in ("core", "db", "dashboard"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if path.name == "settings.py" and path.parent.name == "db":
+                continue
+            for line in _reads_environment(ast.parse(path.read_text())):
+                offenders.append(f"{path.relative_to(ROOT)}:{line}")
+    assert offenders == []
