@@ -71,3 +71,14 @@ def test_keras_free_catalog_names_every_architecture():
     assert catalog_default == DEFAULT_ARCHITECTURE
     for name, arch in ARCHITECTURES.items():
         assert arch.description == ARCHITECTURE_DESCRIPTIONS[name]
+
+
+def test_builders_and_catalog_cannot_drift():
+    from core.ml.architectures import BUILDERS
+    from core.ml.catalog import ARCHITECTURE_NAMES, require_same_names
+
+    assert set(BUILDERS) == set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+    with pytest.raises(RuntimeError, match=r"listed but not implemented \['seed-cnn'\]"):
+        require_same_names("architecture builders", ARCHITECTURE_NAMES, {"resnet-small"})
+    with pytest.raises(RuntimeError, match=r"implemented but not listed \['vgg'\]"):
+        require_same_names("architecture builders", ARCHITECTURE_NAMES, {*BUILDERS, "vgg"})

@@ -167,6 +167,13 @@ def test_unknown_source_lists_allowed() -> None:
         load_dataset("s3")
 
 
+def test_loaders_are_the_catalog_sources() -> None:
+    from core.ml.catalog import DATASET_SOURCES
+    from core.ml.datasets import LOADERS, SOURCES
+
+    assert SOURCES is DATASET_SOURCES and set(LOADERS) == set(DATASET_SOURCES)
+
+
 def test_split_is_deterministic_and_stratified() -> None:
     data = load_dataset("digits")
     first, again = split_dataset(data, seed=3), split_dataset(data, seed=3)

@@ -69,3 +69,22 @@ def test_limits_match_validation() -> None:
     for field, (low, high) in LIMITS.items():
         Hyperparameters(**{field: type(getattr(Hyperparameters(), field))(low)})
         Hyperparameters(**{field: type(getattr(Hyperparameters(), field))(high)})
+
+
+def test_every_bad_field_is_named_in_field_errors() -> None:
+    with pytest.raises(HyperparameterError) as info:
+        Hyperparameters.from_dict(
+            {"epochs": 0, "learning_rate": "fast", "optimizer": "magic", "dropout": 0.5}
+        )
+    errors = info.value.field_errors
+    assert set(errors) == {"epochs", "learning_rate", "optimizer", "dropout"}
+    assert errors["epochs"].startswith("epochs must be between 1 and 500")
+    assert "must be a number" in errors["learning_rate"]
+    assert "unknown hyperparameter 'dropout'" in errors["dropout"]
+    assert all(message in str(info.value) for message in errors.values())
+
+
+def test_a_single_bad_field_names_only_that_field() -> None:
+    with pytest.raises(HyperparameterError) as info:
+        Hyperparameters(batch_size=0)
+    assert list(info.value.field_errors) == ["batch_size"]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from core.ml.datasets import LabelledImages, Split, load_dataset, split_dataset, subsample
+from core.ml.holdout_predictions import read_holdout_predictions
 from core.ml.hparams import Hyperparameters
 from core.ml.training import TrainConfig, TrainResult, sha256_of_file, train
 
@@ -47,11 +48,13 @@ def test_train_one_epoch_writes_artifact_and_evaluation(trained: TrainResult, sp
 
 
 def test_test_predictions_saved(trained: TrainResult, split: Split) -> None:
-    saved = np.load(trained.artifact_path.parent / "test_predictions.npz")
-    np.testing.assert_array_equal(saved["indices"], split.test_idx)
-    np.testing.assert_array_equal(saved["y_true"], split.test.y)
-    np.testing.assert_array_equal(saved["y_pred"], saved["probs"].astype(np.float32).argmax(1))
-    accuracy = float((saved["y_pred"] == saved["y_true"]).mean())
+    assert trained.predictions_path is not None
+    assert trained.predictions_path.parent == trained.artifact_path.parent
+    saved = read_holdout_predictions(trained.predictions_path)
+    np.testing.assert_array_equal(saved.indices, split.test_idx)
+    np.testing.assert_array_equal(saved.y_true, split.test.y)
+    np.testing.assert_array_equal(saved.y_pred, saved.probs.argmax(1))
+    accuracy = float((saved.y_pred == saved.y_true).mean())
     assert accuracy == pytest.approx(trained.evaluation["accuracy"])
 
 
@@ -75,6 +78,7 @@ def test_cancel_stops_after_first_epoch(split: Split, tmp_path: Path) -> None:
     assert result.cancelled and result.epochs_run == 1
     assert [r["epoch"] for r in reports] == [1] and reports[0]["epochs_total"] == 5
     assert not result.artifact_path.exists() and result.artifact_sha256 == ""
+    assert result.predictions_path is None
 
 
 @pytest.mark.slow

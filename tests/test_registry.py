@@ -71,28 +71,24 @@ def test_rotating_a_key_invalidates_the_old_one(registry):
     with session_scope() as s:
         _, old = channels.create_channel(session=s, slug="web", name="Web")
     with session_scope() as s:
-        new = channels.rotate_api_key(session=s, slug="web", actor="ann")
+        new = channels.rotate_api_key(session=s, slug="web")
     with session_scope() as s:
         assert not channels.check_api_key(session=s, slug="web", key=old)
         assert channels.check_api_key(session=s, slug="web", key=new)
 
 
-def test_promote_refuses_another_models_version_and_audits(registry):
-    from db.repo.audit import list_events
-
+def test_promote_refuses_another_models_version(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         model_a, va = add_model_with_version(s, dataset_id, "a")
         _, vb = add_model_with_version(s, dataset_id, "b")
         channels.create_channel(session=s, slug="web", name="Web", model_id=model_a.id)
-        info = channels.promote_version(session=s, slug="web", version_id=va.id, actor="ann")
+        info = channels.promote_version(session=s, slug="web", version_id=va.id)
         assert info.production_version_id == va.id
         with pytest.raises(ConflictError, match="another model"):
             channels.promote_version(session=s, slug="web", version_id=vb.id)
         with pytest.raises(NotFoundError):
             channels.promote_version(session=s, slug="nope", version_id=va.id)
-        events = list_events(session=s, object_type="channel", object_id="web")
-        assert [e.action for e in events][:1] == ["promote"] and events[0].actor == "ann"
 
 
 def _queue(s, **overrides):
@@ -148,7 +144,7 @@ def test_bad_job_references_are_refused(registry):
 def test_cancel_queued_job_and_retry(registry):
     with session_scope() as s:
         job = _queue(s)
-        cancelled = jobs.request_cancel(session=s, job_id=job.id, actor="ann")
+        cancelled = jobs.request_cancel(session=s, job_id=job.id)
         assert cancelled.status == "cancelled"
         with pytest.raises(ConflictError, match="already finished"):
             jobs.request_cancel(session=s, job_id=job.id)
@@ -315,8 +311,6 @@ def test_datasets_and_models_refuse_bad_names(registry):
         add_dataset(s)
     bad = dict(location=None, class_names=["a"], input_shape=[1, 1, 1], num_samples=1,
                fingerprint="0" * 64)  # fmt: skip
-    with pytest.raises(RegistryError, match="unknown dataset source 'ftp'"), session_scope() as s:
-        register_dataset(session=s, name="x", source="ftp", **bad)
     with pytest.raises(RegistryError, match="'digits' already exists"), session_scope() as s:
         register_dataset(session=s, name="digits", source="npz", **bad)
     with pytest.raises(RegistryError, match="needs a name"), session_scope() as s:

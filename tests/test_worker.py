@@ -124,7 +124,7 @@ def test_cancel_stops_a_running_job_within_one_epoch(registry):
     try:
         _wait_for(lambda: _job(job.id).current_epoch >= 1, what="the first epoch")
         with session_scope() as s:
-            jobs.request_cancel(session=s, job_id=job.id, actor="tester")
+            jobs.request_cancel(session=s, job_id=job.id)
         requested_at = _job(job.id).current_epoch
         final = _wait_for(
             lambda: (j := _job(job.id)).status != "running" and j, what="the job to stop"

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from db.engine import session_scope
-from db.repo.audit import record_event
 from db.errors import RegistryError
+from db.repo.audit import record_event
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,6 +110,6 @@ def audit(
 
 def all_actions() -> dict[str, ActionSpec]:
     """Every action, after importing every action module."""
-    from core.actions import channels, datasets, feedback, jobs  # noqa: F401
+    from core.actions import channels, datasets, feedback, jobs, models  # noqa: F401
 
     return dict(ACTIONS)

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS, DEFAULT_ARCHITECTURE  # noqa: F401
+from core.ml.catalog import (  # noqa: F401 - DEFAULT_ARCHITECTURE is re-exported
+    ARCHITECTURE_NAMES,
+    ARCHITECTURE_SPECS,
+    DEFAULT_ARCHITECTURE,
+    require_same_names,
+)
 
 # A body maps the preprocessed 0..1 image tensor to class probabilities.
 Body = Callable[[keras.KerasTensor, int], keras.KerasTensor]
@@ -70,19 +75,13 @@ def _resnet_small(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     return _classifier(x, num_classes)
 
 
+# The body of each network the catalog lists; importing fails if the two disagree.
+BUILDERS: dict[str, Body] = {"seed-cnn": _seed_cnn, "resnet-small": _resnet_small}
+require_same_names("architecture builders", ARCHITECTURE_NAMES, set(BUILDERS))
+
 ARCHITECTURES: dict[str, Architecture] = {
-    "seed-cnn": Architecture(
-        name="seed-cnn",
-        description=ARCHITECTURE_DESCRIPTIONS["seed-cnn"],
-        input_size=(32, 32),
-        builder=_seed_cnn,
-    ),
-    "resnet-small": Architecture(
-        name="resnet-small",
-        description=ARCHITECTURE_DESCRIPTIONS["resnet-small"],
-        input_size=(32, 32),
-        builder=_resnet_small,
-    ),
+    name: Architecture(name, spec.description, spec.input_size, BUILDERS[name])
+    for name, spec in ARCHITECTURE_SPECS.items()
 }
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.ml.catalog import DATASET_SOURCES, require_same_names
 from core.ml.images import ImageError, decode_image, fit_to_shape
 
-SOURCES: tuple[str, ...] = ("digits", "folder", "npz", "keras")
+SOURCES: tuple[str, ...] = DATASET_SOURCES
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
 KERAS_CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "cifar10": tuple("airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck".split(",")),
@@ -76,15 +77,14 @@ class Split:
 
 def load_dataset(source: str, location: str | None = None) -> LabelledImages:
     """Load a labelled image set from one of SOURCES; `location` is a path or a Keras name."""
-    loaders: dict[str, Callable[[str | None], LabelledImages]] = {
-        "digits": lambda _loc: _load_digits(),
-        "folder": _load_folder,
-        "npz": _load_npz,
-        "keras": _load_keras,
-    }
-    if source not in loaders:
+    check_source(source)
+    return LOADERS[source](location)
+
+
+def check_source(source: str) -> None:
+    """Refuse a source name that is not one of SOURCES, naming the allowed ones."""
+    if source not in SOURCES:
         raise DatasetError(f"unknown dataset source {source!r} (allowed: {', '.join(SOURCES)})")
-    return loaders[source](location)
 
 
 def _load_digits() -> LabelledImages:
@@ -254,3 +254,13 @@ def subsample(data: LabelledImages, n: int, seed: int = 0) -> LabelledImages:
         np.arange(data.num_samples), train_size=n, random_state=seed, stratify=data.y
     )
     return data.take(np.sort(keep))
+
+
+# The loader of each source the catalog lists; importing fails if the two disagree.
+LOADERS: dict[str, Callable[[str | None], LabelledImages]] = {
+    "digits": lambda _location: _load_digits(),
+    "folder": _load_folder,
+    "npz": _load_npz,
+    "keras": _load_keras,
+}
+require_same_names("dataset loaders", SOURCES, set(LOADERS))

@@ -17,6 +17,7 @@ import numpy as np
 from core.ml.architectures import build_model
 from core.ml.datasets import Split
 from core.ml.evaluation import predict_probabilities, scores_from_probabilities
+from core.ml.holdout_predictions import write_holdout_predictions
 from core.ml.hparams import Hyperparameters
 
 Report = Callable[[dict[str, Any]], None]
@@ -24,7 +25,6 @@ ShouldCancel = Callable[[], bool]
 Log = Callable[[str], None]
 
 ARTIFACT_NAME = "model.keras"
-PREDICTIONS_NAME = "test_predictions.npz"
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class TrainResult:
     epochs_run: int
     cancelled: bool
     framework_versions: dict[str, str] = field(default_factory=dict)
+    # Test-split predictions (read with core.ml.holdout_predictions); None when cancelled.
+    predictions_path: Path | None = None
 
 
 class ProgressCallback(keras.callbacks.Callback):
@@ -275,12 +277,8 @@ def _finish(model: keras.Model, split: Split, result: TrainResult, log: Log | No
     result.artifact_sha256 = sha256_of_file(result.artifact_path)
     probs = predict_probabilities(model, split.test.x)
     result.evaluation = scores_from_probabilities(probs, split.test.y, split.test.class_names)
-    np.savez_compressed(
-        result.artifact_path.parent / PREDICTIONS_NAME,
-        indices=split.test_idx,
-        y_true=split.test.y,
-        y_pred=probs.argmax(axis=1),
-        probs=probs.astype(np.float16),
+    result.predictions_path = write_holdout_predictions(
+        result.artifact_path.parent, split.test_idx, split.test.y, probs
     )
     if log:
         log(

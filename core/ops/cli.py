@@ -218,6 +218,7 @@ def _add_enqueue_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.ml.catalog import DATASET_SOURCES
     from core.ops.demo import add_demo_arguments, run_demo
     from core.ops.launcher import add_up_arguments, run_up
     from core.training.worker import add_worker_arguments, run_worker
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("datasets", cmd_datasets, "list or add datasets")
     p.add_argument("action", nargs="?", default="list", choices=["list", "add"])
     p.add_argument("--name")
-    p.add_argument("--source", default="folder", choices=dataset_repo.DATASET_SOURCES)
+    p.add_argument("--source", default="folder", choices=DATASET_SOURCES)
     p.add_argument("--location", help="folder, .npz file, or keras dataset name")
     p = command("models", cmd_models, "list model versions, newest first")
     p.add_argument("--limit", type=int, default=30)

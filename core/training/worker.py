@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.actions.base import Actor, audit
 from db.engine import session_scope
 from db.repo import feedback as feedback_repo
 from db.repo import jobs as job_repo
@@ -256,10 +257,8 @@ class JobRunner:
             )  # fmt: skip
 
     def _register(self, result, fingerprint: str, device: str, items) -> None:
-        from core.ml.training import PREDICTIONS_NAME
-
         artifact = relative_artifact(result.artifact_path)
-        predictions = relative_artifact(result.artifact_path.parent / PREDICTIONS_NAME)
+        predictions = result.predictions_path and relative_artifact(result.predictions_path)
         with session_scope() as s:
             version = register_version(
                 session=s, model_id=self.job.model_id, architecture=self.job.architecture,
@@ -271,6 +270,10 @@ class JobRunner:
                 parent_version_id=self.job.base_version_id, job_id=self.job.id,
                 test_predictions_path=predictions,
                 split_seed=self.hp.seed, training_items=items, actor=self.job.requested_by,
+            )  # fmt: skip
+            audit(
+                s, Actor("worker", "admin"), "model.register_version", "model_version",
+                version.id, model=version.model_name, version=version.version, job_id=self.job.id,
             )  # fmt: skip
             feedback_repo.mark_used(
                 session=s, feedback_ids=[f for f, _, _ in items], version_id=version.id

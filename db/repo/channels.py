@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError, RegistryError
 from db.models import CHANNEL_KINDS, Channel, Dataset, Model, ModelVersion
-from db.repo.audit import record_event
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
 API_KEY_PREFIX = "chk_"
@@ -112,7 +111,6 @@ def create_channel(
     model_id: int | None = None,
     slo_min_accuracy: float | None = None,
     slo_max_p95_ms: float | None = None,
-    actor: str = "system",
 ) -> tuple[ChannelInfo, str]:
     """Create a channel; returns it and its API key, which is shown this once and stored hashed."""
     if not SLUG_PATTERN.match(slug or ""):
@@ -144,9 +142,6 @@ def create_channel(
     )
     session.add(row)
     session.flush()
-    record_event(
-        session=session, actor=actor, action="create", object_type="channel", object_id=slug
-    )
     return _info(session, row), key
 
 
@@ -160,7 +155,6 @@ def update_channel(
     model_id: int | None,
     slo_min_accuracy: float | None,
     slo_max_p95_ms: float | None,
-    actor: str = "system",
 ) -> ChannelInfo:
     row = _row(session, slug)
     _validate_fields(
@@ -174,14 +168,11 @@ def update_channel(
     )
     row.name, row.kind, row.dataset_id, row.model_id = name.strip(), kind, dataset_id, model_id
     row.slo_min_accuracy, row.slo_max_p95_ms = slo_min_accuracy, slo_max_p95_ms
-    record_event(
-        session=session, actor=actor, action="update", object_type="channel", object_id=slug
-    )
     return _info(session, row)
 
 
 def set_channel_status(
-    *, session: Session, slug: str, status: str, reason: str = "", actor: str = "system"
+    *, session: Session, slug: str, status: str, reason: str = ""
 ) -> ChannelInfo:
     """Pause (with a reason shown to API clients) or resume a channel."""
     if status not in ("active", "paused"):
@@ -189,25 +180,14 @@ def set_channel_status(
     row = _row(session, slug)
     row.status = status
     row.status_reason = reason.strip() if status == "paused" else ""
-    record_event(
-        session=session,
-        actor=actor,
-        action="pause" if status == "paused" else "resume",
-        object_type="channel",
-        object_id=slug,
-        reason=row.status_reason,
-    )
     return _info(session, row)
 
 
-def rotate_api_key(*, session: Session, slug: str, actor: str = "system") -> str:
+def rotate_api_key(*, session: Session, slug: str) -> str:
     """Replace the channel's key; the old one stops working at once. Returns the new key."""
     row = _row(session, slug)
     key = new_api_key()
     row.api_key_hash, row.api_key_prefix = hash_api_key(key), key[:8]
-    record_event(
-        session=session, actor=actor, action="rotate_key", object_type="channel", object_id=slug
-    )
     return key
 
 
@@ -231,26 +211,14 @@ def _check_version_fits(session: Session, row: Channel, version_id: int) -> Mode
     return version
 
 
-def promote_version(
-    *, session: Session, slug: str, version_id: int, actor: str = "system"
-) -> ChannelInfo:
+def promote_version(*, session: Session, slug: str, version_id: int) -> ChannelInfo:
     """Make `version_id` the channel's production version (clears it as candidate)."""
     row = _row(session, slug)
     version = _check_version_fits(session, row, version_id)
-    previous = row.production_version_id
     row.production_version_id = version_id
     row.model_id = version.model_id
     if row.candidate_version_id == version_id:
         row.candidate_version_id, row.candidate_traffic = None, 0.0
-    record_event(
-        session=session,
-        actor=actor,
-        action="promote",
-        object_type="channel",
-        object_id=slug,
-        version_id=version_id,
-        previous_version_id=previous,
-    )
     return _info(session, row)
 
 
@@ -260,7 +228,6 @@ def set_candidate(
     slug: str,
     version_id: int | None,
     traffic: float = 0.0,
-    actor: str = "system",
 ) -> ChannelInfo:
     """Route `traffic` (0..1) of requests to a candidate version; `None` ends the canary."""
     row = _row(session, slug)
@@ -270,15 +237,6 @@ def set_candidate(
             raise RegistryError(f"candidate traffic share must be in (0, 1] (got {traffic})")
     row.candidate_version_id = version_id
     row.candidate_traffic = traffic if version_id is not None else 0.0
-    record_event(
-        session=session,
-        actor=actor,
-        action="set_candidate",
-        object_type="channel",
-        object_id=slug,
-        version_id=version_id,
-        traffic=row.candidate_traffic,
-    )
     return _info(session, row)
 
 

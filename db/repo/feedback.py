@@ -17,7 +17,6 @@ from db.models import (
     ModelVersion,
     Prediction,
 )
-from db.repo.audit import record_event
 
 MAX_COMMENT_CHARS = 2000
 MAX_TAGS = 20
@@ -170,10 +169,6 @@ def annotate(
     session.add(annotation)
     row.review_status = verdict
     session.flush()
-    record_event(
-        session=session, actor=author, action="annotate", object_type="feedback",
-        object_id=feedback_id, verdict=verdict, true_class=resolved,
-    )  # fmt: skip
     return _annotation_info(annotation)
 
 

@@ -25,7 +25,6 @@ from db.models import (
     Worker,
     utcnow,
 )
-from db.repo.audit import record_event
 from db.repo.workers import WORKER_STALE_AFTER_S, accepted_requests
 
 FINISHED = ("succeeded", "failed", "cancelled", "lost")
@@ -139,9 +138,6 @@ def insert_job(
     )  # fmt: skip
     session.add(job)
     session.flush()
-    record_event(
-        session=session, actor=requested_by, action="enqueue", object_type="job", object_id=job.id
-    )
     return get_job(session=session, job_id=job.id)
 
 
@@ -263,7 +259,7 @@ def is_cancel_requested(*, session: Session, job_id: int) -> bool:
     )
 
 
-def request_cancel(*, session: Session, job_id: int, actor: str = "system") -> JobInfo:
+def request_cancel(*, session: Session, job_id: int) -> JobInfo:
     """A queued job is cancelled at once; a running one stops at its next epoch end."""
     job = session.get(TrainingJob, job_id)
     if job is None:
@@ -278,7 +274,6 @@ def request_cancel(*, session: Session, job_id: int, actor: str = "system") -> J
         .where(TrainingJob.id == job_id, TrainingJob.status == "queued")
         .values(status="cancelled", finished_at=utcnow(), error="cancelled before it started")
     )
-    record_event(session=session, actor=actor, action="cancel", object_type="job", object_id=job_id)
     session.expire_all()
     return get_job(session=session, job_id=job_id)
 

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError
 from db.models import Channel, Dataset, Model, ModelVersion, VersionTrainingItem
-from db.repo.audit import record_event
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,10 @@ class VersionInfo:
 
 
 def create_model(
-    *, session: Session, name: str, description: str = "", actor: str = "system"
+    *, session: Session, name: str, description: str = "", actor: str | None = None
 ) -> ModelInfo:
+    """Insert a model row. `actor` is unused (the audit row is `core.actions.models`'s job);
+    it stays so older callers keep working."""
     name = name.strip()
     if not name:
         raise ConflictError("a model needs a name")
@@ -69,17 +70,17 @@ def create_model(
     row = Model(name=name, description=description)
     session.add(row)
     session.flush()
-    record_event(
-        session=session, actor=actor, action="create", object_type="model", object_id=row.id
-    )
     return ModelInfo(row.id, row.name, row.description, row.created_at)
 
 
-def get_or_create_model(*, session: Session, name: str, actor: str = "system") -> ModelInfo:
+def get_or_create_model(*, session: Session, name: str) -> ModelInfo:
+    """Test and fixture helper; user-facing code names models through `core.actions.models`."""
+    return find_model(session=session, name=name) or create_model(session=session, name=name)
+
+
+def find_model(*, session: Session, name: str) -> ModelInfo | None:
     row = session.scalar(select(Model).where(Model.name == name))
-    if row is None:
-        return create_model(session=session, name=name, actor=actor)
-    return ModelInfo(row.id, row.name, row.description, row.created_at)
+    return None if row is None else ModelInfo(row.id, row.name, row.description, row.created_at)
 
 
 def get_model(*, session: Session, model_id: int) -> ModelInfo:
@@ -216,16 +217,6 @@ def register_version(
                 true_class=true_class,
             )
         )
-    record_event(
-        session=session,
-        actor=actor,
-        action="register_version",
-        object_type="model_version",
-        object_id=row.id,
-        model=model.name,
-        version=number,
-        job_id=job_id,
-    )
     dataset_name = session.scalar(select(Dataset.name).where(Dataset.id == dataset_id)) or "?"
     return _version_info(row, model.name, dataset_name)
 

@@ -1,0 +1,167 @@
+"""Channel actions: create, settings and SLOs, pause/resume, key rotation, promotion, canary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.actions.base import Actor, action, audit
+from db.errors import ConflictError, RegistryError
+from db.repo import channels as repo
+from db.repo.channels import ChannelInfo
+
+# The fields `update_channel` may change, as the channel's info names them.
+SETTINGS = ("name", "kind", "dataset_id", "model_id", "slo_min_accuracy", "slo_max_p95_ms")
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+
+
+@action("channel.create", role="manager")
+def create_channel(
+    *,
+    session: Session,
+    actor: Actor,
+    slug: str,
+    name: str,
+    kind: str = "web",
+    dataset_id: int | None = None,
+    model_id: int | None = None,
+    slo_min_accuracy: float | None = None,
+    slo_max_p95_ms: float | None = None,
+) -> tuple[ChannelInfo, str]:
+    """Create a channel; returns it and its API key (shown once, stored hashed)."""
+    settings = dict(
+        name=name, kind=kind, dataset_id=dataset_id, model_id=model_id,
+        slo_min_accuracy=slo_min_accuracy, slo_max_p95_ms=slo_max_p95_ms,
+    )  # fmt: skip
+    info, key = repo.create_channel(session=session, slug=slug, **settings)
+    audit(session, actor, "channel.create", "channel", slug, after=_settings(info))
+    return info, key
+
+
+def _settings(info: ChannelInfo) -> dict[str, Any]:
+    return {field: getattr(info, field) for field in SETTINGS}
+
+
+@action("channel.update", role="manager")
+def update_channel(
+    *,
+    session: Session,
+    actor: Actor,
+    slug: str,
+    reason: str = "",
+    **changes: Any,
+) -> ChannelInfo:
+    """Change a channel's settings and SLOs; fields left out (or UNCHANGED) keep their value."""
+    unknown = sorted(set(changes) - set(SETTINGS))
+    if unknown:
+        raise RegistryError(f"a channel has no setting {', '.join(unknown)}")
+    before = _settings(repo.get_channel(session=session, slug=slug))
+    after = {
+        k: before[k] if changes.get(k, UNCHANGED) is UNCHANGED else changes[k] for k in SETTINGS
+    }
+    info = repo.update_channel(session=session, slug=slug, **after)
+    changed = [k for k in SETTINGS if before[k] != after[k]]
+    audit(
+        session, actor, "channel.update", "channel", slug,
+        before={k: before[k] for k in changed}, after={k: after[k] for k in changed},
+        reason=reason.strip(),
+    )  # fmt: skip
+    return info
+
+
+@action("channel.pause", role="manager")
+def pause_channel(*, session: Session, actor: Actor, slug: str, reason: str = "") -> ChannelInfo:
+    """Stop serving a channel; `reason` is shown to its API clients."""
+    before = repo.get_channel(session=session, slug=slug).status
+    info = repo.set_channel_status(session=session, slug=slug, status="paused", reason=reason)
+    audit(
+        session, actor, "channel.pause", "channel", slug,
+        before=before, after=info.status, reason=info.status_reason,
+    )  # fmt: skip
+    return info
+
+
+@action("channel.resume", role="manager")
+def resume_channel(*, session: Session, actor: Actor, slug: str, reason: str = "") -> ChannelInfo:
+    """Serve a paused channel again."""
+    before = repo.get_channel(session=session, slug=slug).status
+    info = repo.set_channel_status(session=session, slug=slug, status="active")
+    audit(
+        session, actor, "channel.resume", "channel", slug,
+        before=before, after=info.status, reason=reason.strip(),
+    )  # fmt: skip
+    return info
+
+
+@action("channel.rotate_key", role="admin")
+def rotate_channel_key(*, session: Session, actor: Actor, slug: str, reason: str = "") -> str:
+    """Replace the channel's API key (the old one stops working at once); returns the new key."""
+    before = repo.get_channel(session=session, slug=slug).api_key_prefix
+    key = repo.rotate_api_key(session=session, slug=slug)
+    audit(
+        session, actor, "channel.rotate_key", "channel", slug,
+        before=before, after=key[:8], reason=reason.strip(),
+    )  # fmt: skip
+    return key
+
+
+@action("channel.promote", role="manager")
+def promote_version(
+    *, session: Session, actor: Actor, slug: str, version_id: int, reason: str = ""
+) -> ChannelInfo:
+    """Make a version the channel's production version (ends its canary if it was the candidate)."""
+    before = repo.get_channel(session=session, slug=slug).production_version_id
+    info = repo.promote_version(session=session, slug=slug, version_id=version_id)
+    audit(
+        session, actor, "channel.promote", "channel", slug,
+        before=before, after=version_id, version_id=version_id, reason=reason.strip(),
+    )  # fmt: skip
+    return info
+
+
+def _canary(info: ChannelInfo) -> dict[str, Any]:
+    return {"version_id": info.candidate_version_id, "traffic": info.candidate_traffic}
+
+
+@action("channel.start_canary", role="manager")
+def start_canary(
+    *,
+    session: Session,
+    actor: Actor,
+    slug: str,
+    version_id: int,
+    traffic: float,
+    reason: str = "",
+) -> ChannelInfo:
+    """Route a share (0..1] of the channel's requests to a candidate version."""
+    if version_id is None:
+        raise RegistryError("a canary needs a candidate version")
+    before = _canary(repo.get_channel(session=session, slug=slug))
+    info = repo.set_candidate(session=session, slug=slug, version_id=version_id, traffic=traffic)
+    audit(
+        session, actor, "channel.start_canary", "channel", slug,
+        before=before, after=_canary(info), reason=reason.strip(),
+    )  # fmt: skip
+    return info
+
+
+@action("channel.end_canary", role="manager")
+def end_canary(*, session: Session, actor: Actor, slug: str, reason: str = "") -> ChannelInfo:
+    """Send all of the channel's traffic to production again."""
+    before = _canary(repo.get_channel(session=session, slug=slug))
+    if before["version_id"] is None:
+        raise ConflictError(f"channel {slug!r} has no canary to end")
+    info = repo.set_candidate(session=session, slug=slug, version_id=None)
+    audit(
+        session, actor, "channel.end_canary", "channel", slug,
+        before=before, after=_canary(info), reason=reason.strip(),
+    )  # fmt: skip
+    return info

@@ -1,0 +1,119 @@
+"""Feedback actions: an end user's verdict on a prediction, and annotators' verdicts on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from core.actions.base import Actor, action, audit
+from db.errors import RegistryError
+from db.models import VERDICTS
+from db.repo import feedback as repo
+from db.repo.feedback import AnnotationInfo, FeedbackInfo
+
+MAX_BULK_ITEMS = 5000
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk verdict did: the items it stored a verdict on, and why it skipped others."""
+
+    applied: list[int]
+    skipped: list[str]
+
+
+@action("feedback.submit", role="viewer")
+def submit_feedback(
+    *,
+    session: Session,
+    actor: Actor,
+    prediction_id: str,
+    channel_id: int,
+    rating: str,
+    claimed_class: int | None = None,
+    comment: str = "",
+    num_classes: int | None = None,
+) -> FeedbackInfo:
+    """Record an end user's thumbs up/down (and the class they say is right) on a prediction."""
+    info = repo.add_feedback(
+        session=session, prediction_id=prediction_id, channel_id=channel_id, rating=rating,
+        claimed_class=claimed_class, comment=comment, num_classes=num_classes,
+    )  # fmt: skip
+    audit(
+        session, actor, "feedback.submit", "feedback", info.id,
+        prediction_id=prediction_id, rating=rating, claimed_class=claimed_class,
+    )  # fmt: skip
+    return info
+
+
+def _current_verdict(session: Session, feedback_id: int) -> dict[str, object] | None:
+    history = repo.annotation_history(session=session, feedback_id=feedback_id)
+    current = [a for a in history if a.is_current]
+    if not current:
+        return None
+    return {"verdict": current[0].verdict, "true_class": current[0].true_class}
+
+
+@action("feedback.annotate", role="annotator")
+def annotate_feedback(
+    *,
+    session: Session,
+    actor: Actor,
+    feedback_id: int,
+    verdict: str,
+    true_class: int | None = None,
+    tags: list[str] | None = None,
+    note: str = "",
+    num_classes: int | None = None,
+) -> AnnotationInfo:
+    """Store a verdict (confirmed / corrected / rejected) on one feedback item."""
+    before = _current_verdict(session, feedback_id)
+    info = repo.annotate(
+        session=session, feedback_id=feedback_id, verdict=verdict, author=actor.name,
+        true_class=true_class, tags=tags, note=note, num_classes=num_classes,
+    )  # fmt: skip
+    audit(
+        session, actor, "feedback.annotate", "feedback", feedback_id,
+        before=before, after={"verdict": info.verdict, "true_class": info.true_class},
+        reason=info.note,
+    )  # fmt: skip
+    return info
+
+
+@action("feedback.bulk_annotate", role="annotator")
+def bulk_annotate(
+    *,
+    session: Session,
+    actor: Actor,
+    feedback_ids: list[int],
+    verdict: str,
+    true_class: int | None = None,
+    tags: list[str] | None = None,
+    note: str = "",
+    num_classes: int | None = None,
+) -> BulkResult:
+    """Apply one verdict to many items in one transaction; items it cannot apply to are
+    skipped with the reason (one audit row lists the items it applied to)."""
+    if verdict not in VERDICTS:
+        raise RegistryError(f"verdict must be one of {', '.join(VERDICTS)} (got {verdict!r})")
+    if not feedback_ids:
+        raise RegistryError("a bulk verdict needs at least one feedback item")
+    if len(feedback_ids) > MAX_BULK_ITEMS:
+        raise RegistryError(f"a bulk verdict takes at most {MAX_BULK_ITEMS} items at once")
+    applied, skipped = [], []
+    for feedback_id in dict.fromkeys(feedback_ids):
+        try:
+            repo.annotate(
+                session=session, feedback_id=feedback_id, verdict=verdict, author=actor.name,
+                true_class=true_class, tags=tags, note=note, num_classes=num_classes,
+            )  # fmt: skip
+            applied.append(feedback_id)
+        except RegistryError as exc:
+            skipped.append(f"#{feedback_id}: {exc}")
+    audit(
+        session, actor, "feedback.bulk_annotate", "feedback", f"{len(applied)} items",
+        feedback_ids=applied, verdict=verdict, true_class=true_class, skipped=len(skipped),
+        reason=note.strip(),
+    )  # fmt: skip
+    return BulkResult(applied, skipped)

@@ -1,0 +1,64 @@
+"""Training job actions: queue a retrain, cancel it, retry it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.actions.base import Actor, action, audit
+from db.repo import jobs as repo
+from db.repo.jobs import JobInfo
+
+
+@action("job.enqueue", role="manager")
+def enqueue_retrain(
+    *,
+    session: Session,
+    actor: Actor,
+    model_id: int,
+    dataset_id: int,
+    architecture: str,
+    hyperparameters: dict[str, Any],
+    base_version_id: int | None = None,
+    channel_id: int | None = None,
+    include_feedback: bool = False,
+    device_request: str = "auto",
+    note: str = "",
+) -> JobInfo:
+    """Queue a retrain; `core.training.jobs.enqueue_job` validates it (JobRequestError)."""
+    from core.training.jobs import enqueue_job  # validation lives with the worker's contract
+
+    job = enqueue_job(
+        session=session, model_id=model_id, dataset_id=dataset_id, architecture=architecture,
+        hyperparameters=hyperparameters, base_version_id=base_version_id, channel_id=channel_id,
+        include_feedback=include_feedback, device_request=device_request,
+        requested_by=actor.name, note=note,
+    )  # fmt: skip
+    audit(
+        session, actor, "job.enqueue", "job", job.id,
+        model_id=model_id, dataset_id=dataset_id, architecture=architecture,
+        base_version_id=base_version_id, include_feedback=include_feedback,
+        device_request=device_request, hyperparameters=job.hyperparameters, reason=job.note,
+    )  # fmt: skip
+    return job
+
+
+@action("job.cancel", role="manager")
+def cancel_job(*, session: Session, actor: Actor, job_id: int, reason: str = "") -> JobInfo:
+    """Cancel a queued job at once, or ask a running one to stop at its next epoch end."""
+    before = repo.get_job(session=session, job_id=job_id).status
+    job = repo.request_cancel(session=session, job_id=job_id)
+    audit(
+        session, actor, "job.cancel", "job", job_id,
+        before=before, after=job.status, reason=reason.strip(),
+    )  # fmt: skip
+    return job
+
+
+@action("job.retry", role="manager")
+def retry_job(*, session: Session, actor: Actor, job_id: int, reason: str = "") -> JobInfo:
+    """Queue a copy of a failed, cancelled or lost job."""
+    job = repo.retry_job(session=session, job_id=job_id, actor=actor.name)
+    audit(session, actor, "job.retry", "job", job.id, retry_of=job_id, reason=reason.strip())
+    return job
