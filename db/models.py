@@ -29,6 +29,9 @@ VERDICTS = ("confirmed", "corrected", "rejected")
 REVIEW_STATUSES = ("pending",) + VERDICTS
 RATINGS = ("up", "down")
 ARMS = ("production", "candidate")
+# Rollup resolutions in seconds: minutes serve the 1 h and 24 h windows, hours the 7 d and 30 d.
+ROLLUP_RESOLUTIONS = (60, 3600)
+ALERT_SIGNALS = ("accuracy", "latency", "errors", "drift")
 
 
 def utcnow() -> datetime:
@@ -123,6 +126,16 @@ class Channel(Base):
     candidate_traffic: Mapped[float] = mapped_column(Float, default=0.0)
     slo_min_accuracy: Mapped[float | None] = mapped_column(Float)
     slo_max_p95_ms: Mapped[float | None] = mapped_column(Float)
+    # Live objectives (issue: the loop on evidence). Accuracy is on annotated feedback and needs
+    # at least `slo_min_feedback` annotated items in the window before it can breach.
+    slo_min_feedback: Mapped[int] = mapped_column(Integer, default=20)
+    slo_max_error_rate: Mapped[float | None] = mapped_column(Float)
+    slo_max_drift_psi: Mapped[float | None] = mapped_column(Float)
+    # An alert opens when `alert_m` of the last `alert_n` evaluated buckets breach.
+    alert_m: Mapped[int] = mapped_column(Integer, default=3)
+    alert_n: Mapped[int] = mapped_column(Integer, default=5)
+    drift_min_count: Mapped[int] = mapped_column(Integer, default=200)
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
     status: Mapped[str] = mapped_column(String(20), default="active")
     status_reason: Mapped[str] = mapped_column(String(300), default="")
     api_key_hash: Mapped[str | None] = mapped_column(String(128))
@@ -220,6 +233,8 @@ class Prediction(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     input_path: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Sent by `channelhub simulate` (and the demo): shown as simulated wherever it appears.
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Feedback(Base):
@@ -272,3 +287,56 @@ class AuditEvent(Base):
     object_id: Mapped[str] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class Rollup(Base):
+    """Per channel, version, arm and time bucket: what the prediction log and feedback saw.
+
+    Histograms are lists of counts over fixed edges (core.ml.monitoring_stats); pages and the
+    controller read these rows, never the raw prediction table."""
+
+    __tablename__ = "rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "channel_id", "version_id", "arm", "resolution_s", "bucket_start", name="uq_rollups_key"
+        ),
+        Index("ix_rollups_window", "channel_id", "resolution_s", "bucket_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    arm: Mapped[str] = mapped_column(String(20))
+    resolution_s: Mapped[int] = mapped_column(Integer)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    simulated: Mapped[int] = mapped_column(Integer, default=0)
+    latency_sum_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_hist: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    confidence_hist: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    class_counts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    intensity_hist: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    thumbs_up: Mapped[int] = mapped_column(Integer, default=0)
+    thumbs_down: Mapped[int] = mapped_column(Integer, default=0)
+    annotated_right: Mapped[int] = mapped_column(Integer, default=0)
+    annotated_wrong: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Alert(Base):
+    """A live SLO breach: opened by the controller, cleared by it, acknowledged by a person."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_channel_open", "channel_id", "cleared_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    signal: Mapped[str] = mapped_column(String(20))  # accuracy | latency | errors | drift
+    arm: Mapped[str] = mapped_column(String(20), default="production")
+    message: Mapped[str] = mapped_column(Text, default="")
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

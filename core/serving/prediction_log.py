@@ -10,9 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.ml import monitoring_stats as stats
 from core.ml.images import encode_png
 from db.engine import session_scope
+from db.models import ROLLUP_RESOLUTIONS
 from db.repo.predictions import PredictionRecord, insert_predictions
+from db.repo.rollups import RollupDelta, add_to_rollups, bucket_start
 
 log = logging.getLogger("channelhub.serving")
 
@@ -22,6 +25,36 @@ RETRY_BACKOFF_S = 0.5
 def input_path_for(channel_slug: str, prediction_id: str, when: datetime) -> str:
     """Where a prediction's input image goes, relative to the artifact folder."""
     return f"inputs/{channel_slug}/{when:%Y%m%d}/{prediction_id}.png"
+
+
+def rollup_deltas(entries: list[_Entry]) -> list[RollupDelta]:
+    """One delta per channel, version, arm and finest bucket: counts and binned histograms."""
+    groups: dict[tuple, list[_Entry]] = {}
+    finest = min(ROLLUP_RESOLUTIONS)
+    for e in entries:
+        r = e.record
+        key = (r.channel_id, r.version_id, r.arm, bucket_start(r.created_at, finest))
+        groups.setdefault(key, []).append(e)
+    return [_delta(key, group) for key, group in groups.items()]
+
+
+def _delta(key: tuple, group: list[_Entry]) -> RollupDelta:
+    records = [e.record for e in group]
+    latencies = np.array([r.latency_ms for r in records], dtype=np.float64)
+    images = [e.image for e in group if e.image is not None]
+    histograms = {
+        "latency_hist": stats.latency_histogram(latencies),
+        "confidence_hist": stats.confidence_histogram([r.confidence for r in records]),
+        "class_counts": stats.class_mix(
+            [r.predicted_class for r in records], max(len(r.probabilities) for r in records)
+        ),
+    }
+    if images:
+        histograms["intensity_hist"] = stats.mean_intensity_histogram(images)
+    counts = {"requests": len(records), "simulated": sum(r.simulated for r in records)}
+    return RollupDelta(
+        *key, counts=counts, latency_sum_ms=float(latencies.sum()), histograms=histograms
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +152,9 @@ class PredictionLog:
             for entry in batch:
                 self._write_image(entry)
             with session_scope(self.database_url) as session:
+                # Rows first: the insert takes SQLite's write lock before the rollups are read.
                 insert_predictions(session=session, records=[e.record for e in batch])
+                add_to_rollups(session=session, deltas=rollup_deltas(batch))
         except Exception as exc:  # the DB may be locked or away: keep the rows and retry
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("prediction log write of %d rows failed: %s", len(batch), self.last_error)

@@ -30,6 +30,7 @@ class PredictionRecord:
     latency_ms: float
     input_path: str | None
     created_at: datetime = field(default_factory=utcnow)
+    simulated: bool = False
 
 
 def insert_predictions(*, session: Session, records: list[PredictionRecord]) -> int:
@@ -46,5 +47,5 @@ def get_prediction(*, session: Session, prediction_id: str) -> PredictionRecord 
         return None
     return PredictionRecord(
         row.id, row.channel_id, row.version_id, row.arm, row.predicted_class, row.confidence,
-        list(row.probabilities), row.latency_ms, row.input_path, row.created_at,
+        list(row.probabilities), row.latency_ms, row.input_path, row.created_at, row.simulated,
     )  # fmt: skip

@@ -1,0 +1,107 @@
+"""Rollups: per channel, version, arm and time bucket, kept by the writers of the raw rows.
+
+Callers hand over `RollupDelta`s whose histograms are already binned (the bins are the
+serving side's business); this module only adds them to the stored rows, at every resolution,
+in the caller's transaction. Pages and the controller read these rows, never raw predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import ROLLUP_RESOLUTIONS, Rollup
+
+COUNTERS = ("requests", "errors", "simulated", "thumbs_up", "thumbs_down")
+COUNTERS += ("annotated_right", "annotated_wrong")
+HISTOGRAMS = ("latency_hist", "confidence_hist", "class_counts", "intensity_hist")
+
+
+@dataclass
+class RollupDelta:
+    """What to add to the bucket holding `at` for one channel, version and arm."""
+
+    channel_id: int
+    version_id: int
+    arm: str
+    at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+    latency_sum_ms: float = 0.0
+    histograms: dict[str, list[int]] = field(default_factory=dict)
+
+
+def bucket_start(at: datetime, resolution_s: int) -> datetime:
+    """Start of the `resolution_s` bucket holding `at` (UTC, aligned to the epoch)."""
+    seconds = int(at.astimezone(UTC).timestamp())
+    return datetime.fromtimestamp(seconds - seconds % resolution_s, UTC)
+
+
+def add_list(total: list[int], more: list[int]) -> list[int]:
+    """Element-wise sum; the shorter list is padded with zeros (a model with more classes)."""
+    size = max(len(total), len(more))
+    return [
+        (total[i] if i < len(total) else 0) + (more[i] if i < len(more) else 0) for i in range(size)
+    ]
+
+
+def _merge(row: Rollup, delta: RollupDelta) -> None:
+    for name, value in delta.counts.items():
+        setattr(row, name, (getattr(row, name) or 0) + value)
+    row.latency_sum_ms = (row.latency_sum_ms or 0.0) + delta.latency_sum_ms
+    for name, values in delta.histograms.items():
+        setattr(row, name, add_list(list(getattr(row, name) or []), values))
+
+
+def _combine(deltas: Iterable[RollupDelta], resolution_s: int) -> dict[tuple, RollupDelta]:
+    """Deltas for the same key and bucket summed in memory: one row touched per key."""
+    combined: dict[tuple, RollupDelta] = {}
+    for d in deltas:
+        start = bucket_start(d.at, resolution_s)
+        key = (d.channel_id, d.version_id, d.arm, start)
+        if key not in combined:
+            combined[key] = RollupDelta(d.channel_id, d.version_id, d.arm, start)
+        total = combined[key]
+        for name, value in d.counts.items():
+            total.counts[name] = total.counts.get(name, 0) + value
+        total.latency_sum_ms += d.latency_sum_ms
+        for name, values in d.histograms.items():
+            total.histograms[name] = add_list(total.histograms.get(name, []), values)
+    return combined
+
+
+def add_to_rollups(*, session: Session, deltas: list[RollupDelta]) -> int:
+    """Add `deltas` to their buckets at every resolution; returns the rows touched.
+
+    Call it after the transaction has written something (the prediction insert), so that on
+    SQLite it already holds the write lock and no other writer interleaves this
+    read-modify-write; on PostgreSQL the rows are locked with FOR UPDATE."""
+    touched = 0
+    for resolution in ROLLUP_RESOLUTIONS:
+        for (channel_id, version_id, arm, start), delta in _combine(deltas, resolution).items():
+            row = session.scalar(
+                select(Rollup)
+                .where(
+                    Rollup.channel_id == channel_id,
+                    Rollup.version_id == version_id,
+                    Rollup.arm == arm,
+                    Rollup.resolution_s == resolution,
+                    Rollup.bucket_start == start,
+                )
+                .with_for_update()
+            )
+            if row is None:
+                row = Rollup(
+                    channel_id=channel_id, version_id=version_id, arm=arm,
+                    resolution_s=resolution, bucket_start=start,
+                    **{name: 0 for name in COUNTERS}, latency_sum_ms=0.0,
+                    **{name: [] for name in HISTOGRAMS},
+                )  # fmt: skip
+                session.add(row)
+            _merge(row, delta)
+            touched += 1
+    session.flush()
+    return touched

@@ -1,0 +1,89 @@
+"""Rollups written with the prediction log equal an aggregate of the raw rows they summarise."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+
+from core.ml import monitoring_stats as stats
+from core.serving.prediction_log import PredictionLog
+from db.engine import session_scope
+from db.models import ROLLUP_RESOLUTIONS, Prediction, Rollup
+from db.repo.channels import create_channel
+from db.repo.predictions import PredictionRecord, new_prediction_id
+from db.repo.rollups import bucket_start
+from db.settings import artifact_dir
+from tests.registry_helpers import add_dataset, add_model_with_version
+
+
+def _records(channel_ids: list[int], version_id: int, n: int) -> list[tuple]:
+    """Mixed traffic over two channels, both arms, 3 hours (crossing hour and minute buckets)."""
+    rng = random.Random(7)
+    start = datetime(2026, 11, 20, 9, 58, 30, tzinfo=UTC)
+    out = []
+    for _ in range(n):
+        probs = np.array([rng.random() for _ in range(10)])
+        probs /= probs.sum()
+        cls = int(probs.argmax())
+        record = PredictionRecord(
+            id=new_prediction_id(),
+            channel_id=rng.choice(channel_ids),
+            version_id=version_id,
+            arm=rng.choice(["production", "candidate"]),
+            predicted_class=cls,
+            confidence=float(probs[cls]),
+            probabilities=probs.tolist(),
+            latency_ms=rng.lognormvariate(1.5, 0.8),
+            input_path=None,
+            created_at=start + timedelta(seconds=rng.uniform(0, 3 * 3600)),
+            simulated=rng.random() < 0.3,
+        )
+        out.append((record, np.full((8, 8), rng.randrange(256), dtype=np.uint8)))
+    return out
+
+
+def test_rollups_equal_aggregate_of_raw_rows(registry):
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        _, version = add_model_with_version(s, dataset_id)
+        channels = [create_channel(session=s, slug=slug, name=slug, kind="web")[0].id
+                    for slug in ("web", "app")]  # fmt: skip
+    log = PredictionLog(registry, artifact_dir(), flush_seconds=0.05, flush_rows=37)
+    images = {}
+    for record, image in _records(channels, version.id, 1500):
+        log.submit(record, image)
+        images[record.id] = image
+    assert log.flush()
+    log.close()
+
+    with session_scope() as s:
+        rows = s.scalars(select(Prediction)).all()
+        rollups = s.scalars(select(Rollup)).all()
+    assert len(rows) == 1500
+    for resolution in ROLLUP_RESOLUTIONS:
+        expected: dict[tuple, dict] = defaultdict(lambda: defaultdict(list))
+        for r in rows:
+            key = (r.channel_id, r.arm, bucket_start(r.created_at, resolution))
+            for name, value in (("latency", r.latency_ms), ("confidence", r.confidence),
+                                ("cls", r.predicted_class), ("sim", r.simulated),
+                                ("image", images[r.id])):  # fmt: skip
+                expected[key][name].append(value)
+        got = {(u.channel_id, u.arm, u.bucket_start): u for u in rollups
+               if u.resolution_s == resolution}  # fmt: skip
+        assert set(got) == set(expected)
+        for key, values in expected.items():
+            u = got[key]
+            assert u.requests == len(values["latency"])
+            assert u.simulated == sum(values["sim"])
+            assert u.latency_sum_ms == sum(values["latency"]) or np.isclose(
+                u.latency_sum_ms, sum(values["latency"])
+            )
+            assert u.latency_hist == stats.latency_histogram(values["latency"])
+            assert u.confidence_hist == stats.confidence_histogram(values["confidence"])
+            assert u.class_counts == stats.class_mix(values["cls"], 10)
+            assert u.intensity_hist == stats.mean_intensity_histogram(values["image"])
+    assert Counter(u.resolution_s for u in rollups)[3600] <= 2 * 2 * 4  # channels × arms × hours
