@@ -78,7 +78,9 @@ def _pair(p: Sequence[float], q: Sequence[float], names: tuple[str, str]):
     return a, b
 
 
-def psi(expected: Sequence[float], observed: Sequence[float], epsilon: float = PSI_EPSILON) -> float:
+def psi(
+    expected: Sequence[float], observed: Sequence[float], epsilon: float = PSI_EPSILON
+) -> float:
     """Population stability index Σ (q − p)·ln(q / p) over the same bins (counts or shares).
 
     A bin empty on one side would make PSI infinite, so shares are floored at `epsilon` and
@@ -104,7 +106,9 @@ def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
     return float(math.sqrt(min(1.0, max(0.0, divergence))))
 
 
-def _fixed_histogram(values: Sequence[float] | np.ndarray, edges: np.ndarray, name: str) -> list[int]:
+def _fixed_histogram(
+    values: Sequence[float] | np.ndarray, edges: np.ndarray, name: str
+) -> list[int]:
     """Counts on fixed edges; values beyond the ends go to the end bins so none is lost."""
     arr = np.asarray(values, dtype=np.float64).ravel()
     if not np.all(np.isfinite(arr)):
