@@ -146,7 +146,6 @@ def _add_channels(session, reg: FilledRegistry) -> None:
             model_id=reg.model_id,
             slo_min_accuracy=min_acc,
             slo_max_p95_ms=p95,
-            actor="alice",
         )
         reg.channel_ids[slug] = info.id
         channels.promote_version(
@@ -278,7 +277,7 @@ def fill_registry(home: Path, *, n_predictions: int = 300, seed: int = 0) -> Fil
             fingerprint=data.fingerprint,
         )
         reg.dataset_id = ds.id
-        reg.model_id = models.create_model(session=s, name="digits", actor="alice").id
+        reg.model_id = models.create_model(session=s, name="digits").id
         v1 = _register_version(
             s, reg, data, rng, architecture="seed-cnn", accuracy=0.93, parent=None
         )
@@ -335,3 +334,17 @@ def make_registry(home: Path) -> str:
     dispose_engines()
     get_engine(url)
     return url
+
+
+def store_test_predictions(version_id: int, indices, y_true, y_pred) -> None:
+    """Overwrite a version's stored test predictions with known ones (the compare view's input)."""
+    from db.repo.models import get_version
+    from db.settings import resolve_artifact
+
+    with session_scope() as s:
+        path = resolve_artifact(get_version(session=s, version_id=version_id).test_predictions_path)
+    y_pred = np.asarray(y_pred)
+    probs = np.eye(len(CLASS_NAMES), dtype=np.float16)[y_pred]
+    np.savez_compressed(
+        path, indices=np.asarray(indices), y_true=np.asarray(y_true), y_pred=y_pred, probs=probs
+    )
