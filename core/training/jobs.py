@@ -1,45 +1,74 @@
-"""Validated retrain requests: the one place a job is checked before it is queued."""
+"""Validated retrain requests: the one place a job is checked before it is queued.
+
+A refusal is a `JobRequestError` whose `field_errors` name each offending form field, so every
+caller (form, CLI, action) shows the messages without parsing them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS
+from core.ml.catalog import ARCHITECTURE_NAMES
 from core.ml.hparams import HyperparameterError, Hyperparameters
-from db.repo import jobs as job_repo
 from db.errors import RegistryError
+from db.models import DEVICE_REQUESTS
+from db.repo import jobs as job_repo
 from db.repo.jobs import JobInfo
 from db.repo.models import get_version
 
 MAX_NOTE_CHARS = 2000
+# The key of an error that belongs to the request as a whole rather than to one field.
+REQUEST = "request"
 
 
 class JobRequestError(ValueError):
-    """A retrain request that cannot be queued; `field` names the offending form field."""
+    """A retrain request that cannot be queued; `field_errors` maps each field to its message."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def architecture_names() -> list[str]:
-    return list(ARCHITECTURE_DESCRIPTIONS)
+    def __init__(self, field_errors: Mapping[str, str]) -> None:
+        self.field_errors: dict[str, str] = dict(field_errors)
+        super().__init__("; ".join(self.field_errors.values()))
 
 
-def _field_of(message: str) -> str | None:
-    for name in Hyperparameters.__dataclass_fields__:
-        if message.startswith(name):
-            return name
-    return None
-
-
-def validate_hyperparameters(values: dict[str, Any]) -> Hyperparameters:
+def _base_errors(
+    session: Session, base_version_id: int | None, architecture: str
+) -> dict[str, str]:
+    if base_version_id is None:
+        return {}
     try:
-        return Hyperparameters.from_dict(values)
-    except HyperparameterError as exc:
-        raise JobRequestError(str(exc), _field_of(str(exc))) from exc
+        base = get_version(session=session, version_id=base_version_id)
+    except RegistryError:
+        return {"base_version": f"base version {base_version_id} does not exist"}
+    if base.architecture != architecture:
+        return {
+            "architecture": f"fine-tuning keeps the base version's architecture "
+            f"({base.architecture}); choose it or train from scratch"
+        }
+    return {}
+
+
+def _request_errors(
+    session: Session, architecture: str, base_version_id: int | None, device_request: str,
+    requested_by: str, note: str,
+) -> dict[str, str]:  # fmt: skip
+    errors: dict[str, str] = {}
+    if architecture not in ARCHITECTURE_NAMES:
+        errors["architecture"] = (
+            f"unknown architecture {architecture!r} (allowed: {', '.join(ARCHITECTURE_NAMES)})"
+        )
+    else:
+        errors.update(_base_errors(session, base_version_id, architecture))
+    if device_request not in DEVICE_REQUESTS:
+        errors["device_request"] = (
+            f"device must be one of {', '.join(DEVICE_REQUESTS)} (got {device_request!r})"
+        )
+    if len(note) > MAX_NOTE_CHARS:
+        errors["note"] = f"note must be at most {MAX_NOTE_CHARS} characters"
+    if not requested_by or not requested_by.strip():
+        errors["requested_by"] = "say who is asking for the retrain"
+    return errors
 
 
 def enqueue_job(
@@ -56,43 +85,24 @@ def enqueue_job(
     requested_by: str,
     note: str = "",
 ) -> JobInfo:
-    """Validate a retrain request and queue it; raises JobRequestError and writes nothing."""
-    hp = validate_hyperparameters(hyperparameters)
-    if architecture not in architecture_names():
-        raise JobRequestError(
-            f"unknown architecture {architecture!r} (allowed: {', '.join(architecture_names())})",
-            "architecture",
-        )
-    if base_version_id is not None:
-        try:
-            base = get_version(session=session, version_id=base_version_id)
-        except RegistryError as exc:
-            raise JobRequestError(
-                f"base version {base_version_id} does not exist", "base_version"
-            ) from exc
-        if base.architecture != architecture:
-            raise JobRequestError(
-                f"fine-tuning keeps the base version's architecture ({base.architecture}); "
-                "choose it or train from scratch",
-                "architecture",
-            )
-    if len(note) > MAX_NOTE_CHARS:
-        raise JobRequestError(f"note must be at most {MAX_NOTE_CHARS} characters", "note")
-    if not requested_by or not requested_by.strip():
-        raise JobRequestError("say who is asking for the retrain", "requested_by")
+    """Validate a retrain request and queue it; raises JobRequestError (every bad field at
+    once) and writes nothing."""
+    errors: dict[str, str] = {}
+    try:
+        hp = Hyperparameters.from_dict(hyperparameters)
+    except HyperparameterError as exc:
+        errors.update(exc.field_errors)
+    errors.update(
+        _request_errors(session, architecture, base_version_id, device_request, requested_by, note)
+    )
+    if errors:
+        raise JobRequestError(errors)
     try:
         return job_repo.insert_job(
-            session=session,
-            model_id=model_id,
-            dataset_id=dataset_id,
-            architecture=architecture,
-            hyperparameters=hp.to_dict(),
-            base_version_id=base_version_id,
-            channel_id=channel_id,
-            include_feedback=include_feedback,
-            device_request=device_request,
-            requested_by=requested_by.strip(),
-            note=note.strip(),
-        )
+            session=session, model_id=model_id, dataset_id=dataset_id, architecture=architecture,
+            hyperparameters=hp.to_dict(), base_version_id=base_version_id, channel_id=channel_id,
+            include_feedback=include_feedback, device_request=device_request,
+            requested_by=requested_by.strip(), note=note.strip(),
+        )  # fmt: skip
     except RegistryError as exc:
-        raise JobRequestError(str(exc)) from exc
+        raise JobRequestError({REQUEST: str(exc)}) from exc
