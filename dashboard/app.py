@@ -13,6 +13,7 @@ st.set_page_config(page_title="ChannelHub", page_icon=":material/hub:", layout="
 pages = {
     "Status": [
         st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("views/monitoring.py", title="Monitoring", icon=":material/monitoring:"),
         st.Page("views/models.py", title="Models", icon=":material/model_training:"),
         st.Page("views/channels.py", title="Channels", icon=":material/alt_route:"),
     ],

@@ -1,0 +1,125 @@
+"""Monitoring: a channel's live signals per arm over a window, from rollups only."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+import ui
+from charts import PALETTE
+
+from core.ml import monitoring_stats as stats
+from core.monitoring import MIN_ANNOTATED_FOR_ACCURACY, ArmSummary, summarize
+from db.queries.lookups import list_channels
+from db.queries.monitoring import DEFAULT_WINDOW, WINDOWS, ArmSeries, channel_monitoring
+
+ARM_ORDER = ("production", "candidate")
+
+
+def accuracy_text(a: ArmSummary) -> str:
+    if a.accuracy is None:
+        return "no annotated feedback"
+    low, high = a.accuracy_interval or (0.0, 0.0)
+    few = " · too few to judge" if a.annotated < MIN_ANNOTATED_FOR_ACCURACY else ""
+    return f"{a.accuracy:.1%} (95 % CI {low:.0%}–{high:.0%}, n={a.annotated}){few}"
+
+
+def arm_cards(series: ArmSeries, window: str) -> None:
+    a = summarize(series.total)
+    st.subheader(f"{series.arm} · v{', v'.join(str(v) for v in sorted(series.total.versions))}")
+    simulated = f" ({a.simulated:,} simulated)" if a.simulated else ""
+    st.caption(f"Last {window}: {a.requests:,} requests{simulated}.")
+    ui.metric_row(
+        [
+            ("requests", f"{a.requests:,}"),
+            ("errors", "—" if a.error_rate is None else f"{a.errors:,} ({a.error_rate:.1%})"),
+            ("p50 / p95", f"{ui.ms(a.p50_ms)} / {ui.ms(a.p95_ms)}"),
+        ]
+    )
+    up = "—" if a.thumbs_up_share is None else f"{a.thumbs_up_share:.0%} of {a.thumbs:,}"
+    ui.metric_row([("thumbs up", up), ("accuracy on annotated feedback", accuracy_text(a))])
+
+
+def over_time(arms: dict[str, ArmSeries]) -> go.Figure:
+    """Requests (bars) and p95 latency (lines) per drawn bucket, one colour per arm."""
+    fig = go.Figure()
+    for colour, arm in zip(PALETTE, ARM_ORDER, strict=False):
+        if arm not in arms:
+            continue
+        buckets = sorted(arms[arm].buckets.items())
+        x = [start for start, _ in buckets]
+        summaries = [summarize(s) for _, s in buckets]
+        fig.add_bar(x=x, y=[a.requests for a in summaries], name=f"{arm} requests",
+                    marker_color=colour, opacity=0.5)  # fmt: skip
+        fig.add_scatter(x=x, y=[a.p95_ms for a in summaries], name=f"{arm} p95 ms",
+                        yaxis="y2", line={"color": colour})  # fmt: skip
+    fig.update_layout(
+        height=300, margin={"l": 10, "r": 10, "t": 30, "b": 10}, barmode="group",
+        yaxis={"title": "requests"}, yaxis2={"title": "p95 ms", "overlaying": "y", "side": "right"},
+        legend={"orientation": "h"},
+    )  # fmt: skip
+    return fig
+
+
+def distributions(arms: dict[str, ArmSeries], class_names: list[str]) -> None:
+    """Confidence distribution and predicted-class mix, as shares so the arms compare."""
+    conf_labels = [f"{e:.1f}" for e in stats.CONFIDENCE_BINS[:-1]]
+    left, right = st.columns(2)
+    confidence, mix = go.Figure(), go.Figure()
+    for colour, arm in zip(PALETTE, ARM_ORDER, strict=False):
+        if arm not in arms:
+            continue
+        total = arms[arm].total
+        n_conf, n_cls = sum(total.confidence_hist) or 1, sum(total.class_counts) or 1
+        confidence.add_bar(x=conf_labels, y=[c / n_conf for c in total.confidence_hist],
+                           name=arm, marker_color=colour)  # fmt: skip
+        names = [class_names[i] if i < len(class_names) else str(i)
+                 for i in range(len(total.class_counts))]  # fmt: skip
+        mix.add_bar(x=names, y=[c / n_cls for c in total.class_counts], name=arm,
+                    marker_color=colour)  # fmt: skip
+    for fig, title in ((confidence, "confidence (share of requests)"),
+                       (mix, "predicted class (share of requests)")):  # fmt: skip
+        fig.update_layout(title=title, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                          xaxis={"type": "category"}, yaxis={"tickformat": ".0%"})  # fmt: skip
+    left.plotly_chart(confidence, use_container_width=True)
+    right.plotly_chart(mix, use_container_width=True)
+
+
+def main() -> None:
+    ui.page_header("Monitoring", "Live signals per channel and arm, from the prediction log.")
+    channels = ui.read(list_channels)
+    if not channels:
+        st.info("No channels yet.")
+        return
+    slugs = [c.slug for c in channels]
+    chosen = st.query_params.get("channel")
+    left, right = st.columns([2, 3])
+    slug = left.selectbox("Channel", slugs, index=slugs.index(chosen) if chosen in slugs else 0,
+                          key="monitor_channel")  # fmt: skip
+    window = right.segmented_control("Window", list(WINDOWS), default=DEFAULT_WINDOW,
+                                     key="monitor_window") or DEFAULT_WINDOW  # fmt: skip
+    channel = next(c for c in channels if c.slug == slug)
+    data = ui.read(channel_monitoring, channel_id=channel.id, window=window)
+    if not data.arms:
+        st.info(f"No requests on {slug} in the last {window}.")
+        return
+    st.caption(
+        f"{ui.when(data.since)} → {ui.when(data.until)}, buckets of "
+        f"{data.window.bucket_s // 60} min. Counts include simulated traffic where noted."
+    )
+    columns = st.columns(len(data.arms))
+    for column, arm in zip(columns, [a for a in ARM_ORDER if a in data.arms], strict=True):
+        with column:
+            arm_cards(data.arms[arm], window)
+    st.plotly_chart(over_time(data.arms), use_container_width=True)
+    distributions(data.arms, channel_class_names(channel))
+
+
+def channel_class_names(channel) -> list[str]:
+    from db.queries.lookups import get_dataset
+
+    if channel.dataset_id is None:
+        return []
+    return ui.read(get_dataset, dataset_id=channel.dataset_id).class_names
+
+
+main()
