@@ -9,14 +9,22 @@ import time
 
 import numpy as np
 import pytest
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from core.actions.base import PermissionDenied
 from core.ml.images import decode_image
 from core.serving.api import create_app
+from core.serving.deps import SessionDep
+from core.serving.errors import STATUS_BY_KIND
 from core.serving.settings import ServingSettings
 from db.engine import session_scope
+from db.errors import RegistryError
+from db.repo.audit import list_events
 from db.repo.channels import promote_version, rotate_api_key, set_candidate, set_channel_status
+from db.repo.feedback import add_feedback
+from db.repo.models import create_model, get_version, list_models
 from db.repo.predictions import get_prediction
 from db.settings import artifact_dir
 from tests.serving_helpers import count_feedback, count_rows, png_of, sample_pixels
@@ -239,6 +247,12 @@ def test_feedback_on_a_fresh_prediction(client, serving_registry, digits):
     assert response.status_code == 201, response.text
     assert response.json()["claimed_class"] == 4
     assert count_feedback(serving_registry.database_url) == before + 1
+    with session_scope(serving_registry.database_url) as s:  # through the action: audited
+        events = list_events(
+            session=s, object_type="feedback", object_id=response.json()["feedback_id"]
+        )
+    assert [(e.actor, e.action) for e in events] == [("channel:web", "feedback.submit")]
+    assert events[0].details["rating"] == "down" and events[0].details["claimed_class"] == 4
 
 
 def test_feedback_refusals(client, serving_registry, digits):
@@ -286,3 +300,69 @@ def test_candidate_and_promotion_are_picked_up_live(client, serving_registry, di
     with session_scope(url) as s:
         promote_version(session=s, slug="web", version_id=v1)
     assert wait_for(lambda: predict_web(client, serving_registry, digits)["version"] == 1)
+
+
+# Error kinds → statuses, through the app the factory builds (real lifespan, real SQLite) with a
+# few extra routes that make the registry refuse for real.
+errors_router = APIRouter(prefix="/test-errors")
+FORBIDDEN = "channel:web (viewer) may not channel.promote: it needs the manager role"
+
+
+@errors_router.post("/not-found")
+def _missing_version(session: SessionDep) -> None:
+    get_version(session=session, version_id=999_999)
+
+
+@errors_router.post("/conflict")
+def _same_model_twice(session: SessionDep) -> None:
+    create_model(session=session, name="twice")
+    create_model(session=session, name="twice")
+
+
+@errors_router.post("/invalid")
+def _bad_rating(session: SessionDep) -> None:
+    add_feedback(session=session, prediction_id="p", channel_id=1, rating="meh")
+
+
+@errors_router.post("/forbidden")
+def _viewer_acts() -> None:
+    raise PermissionDenied(FORBIDDEN)
+
+
+@pytest.fixture
+def errors_client(registry):
+    app = create_app(registry, settings=ServingSettings(refresh_seconds=60))
+    app.include_router(errors_router)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("not-found", 404, "model version 999999 does not exist"),
+        ("conflict", 409, "a model named 'twice' already exists"),
+        ("invalid", 422, "rating must be 'up' or 'down' (got 'meh')"),
+        ("forbidden", 403, FORBIDDEN),
+    ],
+)
+def test_registry_error_kinds_map_to_statuses(errors_client, path, status, message):
+    response = errors_client.post(f"/test-errors/{path}")
+    assert response.status_code == status, response.text
+    assert response.json() == {"detail": message}
+
+
+def test_a_refused_request_writes_nothing(errors_client, registry):
+    assert errors_client.post("/test-errors/conflict").status_code == 409
+    with session_scope(registry) as s:  # the first create_model was rolled back with the request
+        assert list_models(session=s) == []
+
+
+def test_every_registry_error_kind_has_a_status():
+    kinds, pending = set(), [RegistryError]
+    while pending:
+        cls = pending.pop()
+        kinds.add(cls.kind)
+        pending.extend(cls.__subclasses__())
+    assert {"invalid", "not_found", "conflict", "forbidden"} <= kinds
+    assert kinds <= STATUS_BY_KIND.keys()

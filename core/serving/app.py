@@ -1,0 +1,41 @@
+"""The serving app factory: services in the lifespan, the body limit, error handlers, routers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from core.serving.errors import install_error_handlers
+from core.serving.request_images import BodyLimitMiddleware
+from core.serving.routes import feedback, health, predictions
+from core.serving.services import Services
+from core.serving.settings import ServingSettings
+from db.settings import database_url as default_database_url
+
+
+def create_app(
+    database_url: str | None = None, *, settings: ServingSettings | None = None
+) -> FastAPI:
+    """The serving app; models load and the prediction log starts in its lifespan."""
+    url = database_url or default_database_url()
+    settings = settings or ServingSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(Services.start, url, settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(services.close)
+
+    app = FastAPI(title="ChannelHub serving API", version="1", lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    install_error_handlers(app)
+    app.include_router(predictions.router)
+    app.include_router(feedback.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,85 @@
+"""What a route needs, written once as typed dependencies: the services, the session, the API key
+and the channel it opens."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from sqlalchemy.orm import Session
+
+from core.serving.model_cache import ChannelState
+from core.serving.services import Services
+from db.engine import session_scope
+from db.repo.channels import key_matches_hash
+from db.repo.serving_queries import ChannelRouting
+
+MISSING_KEY = "missing API key: send it in the X-API-Key header"
+
+
+def get_services(request: Request) -> Services:
+    """The process's services, started by the app's lifespan."""
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    """One unit of work per request: committed when the route returns, rolled back if it raises."""
+    with session_scope(services.database_url) as session:
+        yield session
+
+
+# scope="function": the commit happens before the answer is sent, so a 2xx means it is stored.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def api_key(request: Request) -> str:
+    """The key from `X-API-Key`, or from `Authorization: Bearer <key>`; 401 when there is none."""
+    key = request.headers.get("x-api-key", "").strip()
+    if not key:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        key = value.strip() if scheme.lower() == "bearer" else ""
+    if not key:
+        raise HTTPException(401, MISSING_KEY)
+    return key
+
+
+ApiKeyDep = Annotated[str, Depends(api_key)]
+
+
+async def authorized_channel(channel: str, services: ServicesDep, key: ApiKeyDep) -> ChannelState:
+    """The routing state of the channel in the path, or 404/401. The cached key hash answers the
+    common case; a mismatch is checked against the registry, so a just-rotated key works at once
+    (the old one stops at the next poll of the registry)."""
+    cache = services.cache
+    state = cache.channel(channel)
+    if state is None:
+        await asyncio.to_thread(cache.refresh_if_stale)  # maybe a channel created just now
+        state = cache.channel(channel)
+        if state is None:
+            raise HTTPException(404, f"channel {channel!r} does not exist")
+    if key_matches_hash(state.routing.api_key_hash, key):
+        return state
+    routing = await asyncio.to_thread(cache.routing_for_key, key)
+    if routing is None or routing.slug != channel:
+        raise HTTPException(401, "invalid API key for this channel")
+    return dataclasses.replace(state, routing=routing)
+
+
+ChannelDep = Annotated[ChannelState, Depends(authorized_channel)]
+
+
+def channel_of_key(services: ServicesDep, key: ApiKeyDep) -> ChannelRouting:
+    """The channel whose current key was sent (for routes with no channel in the path), or 401."""
+    routing = services.cache.routing_for_key(key)
+    if routing is None:
+        raise HTTPException(401, "invalid API key")
+    return routing
+
+
+KeyChannelDep = Annotated[ChannelRouting, Depends(channel_of_key)]

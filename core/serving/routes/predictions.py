@@ -1,0 +1,103 @@
+"""Predictions: classify one image for a channel, with its canary split, and log the answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from core.serving.deps import ChannelDep, ServicesDep
+from core.serving.model_cache import ChannelState, LoadedVersion
+from core.serving.prediction_log import input_path_for
+from core.serving.request_images import image_from_request
+from db.models import utcnow
+from db.repo.predictions import PredictionRecord, new_prediction_id
+
+router = APIRouter(prefix="/v1/channels", tags=["serving"])
+
+PREDICT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image_base64": {"type": "string"},
+                        "pixels": {"type": "array", "items": {}},
+                    },
+                }
+            },
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def ensure_servable(state: ChannelState) -> None:
+    """503 naming why when the channel is paused, has no production version or it did not load."""
+    routing = state.routing
+    if routing.status == "paused":
+        reason = f": {routing.status_reason}" if routing.status_reason else ""
+        raise HTTPException(503, f"channel {routing.slug!r} is paused{reason}")
+    if routing.production_version_id is None:
+        raise HTTPException(503, f"channel {routing.slug!r} has no production model version yet")
+    if state.production is None:
+        raise HTTPException(503, f"channel {routing.slug!r} is not ready: {state.load_error}")
+
+
+def prediction_body(
+    prediction_id: str, version: LoadedVersion, arm: str, probs: Any
+) -> dict[str, Any]:
+    index = int(probs.argmax())
+    return {
+        "prediction_id": prediction_id,
+        "class_index": index,
+        "class_name": version.class_names[index],
+        "confidence": round(float(probs[index]), 6),
+        "probabilities": {
+            n: round(float(p), 6) for n, p in zip(version.class_names, probs, strict=True)
+        },
+        "model": version.model_name,
+        "version": version.version,
+        "version_id": version.version_id,
+        "arm": arm,
+    }
+
+
+@router.post("/{channel}/predict", openapi_extra=PREDICT_OPENAPI)
+async def predict(state: ChannelDep, services: ServicesDep, request: Request) -> JSONResponse:
+    """Classify one image for `channel`; the answer is logged with its input and latency."""
+    started = time.perf_counter()
+    ensure_servable(state)
+    version, arm = state.choose(services.cache.rng)
+    image = await image_from_request(
+        request, version.input_shape, max_pixels=services.settings.max_pixels
+    )
+    probs = await version.batcher.predict(image)
+    prediction_id = new_prediction_id()
+    body = prediction_body(prediction_id, version, arm, probs)
+    now = utcnow()
+    record = PredictionRecord(
+        id=prediction_id,
+        channel_id=state.routing.id,
+        version_id=version.version_id,
+        arm=arm,
+        predicted_class=body["class_index"],
+        confidence=float(probs[body["class_index"]]),
+        probabilities=[float(p) for p in probs],
+        latency_ms=(time.perf_counter() - started) * 1000,
+        input_path=input_path_for(state.routing.slug, prediction_id, now),
+        created_at=now,
+    )
+    services.predictions.submit(record, image)
+    return JSONResponse(body)
