@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from core.ops.cli import main
@@ -61,9 +63,16 @@ def test_adding_a_missing_folder_dataset_fails_cleanly(registry, capsys, tmp_pat
     assert code == 2 and str(missing) in err
 
 
+COMMANDS = (
+    "init", "demo", "worker", "up", "serve", "simulate", "datasets", "models", "enqueue", "jobs",
+    "channel",
+)  # fmt: skip
+
+
 def test_help_lists_every_command(capsys):
+    """Each command as a whole word: `up` must not pass because `upgrade` is printed."""
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for name in ("init", "demo", "worker", "up", "serve", "simulate", "enqueue", "jobs", "models"):
-        assert name in out
+    for name in COMMANDS:
+        assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", out), f"{name} not in --help"
