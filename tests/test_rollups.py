@@ -87,3 +87,41 @@ def test_rollups_equal_aggregate_of_raw_rows(registry):
             assert u.class_counts == stats.class_mix(values["cls"], 10)
             assert u.intensity_hist == stats.mean_intensity_histogram(values["image"])
     assert Counter(u.resolution_s for u in rollups)[3600] <= 2 * 2 * 4  # channels × arms × hours
+
+
+def test_thumbs_and_verdicts_count_in_the_predictions_bucket(registry):
+    """Re-annotating moves an item between right and wrong; rejecting takes it out."""
+    from core.actions.feedback import annotate_feedback, submit_feedback
+
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        _, version = add_model_with_version(s, dataset_id)
+        channel = create_channel(session=s, slug="web", name="web", kind="web")[0]
+    log = PredictionLog(registry, artifact_dir(), flush_seconds=0.05)
+    records = [record for record, _ in _records([channel.id], version.id, 6)]
+    for record in records:
+        log.submit(record, None)
+    assert log.flush()
+    log.close()
+    ids = []
+    for record, rating in zip(records, ["up", "down", "down", "up", "down", "up"], strict=True):
+        claimed = None if rating == "up" else (record.predicted_class + 1) % 10
+        ids.append(submit_feedback(actor="end-user", prediction_id=record.id,
+                                   channel_id=channel.id, rating=rating, claimed_class=claimed,
+                                   num_classes=10).id)  # fmt: skip
+    annotate_feedback(actor="ann", feedback_id=ids[0], verdict="confirmed")  # right
+    annotate_feedback(actor="ann", feedback_id=ids[1], verdict="confirmed")  # wrong
+    annotate_feedback(actor="ann", feedback_id=ids[2], verdict="confirmed")  # wrong …
+    annotate_feedback(actor="ann", feedback_id=ids[2], verdict="corrected",
+                      true_class=records[2].predicted_class)  # … then right  # fmt: skip
+    annotate_feedback(actor="ann", feedback_id=ids[3], verdict="confirmed")  # right …
+    annotate_feedback(actor="ann", feedback_id=ids[3], verdict="rejected")  # … then nothing
+
+    def totals(resolution: int) -> tuple[int, ...]:
+        with session_scope() as s:
+            rows = s.scalars(select(Rollup).where(Rollup.resolution_s == resolution)).all()
+        fields = ("thumbs_up", "thumbs_down", "annotated_right", "annotated_wrong")
+        return tuple(sum(getattr(r, f) for r in rows) for f in fields)
+
+    for resolution in ROLLUP_RESOLUTIONS:
+        assert totals(resolution) == (3, 3, 2, 1)

@@ -17,6 +17,7 @@ from db.models import (
     ModelVersion,
     Prediction,
 )
+from db.repo.rollups import RollupDelta, add_to_rollups
 
 MAX_COMMENT_CHARS = 2000
 MAX_TAGS = 20
@@ -97,8 +98,32 @@ def add_feedback(
         rating=rating, claimed_class=claimed_class, comment=comment,
     )  # fmt: skip
     session.add(row)
-    session.flush()
+    session.flush()  # the insert first: it takes SQLite's write lock before rollups are read
+    _count_in_rollups(session, prediction, {f"thumbs_{rating}": 1})
     return _feedback_info(row)
+
+
+def _outcome(predicted_class: int, true_class: int | None) -> str | None:
+    """What an annotation says of the prediction: right, wrong, or nothing (rejected)."""
+    if true_class is None:
+        return None
+    return "annotated_right" if true_class == predicted_class else "annotated_wrong"
+
+
+def _count_in_rollups(session: Session, prediction: Prediction, counts: dict[str, int]) -> None:
+    """Feedback and verdicts count in the bucket of the prediction they are about."""
+    add_to_rollups(
+        session=session,
+        deltas=[
+            RollupDelta(
+                prediction.channel_id,
+                prediction.version_id,
+                prediction.arm,
+                prediction.created_at,
+                counts=counts,
+            )  # fmt: skip
+        ],
+    )
 
 
 def get_feedback(*, session: Session, feedback_id: int) -> FeedbackInfo:
@@ -169,6 +194,11 @@ def annotate(
     session.add(annotation)
     row.review_status = verdict
     session.flush()
+    before = _outcome(row.predicted_class, previous.true_class if previous else None)
+    after = _outcome(row.predicted_class, resolved)
+    if before != after:
+        counts = {name: d for name, d in ((before, -1), (after, 1)) if name is not None}
+        _count_in_rollups(session, session.get(Prediction, row.prediction_id), counts)
     return _annotation_info(annotation)
 
 
