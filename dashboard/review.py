@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from core.actions.feedback import annotate_feedback
 from dashboard import charts, ui
+from db.queries.lookups import annotation_history
 from db.queries.review import ReviewItem, suggest_verdict
-from db.repo.feedback import annotate, annotation_history
 from db.settings import resolve_artifact
 
 IMAGE_PX = 168
@@ -85,7 +86,7 @@ def reset_form_for(item: ReviewItem) -> None:
     st.session_state["fb_note"] = item.current_note
 
 
-def verdict_form(item: ReviewItem, actor: str) -> str | None:
+def verdict_form(item: ReviewItem) -> str | None:
     """The three verdicts as one form (keyboard: Y confirm, E correct, N reject as noise)."""
     reset_form_for(item)
     with st.form("verdict"):
@@ -111,11 +112,10 @@ def verdict_form(item: ReviewItem, actor: str) -> str | None:
     verdict = "confirmed" if confirm else "corrected" if correct else "rejected" if reject else None
     if verdict is None:
         return None
-    saved = ui.try_write(
-        annotate,
+    saved = ui.act(
+        annotate_feedback,
         feedback_id=item.row.id,
         verdict=verdict,
-        author=actor,
         true_class=st.session_state["fb_true_class"] if verdict == "corrected" else None,
         tags=st.session_state["fb_tags"].split(","),
         note=st.session_state["fb_note"],
@@ -139,7 +139,7 @@ def history(item: ReviewItem) -> None:
             )
 
 
-def item_panel(item: ReviewItem, actor: str) -> str | None:
+def item_panel(item: ReviewItem) -> str | None:
     """Draw the item and its form; returns the verdict stored on this run, if any."""
     picture, details = st.columns([1, 3])
     with picture:
@@ -160,6 +160,6 @@ def item_panel(item: ReviewItem, actor: str) -> str | None:
             key="fb_probs",
             config={"displayModeBar": False},
         )
-    verdict = verdict_form(item, actor)
+    verdict = verdict_form(item)
     history(item)
     return verdict

@@ -1,4 +1,4 @@
-"""Shared chrome for every page: sidebar user, cached reads, writes with errors, badges, cards."""
+"""Shared chrome for every page: sidebar user, cached reads, actions with errors, badges, cards."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
+from core.actions.base import Actor
 from db.engine import session_scope
 from db.errors import RegistryError
 from db.settings import current_user, database_url
@@ -70,6 +71,11 @@ def acting_user() -> str:
     return (st.session_state.get("user") or current_user()).strip()
 
 
+def acting_actor() -> Actor:
+    """The sidebar's user as the actor of a change (every role until sign-in arrives)."""
+    return Actor(acting_user() or current_user(), "admin")
+
+
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
 def _cached_read(_fn: Callable[..., Any], name: str, url: str, kwargs: dict[str, Any]) -> Any:
     with session_scope(url) as session:
@@ -89,21 +95,30 @@ def read_fresh(fn: Callable[..., T], **kwargs: Any) -> T:
         return fn(session=session, **kwargs)
 
 
-def write(fn: Callable[..., T], **kwargs: Any) -> T:
-    """Run a repository change in its own unit of work and drop cached reads."""
-    with session_scope() as session:
-        result = fn(session=session, **kwargs)
+def perform(action_fn: Callable[..., T], **kwargs: Any) -> T:
+    """Run a `core.actions` action as the sidebar's user and drop cached reads; a refusal
+    raises (forms that place the message next to a field catch it)."""
+    result = action_fn(actor=acting_actor(), **kwargs)
     clear_reads()
     return result
 
 
-def try_write(fn: Callable[..., T], **kwargs: Any) -> T | None:
-    """Like `write`, but a refused change is shown as an error and gives None."""
+def act(action_fn: Callable[..., T], **kwargs: Any) -> T | None:
+    """Like `perform`, but a refused change is shown as an error and gives None."""
     try:
-        return write(fn, **kwargs)
+        return perform(action_fn, **kwargs)
     except RegistryError as exc:
         st.error(str(exc))
         return None
+
+
+def write(fn: Callable[..., T], **kwargs: Any) -> T:
+    """Legacy: run `fn(session=…)` in its own unit of work and drop cached reads.
+    New code changes state only through `perform`/`act` and an action."""
+    with session_scope() as session:
+        result = fn(session=session, **kwargs)
+    clear_reads()
+    return result
 
 
 def clear_reads() -> None:

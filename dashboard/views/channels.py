@@ -5,14 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.actions import channels as actions
 from dashboard import ui
-from db.models import CHANNEL_KINDS
-from db.queries.registry import version_choices
-from db.repo import channels as repo
-from db.repo.audit import list_events
-from db.repo.datasets import list_datasets
 from db.errors import RegistryError
-from db.repo.models import list_models
+from db.models import CHANNEL_KINDS
+from db.queries.lookups import ChannelInfo, list_channels, list_datasets, list_events, list_models
+from db.queries.registry import version_choices
 
 NEW = "__new__"
 # Which form field a repository message is about (the message names it).
@@ -32,7 +30,7 @@ def version_labels() -> dict[int, str]:
     return dict(ui.read(version_choices, limit=1000))
 
 
-def channels_table(channels: list[repo.ChannelInfo]) -> None:
+def channels_table(channels: list[ChannelInfo]) -> None:
     labels = version_labels()
     st.dataframe(
         pd.DataFrame(
@@ -71,7 +69,7 @@ def _optional_select(column, label: str, names: dict, current: int | None, key: 
     )  # fmt: skip
 
 
-def slo_fields(current: repo.ChannelInfo | None, slots: dict, sfx: str) -> dict:
+def slo_fields(current: ChannelInfo | None, slots: dict, sfx: str) -> dict:
     a, b = st.columns(2)
     accuracy = current.slo_min_accuracy if current else None
     min_accuracy = a.number_input(
@@ -89,7 +87,7 @@ def slo_fields(current: repo.ChannelInfo | None, slots: dict, sfx: str) -> dict:
     }
 
 
-def settings_fields(current: repo.ChannelInfo | None, slots: dict) -> dict:
+def settings_fields(current: ChannelInfo | None, slots: dict) -> dict:
     """Name, kind, dataset, model and SLOs; keys are per channel so each form keeps its values."""
     sfx = current.slug if current else "new"
     values: dict = {}
@@ -123,7 +121,7 @@ def show_refusal(exc: RegistryError, slots: dict) -> None:
     slots[field].error(message, icon=":material/error:")
 
 
-def settings_form(current: repo.ChannelInfo | None, actor: str) -> None:
+def settings_form(current: ChannelInfo | None) -> None:
     with st.form(f"channel-{current.slug if current else NEW}"):
         slots: dict = {"_form": st.empty()}
         values = settings_fields(current, slots)
@@ -134,11 +132,11 @@ def settings_form(current: repo.ChannelInfo | None, actor: str) -> None:
         return
     try:
         if current is None:
-            info, key = ui.write(repo.create_channel, **values, actor=actor)
+            info, key = ui.perform(actions.create_channel, **values)
             st.session_state["ch_new_key"] = (info.slug, key)
             st.query_params["channel"] = info.slug
         else:
-            ui.write(repo.update_channel, slug=current.slug, **values, actor=actor)
+            ui.perform(actions.update_channel, slug=current.slug, **values)
             ui.flash(f"Saved {current.slug}.")
     except RegistryError as exc:
         show_refusal(exc, slots)
@@ -146,7 +144,7 @@ def settings_form(current: repo.ChannelInfo | None, actor: str) -> None:
     st.rerun()
 
 
-def status_and_key(c: repo.ChannelInfo, actor: str) -> None:
+def status_and_key(c: ChannelInfo) -> None:
     left, right = st.columns(2)
     with left, st.container(border=True):
         st.markdown(
@@ -156,16 +154,10 @@ def status_and_key(c: repo.ChannelInfo, actor: str) -> None:
         if c.status == "active":
             reason = st.text_input("Reason shown to API clients", key="ch_pause_reason")
             if st.button("Pause channel", key="ch_pause", icon=":material/pause:"):
-                if ui.try_write(
-                    repo.set_channel_status,
-                    slug=c.slug,
-                    status="paused",
-                    reason=reason,
-                    actor=actor,
-                ):
+                if ui.act(actions.pause_channel, slug=c.slug, reason=reason):
                     st.rerun()
         elif st.button("Resume channel", key="ch_resume", icon=":material/play_arrow:"):
-            if ui.try_write(repo.set_channel_status, slug=c.slug, status="active", actor=actor):
+            if ui.act(actions.resume_channel, slug=c.slug):
                 st.rerun()
     with right, st.container(border=True):
         st.markdown(f"**API key** `{c.api_key_prefix or 'none'}…`")
@@ -179,13 +171,13 @@ def status_and_key(c: repo.ChannelInfo, actor: str) -> None:
             icon=":material/key:",
             help="The old key stops working at once.",
         ):
-            key = ui.try_write(repo.rotate_api_key, slug=c.slug, actor=actor)
+            key = ui.act(actions.rotate_channel_key, slug=c.slug)
             if key:
                 st.session_state["ch_new_key"] = (c.slug, key)
                 st.rerun()
 
 
-def serving_versions(c: repo.ChannelInfo, actor: str) -> None:
+def serving_versions(c: ChannelInfo) -> None:
     if c.model_id is None:
         return
     options = dict(ui.read(version_choices, model_id=c.model_id))
@@ -199,7 +191,7 @@ def serving_versions(c: repo.ChannelInfo, actor: str) -> None:
             format_func=lambda i: "—" if i is None else options[i],
         )
         if a.button("Promote", key="ch_promote_go", disabled=prod is None):
-            if ui.try_write(repo.promote_version, slug=c.slug, version_id=prod, actor=actor):
+            if ui.act(actions.promote_version, slug=c.slug, version_id=prod):
                 st.rerun()
         cand = b.selectbox(
             "Candidate (canary)",
@@ -209,13 +201,17 @@ def serving_versions(c: repo.ChannelInfo, actor: str) -> None:
         )
         share = d.number_input("Traffic %", min_value=1, max_value=100, value=10, key="ch_share")
         if b.button("Set candidate", key="ch_candidate_go"):
-            if ui.try_write(
-                repo.set_candidate, slug=c.slug, version_id=cand, traffic=share / 100.0, actor=actor
-            ):
+            if cand is None:
+                done = ui.act(actions.end_canary, slug=c.slug)
+            else:
+                done = ui.act(
+                    actions.start_canary, slug=c.slug, version_id=cand, traffic=share / 100.0
+                )
+            if done:
                 st.rerun()
 
 
-def channel_detail(c: repo.ChannelInfo, actor: str) -> None:
+def channel_detail(c: ChannelInfo) -> None:
     st.subheader(f"{c.name} `{c.slug}` {ui.badge(c.status)}")
     if c.production_version_id:
         st.page_link(
@@ -224,10 +220,10 @@ def channel_detail(c: repo.ChannelInfo, actor: str) -> None:
             label=f"Production: {version_labels().get(c.production_version_id, '?')}",
             icon=":material/verified:",
         )
-    status_and_key(c, actor)
-    serving_versions(c, actor)
+    status_and_key(c)
+    serving_versions(c)
     with st.expander("Edit settings"):
-        settings_form(c, actor)
+        settings_form(c)
     events = ui.read(list_events, object_type="channel", object_id=c.slug, limit=20)
     if events:
         with st.expander(f"History ({len(events)})"):
@@ -239,9 +235,9 @@ def channel_detail(c: repo.ChannelInfo, actor: str) -> None:
 
 
 def main() -> None:
-    actor = ui.page_header("Channels", "The paths by which a model reaches its users.")
+    ui.page_header("Channels", "The paths by which a model reaches its users.")
     try:
-        channels = ui.read(repo.list_channels)
+        channels = ui.read(list_channels)
         by_slug = {c.slug: c for c in channels}
         if channels:
             channels_table(channels)
@@ -264,9 +260,9 @@ def main() -> None:
         )
         if slug == NEW:
             st.subheader("New channel")
-            settings_form(None, actor)
+            settings_form(None)
         else:
-            channel_detail(by_slug[slug], actor)
+            channel_detail(by_slug[slug])
     except Exception as exc:  # noqa: BLE001 - a message, never a traceback
         ui.show_failure("show the channels", exc)
 

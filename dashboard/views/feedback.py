@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy.orm import Session
 
+from core.actions.feedback import bulk_annotate
 from dashboard import review, ui
 from db.models import RATINGS, REVIEW_STATUSES, VERDICTS
+from db.queries.lookups import count_training_items, list_channels
 from db.queries.registry import version_choices
 from db.queries.review import (
     REVIEW_SORTS,
@@ -18,9 +19,6 @@ from db.queries.review import (
     review_item,
     review_page,
 )
-from db.repo.channels import list_channels
-from db.errors import RegistryError
-from db.repo.feedback import annotate, count_training_items
 
 PAGE_SIZE = 10
 BULK_LIMIT = 500
@@ -128,37 +126,6 @@ def current_position(rows: list[ReviewRow]) -> int:
     return ids.index(current) if current in ids else 0
 
 
-def bulk_annotate(
-    *,
-    session: Session,
-    ids: list[int],
-    verdict: str,
-    author: str,
-    true_class: int | None,
-    tags: list[str],
-    note: str,
-    num_classes: int,
-) -> tuple[int, list[str]]:
-    """Apply one verdict to many items in one unit of work; items it cannot apply to are skipped."""
-    applied, skipped = 0, []
-    for feedback_id in ids:
-        try:
-            annotate(
-                session=session,
-                feedback_id=feedback_id,
-                verdict=verdict,
-                author=author,
-                true_class=true_class,
-                tags=tags,
-                note=note,
-                num_classes=num_classes,
-            )
-            applied += 1
-        except RegistryError as exc:
-            skipped.append(f"#{feedback_id}: {exc}")
-    return applied, skipped
-
-
 def bulk_panel(filters: ReviewFilter, sort: str, total: int, actor: str) -> None:
     count = min(total, BULK_LIMIT)
     with st.expander(f"Bulk verdict on the filtered selection ({count:,} of {total:,} items)"):
@@ -173,19 +140,20 @@ def bulk_panel(filters: ReviewFilter, sort: str, total: int, actor: str) -> None
         if not apply or count == 0:
             return
         ids = ui.read_fresh(review_ids, filters=filters, sort=sort, limit=BULK_LIMIT)
-        applied, skipped = ui.write(
+        result = ui.act(
             bulk_annotate,
-            ids=ids,
+            feedback_ids=ids,
             verdict=verdict,
-            author=actor,
             true_class=int(true_class) if verdict == "corrected" else None,
             tags=tags.split(","),
             note=note,
             num_classes=class_count(),
         )
-        ui.flash(f"Stored {verdict} on {applied:,} items as {actor}.")
-        if skipped:
-            ui.flash(f"Skipped {len(skipped)}: " + "; ".join(skipped[:5]), "warning")
+        if result is None:
+            return
+        ui.flash(f"Stored {verdict} on {len(result.applied):,} items as {actor}.")
+        if result.skipped:
+            ui.flash(f"Skipped {len(result.skipped)}: " + "; ".join(result.skipped[:5]), "warning")
         st.rerun()
 
 
@@ -200,7 +168,7 @@ def review_current(rows: list[ReviewRow], actor: str) -> None:
     if nxt.button("Next (J)", key="fb_next", disabled=pos + 1 >= len(rows), shortcut="j"):
         st.session_state["fb_current"] = rows[pos + 1].id
         st.rerun()
-    verdict = review.item_panel(item, actor)
+    verdict = review.item_panel(item)
     if verdict:
         st.session_state["fb_current"] = rows[pos + 1].id if pos + 1 < len(rows) else None
         ui.flash(f"Stored {verdict} on feedback #{item.row.id} as {actor}.")

@@ -5,23 +5,22 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.actions.jobs import cancel_job, retry_job
 from dashboard import charts, ui
-from db.models import ACTIVE_JOB_STATUSES, JOB_STATUSES, utcnow
-from db.repo.channels import list_channels
 from db.errors import NotFoundError
-from db.repo.jobs import (
+from db.models import ACTIVE_JOB_STATUSES, JOB_STATUSES, utcnow
+from db.queries.lookups import (
     RETRYABLE,
     JobInfo,
     count_jobs,
     get_job,
+    get_version,
     job_epochs,
     job_logs,
+    list_channels,
     list_jobs,
-    request_cancel,
-    retry_job,
+    list_workers,
 )
-from db.repo.models import get_version
-from db.repo.workers import list_workers
 
 PAGE_SIZE = 25
 LIVE_REFRESH_S = 2.0
@@ -114,7 +113,7 @@ def progress_view(job: JobInfo) -> None:
         st.code("\n".join(f"{t:%H:%M:%S} {lvl:5} {msg}" for t, lvl, msg in logs), language=None)
 
 
-def live_job(job_id: int, actor: str) -> None:
+def live_job(job_id: int) -> None:
     job = ui.read_fresh(get_job, job_id=job_id)
     if job.status not in ACTIVE_JOB_STATUSES:
         st.rerun()  # finished while we watched: redraw the whole page, which stops the polling
@@ -126,11 +125,11 @@ def live_job(job_id: int, actor: str) -> None:
     if not job.cancel_requested and st.button(
         "Cancel job", key="job_cancel", icon=":material/cancel:"
     ):
-        if ui.try_write(request_cancel, job_id=job.id, actor=actor):
+        if ui.act(cancel_job, job_id=job.id):
             st.rerun()
 
 
-def finished_job(job: JobInfo, actor: str) -> None:
+def finished_job(job: JobInfo) -> None:
     if job.status == "succeeded" and job.result_version_id:
         st.success(f"Finished: produced {job.model_name} v{job.result_version}.")
         st.page_link(
@@ -143,7 +142,7 @@ def finished_job(job: JobInfo, actor: str) -> None:
     elif job.status in RETRYABLE:
         st.error(f"Job {job.status}: {job.error or 'no error recorded'}")
         if st.button("Retry job", key="job_retry", icon=":material/replay:"):
-            new = ui.try_write(retry_job, job_id=job.id, actor=actor)
+            new = ui.act(retry_job, job_id=job.id)
             if new:
                 st.query_params["job"] = str(new.id)
                 st.rerun()
@@ -181,7 +180,7 @@ def against_production(job: JobInfo) -> None:
     )
 
 
-def job_detail(job_id: int, actor: str) -> None:
+def job_detail(job_id: int) -> None:
     try:
         job = ui.read_fresh(get_job, job_id=job_id)
     except NotFoundError as exc:
@@ -196,22 +195,22 @@ def job_detail(job_id: int, actor: str) -> None:
         + (f" · note: {job.note}" if job.note else "")
     )
     if job.status in ACTIVE_JOB_STATUSES:
-        st.fragment(live_job, run_every=LIVE_REFRESH_S)(job.id, actor)
+        st.fragment(live_job, run_every=LIVE_REFRESH_S)(job.id)
     else:
-        finished_job(job, actor)
+        finished_job(job)
     with st.expander("Hyperparameters"):
         st.dataframe(pd.DataFrame([job.hyperparameters]), hide_index=True)
 
 
 def main() -> None:
-    actor = ui.page_header("Jobs", "Training queue and history, live progress, and workers.")
+    ui.page_header("Jobs", "Training queue and history, live progress, and workers.")
     try:
         jobs = jobs_table()
         chosen = ui.int_param("job")
         if chosen is None:
             chosen = next((j.id for j in jobs if j.status in ACTIVE_JOB_STATUSES), None)
         if chosen is not None:
-            job_detail(chosen, actor)
+            job_detail(chosen)
         workers_panel()
     except Exception as exc:  # noqa: BLE001 - a message, never a traceback
         ui.show_failure("show the jobs", exc)
