@@ -1,9 +1,10 @@
-"""The three manager flows end to end: a real Streamlit server driven by Debian's Chromium."""
+"""The manager flows end to end: a real Streamlit server driven by Chromium through Playwright."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from tests.dashboard_fixtures import fill_registry
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -30,11 +31,18 @@ CHROMIUM_ARGS = [
 ]
 
 
-def require_chromium() -> None:
-    """In CI a missing browser is a failure; elsewhere the tests are skipped with the reason."""
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} is missing: apt-get install -y chromium"
+def find_chromium() -> str | None:
+    """The first Chromium-family browser on PATH, or None."""
+    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+
+
+def require_chromium() -> str:
+    """The browser's path. In CI a missing browser is a failure; elsewhere the tests are skipped
+    with the reason."""
+    found = find_chromium()
+    if found:
+        return found
+    message = f"no {', '.join(CHROMIUM_NAMES)} on PATH: apt-get install -y chromium"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
@@ -94,7 +102,7 @@ def registry_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 
 @pytest.fixture(scope="module")
 def dashboard_url(registry_env: dict[str, str]) -> Iterator[str]:
-    require_chromium()
+    require_chromium()  # before the server starts: no browser, nothing to serve
     port = free_port()
     cmd = [
         sys.executable,
@@ -127,7 +135,7 @@ def browser(dashboard_url: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=require_chromium(), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
@@ -166,17 +174,59 @@ def test_annotating_feedback_is_counted(page, dashboard_url: str):
     assert after == before + 1
 
 
-def worker_command() -> list[str] | None:
-    if not (ROOT / "core" / "services" / "worker.py").exists():
-        return None
-    return [sys.executable, "-m", "core.training.worker", "--poll-interval", "0.5"]
+def test_a_missing_browser_skips_here_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
+        require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no chromium, chromium-browser"):
+        require_chromium()
+    monkeypatch.setattr(shutil, "which", lambda name: f"/opt/{name}" if "chrome" in name else None)
+    assert require_chromium() == "/opt/google-chrome"
+
+
+def current_item(page) -> int:
+    label = page.get_by_text(re.compile(r"on this page · feedback #\d+")).first
+    return int(label.inner_text().rsplit("#", 1)[-1])
+
+
+def test_keyboard_shortcuts_move_through_the_queue_and_confirm(
+    page, dashboard_url: str, registry_env: dict[str, str]
+):
+    from db.engine import session_scope
+    from db.repo.feedback import annotation_history
+
+    page.goto(f"{dashboard_url}/feedback")
+    acting = page.get_by_label("Acting as", exact=True)
+    acting.fill("browser-keys")
+    acting.press("Enter")
+    first = current_item(page)
+    page.get_by_role("heading", name="Feedback").click()  # keys go to the page, not a field
+    page.keyboard.press("j")
+    page.get_by_text(
+        re.compile(rf"Item 2 of \d+ on this page · feedback #(?!{first}\b)")
+    ).first.wait_for()
+    second = current_item(page)
+    page.keyboard.press("k")
+    page.get_by_text(
+        re.compile(rf"Item 1 of \d+ on this page · feedback #{first}\b")
+    ).first.wait_for()
+    page.keyboard.press("j")
+    page.get_by_text(re.compile(rf"feedback #{second}\b")).first.wait_for()
+    page.get_by_role("heading", name="Feedback").click()
+    page.keyboard.press("y")
+    page.get_by_text(f"Stored confirmed on feedback #{second} as browser-keys").first.wait_for()
+    with session_scope(registry_env["DATABASE_URL"]) as s:
+        history = annotation_history(session=s, feedback_id=second)
+        untouched = annotation_history(session=s, feedback_id=first)
+    assert [(a.author, a.verdict) for a in history][-1] == ("browser-keys", "confirmed")
+    assert all(a.author != "browser-keys" for a in untouched)
 
 
 @pytest.mark.slow
 def test_retrain_runs_to_a_new_version(page, dashboard_url: str, registry_env: dict[str, str]):
-    command = worker_command()
-    if command is None:
-        pytest.skip("core/services/worker.py is not there yet")
+    command = [sys.executable, "-m", "core.training.worker", "--poll-interval", "0.5"]
     worker = subprocess.Popen(
         command, env=registry_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
