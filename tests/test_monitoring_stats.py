@@ -80,9 +80,10 @@ def test_histograms_on_fixed_edges() -> None:
     assert class_mix([0, 2, 2], num_classes=3) == [1, 0, 2]
     with pytest.raises(ValueError, match="0..2"):
         class_mix([3], num_classes=3)
-    # means 0, 100 (bin 96–112 = 6), 255 (bin 240–256 = 15)
-    images = [np.zeros((4, 4)), np.full((4, 4, 3), 100, np.uint8), np.full((2, 2), 255)]
-    assert mean_intensity_histogram(images) == [1, 0, 0, 0, 0, 0, 1] + [0] * 8 + [1]
+    # means 0 and 15 (bin 0–16 = 0), 16 (bin 1), 100 (bin 96–112 = 6), 255 (bin 240–256 = 15)
+    images = [np.zeros((4, 4)), np.full((3, 3), 15), np.full((3, 3), 16)]
+    images += [np.full((4, 4, 3), 100, np.uint8), np.full((2, 2), 255)]
+    assert mean_intensity_histogram(images) == [2, 1, 0, 0, 0, 0, 1] + [0] * 8 + [1]
     counts = latency_histogram([0.1, 1.0, 60_000.0])  # over 30 s counts in the last bin
     assert (counts[0], counts[-1], sum(counts)) == (1, 1, 3)
     with pytest.raises(ValueError, match="finite"):
@@ -124,10 +125,10 @@ def test_drift_verdict_three_states() -> None:
 
 
 def test_either_measure_alone_can_flag_drift() -> None:
-    # PSI 0.0405 (above); m=[.45,.55]: KL(p‖m) = .5·log2(.5/.45) + .5·log2(.5/.55) = 0.0072495,
-    # KL(q‖m) = .4·log2(.4/.45) + .6·log2(.6/.55) = 0.0073486; JS = sqrt(0.0072990) = 0.085434
+    # PSI 0.0405 (above); m=[.45,.55]: KL(p‖m) = .5·log2(.5/.45) + .5·log2(.5/.55) = 0.0072498,
+    # KL(q‖m) = .4·log2(.4/.45) + .6·log2(.6/.55) = 0.0073485; JS = sqrt(0.0072992) = 0.085435
     reference, observed = [50, 50], [40, 60]
-    assert js_distance(reference, observed) == pytest.approx(0.085434, abs=1e-6)
+    assert js_distance(reference, observed) == pytest.approx(0.085435, abs=1e-6)
     psi_only = drift_verdict(reference, observed, min_count=1, psi_threshold=0.04, js_threshold=1)
     js_only = drift_verdict(reference, observed, min_count=1, psi_threshold=9, js_threshold=0.085)
     neither = drift_verdict(

@@ -71,7 +71,9 @@ def _distribution(values: Sequence[float], name: str) -> np.ndarray:
     return arr / total
 
 
-def _pair(p: Sequence[float], q: Sequence[float], names: tuple[str, str]):
+def _pair(
+    p: Sequence[float], q: Sequence[float], names: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
     a, b = _distribution(p, names[0]), _distribution(q, names[1])
     if a.shape != b.shape:
         raise ValueError(f"{names[0]} and {names[1]} need the same bins ({a.size} vs {b.size})")
