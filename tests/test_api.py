@@ -194,6 +194,8 @@ def test_other_refusals(client, serving_registry, digits):
         (post_png(client, key, png_of(digits), slug="nope"), 404, "does not exist"),
         (client.post(PREDICT.format("web"), files={"file": ("x.png", png_of(digits))}), 401,
          "missing API key"),
+        (client.post(PREDICT.format("nope"), files={"file": ("x.png", png_of(digits))}), 401,
+         "missing API key"),  # the key is checked before the channel's existence is told
         (post_png(client, "chk_wrong", png_of(digits)), 401, "invalid API key"),
         (post_png(client, serving_registry.keys["mobile"], png_of(digits)), 401, "invalid"),
         (post_png(client, serving_registry.keys["empty"], png_of(digits), slug="empty"), 503,
