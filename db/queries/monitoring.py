@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Rollup, utcnow
+from db.models import Channel, Rollup, utcnow
 from db.repo.rollups import COUNTERS, HISTOGRAMS, add_list, bucket_start
 
 
@@ -103,3 +103,77 @@ def channel_monitoring(
         start = bucket_start(row.bucket_start, w.bucket_s)
         series.buckets.setdefault(start, Signals()).add(row)
     return ChannelMonitoring(w, since, until, arms)
+
+
+def recent_buckets(
+    *,
+    session: Session,
+    channel_id: int,
+    arm: str,
+    bucket_s: int,
+    count: int,
+    now: datetime | None = None,
+) -> list[tuple[datetime, Signals]]:
+    """The last `count` complete buckets of `bucket_s` seconds for one arm, oldest first, each
+    summed from minute rollups (a bucket with no traffic is an empty `Signals`)."""
+    end = bucket_start((now or utcnow()).astimezone(UTC), bucket_s)
+    starts = [end - timedelta(seconds=bucket_s * i) for i in range(count, 0, -1)]
+    buckets = {start: Signals() for start in starts}
+    rows = session.scalars(
+        select(Rollup).where(
+            Rollup.channel_id == channel_id,
+            Rollup.arm == arm,
+            Rollup.resolution_s == 60,
+            Rollup.bucket_start >= starts[0],
+            Rollup.bucket_start < end,
+        )
+    )
+    for row in rows:
+        buckets[bucket_start(row.bucket_start, bucket_s)].add(row)
+    return list(buckets.items())
+
+
+@dataclass(frozen=True)
+class LiveObjectives:
+    """What the controller checks for one active channel that serves a version."""
+
+    channel_id: int
+    slug: str
+    production_version_id: int
+    candidate_version_id: int | None
+    slo_min_accuracy: float | None
+    slo_min_feedback: int
+    slo_max_p95_ms: float | None
+    slo_max_error_rate: float | None
+    slo_max_drift_psi: float | None
+    alert_m: int
+    alert_n: int
+    drift_min_count: int
+    webhook_url: str | None
+
+
+def live_objectives(*, session: Session) -> list[LiveObjectives]:
+    """Every active channel with a production version, and its live SLOs."""
+    rows = session.scalars(
+        select(Channel)
+        .where(Channel.status == "active", Channel.production_version_id.is_not(None))
+        .order_by(Channel.slug)
+    )
+    return [
+        LiveObjectives(
+            r.id,
+            r.slug,
+            r.production_version_id,
+            r.candidate_version_id,
+            r.slo_min_accuracy,
+            r.slo_min_feedback,
+            r.slo_max_p95_ms,
+            r.slo_max_error_rate,
+            r.slo_max_drift_psi,
+            r.alert_m,
+            r.alert_n,
+            r.drift_min_count,
+            r.webhook_url,
+        )  # fmt: skip
+        for r in rows
+    ]

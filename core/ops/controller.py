@@ -1,0 +1,317 @@
+"""`channelhub controller`: evaluates every channel's live SLOs on a schedule, opens and clears
+alerts (M breaching buckets of the last N), posts webhooks, and reaps lost training jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from core.actions.alerts import clear_alert, open_alert
+from core.actions.base import Actor
+from core.ml import monitoring_stats as stats
+from core.monitoring import (
+    Reference,
+    SignalState,
+    accuracy_state,
+    drift_state,
+    error_state,
+    holdout_reference,
+    latency_state,
+)
+from db.engine import session_scope
+from db.models import utcnow
+from db.queries.monitoring import LiveObjectives, live_objectives, recent_buckets
+from db.repo.alerts import AlertInfo, open_alert_for
+from db.repo.jobs import reap_lost_jobs
+from db.repo.models import get_version
+from db.settings import resolve_artifact
+
+log = logging.getLogger("channelhub.controller")
+
+CONTROLLER = Actor("controller", "manager")
+DEFAULT_BUCKET_S = 300
+DEFAULT_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One signal of one channel over its last N buckets."""
+
+    signal: str
+    states: list[SignalState]
+    threshold: float
+    message: str
+
+
+def _checks(obj: LiveObjectives, buckets: list, reference: Reference | None) -> list[Check]:
+    signals = [s for _, s in buckets]
+    checks = []
+    if obj.slo_max_p95_ms is not None:
+        states = [latency_state(s, obj.slo_max_p95_ms) for s in signals]
+        checks.append(
+            Check(
+                "latency",
+                states,
+                obj.slo_max_p95_ms,
+                f"p95 latency above {obj.slo_max_p95_ms:.0f} ms",
+            )
+        )
+    if obj.slo_max_error_rate is not None:
+        states = [error_state(s, obj.slo_max_error_rate) for s in signals]
+        checks.append(
+            Check(
+                "errors",
+                states,
+                obj.slo_max_error_rate,
+                f"error rate above {obj.slo_max_error_rate:.1%}",
+            )
+        )
+    if obj.slo_min_accuracy is not None:
+        states = [accuracy_state(s, obj.slo_min_accuracy, obj.slo_min_feedback) for s in signals]
+        checks.append(
+            Check(
+                "accuracy",
+                states,
+                obj.slo_min_accuracy,
+                f"feedback accuracy below {obj.slo_min_accuracy:.1%}",
+            )
+        )
+    if obj.slo_max_drift_psi is not None and reference is not None:
+        states = [
+            drift_state(
+                s, reference, min_count=obj.drift_min_count, psi_threshold=obj.slo_max_drift_psi
+            )
+            for s in signals
+        ]
+        checks.append(
+            Check(
+                "drift",
+                states,
+                obj.slo_max_drift_psi,
+                f"drift (PSI) above {obj.slo_max_drift_psi:.2f}",
+            )
+        )
+    return checks
+
+
+def _latest_value(states: list[SignalState]) -> SignalState | None:
+    seen = [s for s in states if s.state != "not_enough_data"]
+    return seen[-1] if seen else None
+
+
+class Controller:
+    """One evaluation pass per `tick()`; `run()` repeats it every `interval_s`."""
+
+    def __init__(self, *, bucket_s: int = DEFAULT_BUCKET_S, interval_s: float = DEFAULT_INTERVAL_S):
+        self.bucket_s = bucket_s
+        self.interval_s = interval_s
+        self.webhooks = WebhookSender()
+        self._references: dict[int, Reference | None] = {}
+
+    def reference(self, version_id: int) -> Reference | None:
+        """The serving version's holdout behaviour, computed once per version."""
+        if version_id not in self._references:
+            self._references[version_id] = self._load_reference(version_id)
+        return self._references[version_id]
+
+    def _load_reference(self, version_id: int) -> Reference | None:
+        from core.ml.datasets import load_dataset
+        from db.repo.datasets import get_dataset
+
+        with session_scope() as s:
+            version = get_version(session=s, version_id=version_id)
+            dataset = get_dataset(session=s, dataset_id=version.dataset_id)
+        if not version.test_predictions_path:
+            return None
+        try:
+            path = resolve_artifact(version.test_predictions_path)
+            from core.ml.holdout_predictions import read_holdout_predictions
+
+            indices = read_holdout_predictions(path).indices
+            images = load_dataset(dataset.source, dataset.location).x[indices]
+            return holdout_reference(str(path), images)
+        except Exception as exc:  # a missing file or dataset: drift is then not evaluated
+            log.warning("no drift reference for version %d: %s", version_id, exc)
+            return None
+
+    def tick(self, now: datetime | None = None) -> list[str]:
+        """Evaluate every channel once; returns what changed, one line each."""
+        now = now or utcnow()
+        changes = []
+        with session_scope() as s:
+            lost = reap_lost_jobs(session=s)
+            objectives = live_objectives(session=s)
+        changes += [f"job {job_id} marked lost" for job_id in lost]
+        for obj in objectives:
+            changes += self.evaluate(obj, now)
+        return changes
+
+    def evaluate(self, obj: LiveObjectives, now: datetime) -> list[str]:
+        with session_scope() as s:
+            buckets = recent_buckets(
+                session=s,
+                channel_id=obj.channel_id,
+                arm="production",
+                bucket_s=self.bucket_s,
+                count=obj.alert_n,
+                now=now,
+            )
+        reference = self.reference(obj.production_version_id) if obj.slo_max_drift_psi else None
+        changes = []
+        for check in _checks(obj, buckets, reference):
+            change = self._apply(obj, check)
+            if change:
+                changes.append(change)
+        return changes
+
+    def _apply(self, obj: LiveObjectives, check: Check) -> str | None:
+        names = [s.state for s in check.states]
+        breach = stats.breaching(names, min(obj.alert_m, obj.alert_n), obj.alert_n)
+        recovered = "ok" in names and not any(n in stats.BREACHING_STATES for n in names)
+        with session_scope() as s:
+            current = open_alert_for(session=s, channel_id=obj.channel_id, signal=check.signal)
+        latest = _latest_value(check.states)
+        if breach and current is None:
+            bad = sum(n in stats.BREACHING_STATES for n in names)
+            message = (
+                f"{check.message} in {bad} of the last {len(names)} buckets of "
+                f"{self.bucket_s // 60} min" + (f" ({latest.detail})" if latest else "")
+            )
+            info = open_alert(
+                actor=CONTROLLER,
+                channel_id=obj.channel_id,
+                signal=check.signal,
+                message=message,
+                value=latest.value if latest else None,
+                threshold=check.threshold,
+            )
+            self.webhooks.send(obj.webhook_url, "alert.opened", info)
+            return f"{obj.slug}: opened {check.signal} alert: {message}"
+        if current is not None and recovered:
+            info = clear_alert(
+                actor=CONTROLLER,
+                alert_id=current.id,
+                reason=f"{check.signal} back within its objective",
+            )
+            self.webhooks.send(obj.webhook_url, "alert.cleared", info)
+            return f"{obj.slug}: cleared {check.signal} alert"
+        return None
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                for line in self.tick():
+                    log.info(line)
+            except Exception:  # one bad pass must not stop the controller
+                log.exception("controller pass failed")
+            stop.wait(self.interval_s)
+        self.webhooks.close()
+
+
+def alert_payload(event: str, info: AlertInfo) -> dict[str, Any]:
+    return {
+        "event": event,
+        "alert_id": info.id,
+        "channel": info.channel_slug,
+        "signal": info.signal,
+        "arm": info.arm,
+        "message": info.message,
+        "value": info.value,
+        "threshold": info.threshold,
+        "opened_at": info.opened_at.isoformat(),
+        "cleared_at": info.cleared_at.isoformat() if info.cleared_at else None,
+    }
+
+
+class WebhookSender:
+    """Posts alert events as JSON from its own thread, retrying with backoff; never blocks."""
+
+    def __init__(self, attempts: int = 4, backoff_s: float = 1.0, timeout_s: float = 5.0):
+        self.attempts, self.backoff_s, self.timeout_s = attempts, backoff_s, timeout_s
+        self._queue: queue.Queue = queue.Queue()
+        self.delivered: list[dict[str, Any]] = []
+        self.failed: list[dict[str, Any]] = []
+        self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
+        self._thread.start()
+
+    def send(self, url: str | None, event: str, info: AlertInfo) -> None:
+        if url:
+            self._queue.put((url, alert_payload(event, info)))
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait until every queued event was delivered or given up (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _run(self) -> None:
+        import httpx
+
+        while (item := self._queue.get()) is not None:
+            url, payload = item
+            for attempt in range(self.attempts):
+                try:
+                    httpx.post(url, json=payload, timeout=self.timeout_s).raise_for_status()
+                    self.delivered.append(payload)
+                    break
+                except httpx.HTTPError as exc:
+                    log.warning("webhook %s failed (attempt %d): %s", url, attempt + 1, exc)
+                    time.sleep(self.backoff_s * 2**attempt)
+            else:
+                self.failed.append(payload)
+            self._queue.task_done()
+        self._queue.task_done()
+
+
+def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--interval", type=float, default=DEFAULT_INTERVAL_S, help="seconds between evaluations"
+    )
+    parser.add_argument(
+        "--bucket-seconds",
+        type=int,
+        default=DEFAULT_BUCKET_S,
+        help="width of one evaluated bucket (alerts need M of the last N)",
+    )
+    parser.add_argument("--once", action="store_true", help="evaluate once and exit")
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    controller = Controller(bucket_s=args.bucket_seconds, interval_s=args.interval)
+    if args.once:
+        for line in controller.tick():
+            print(line)
+        controller.webhooks.drain()
+        return 0
+    log.info(
+        "controller evaluating every %.0f s (buckets of %d s)", args.interval, args.bucket_seconds
+    )
+    try:
+        controller.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from core.logs import configure_logging
+
+    configure_logging()
+    parser = argparse.ArgumentParser(prog="channelhub controller", description=__doc__)
+    add_controller_arguments(parser)
+    return run_controller(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The controller opens an alert on M breaching buckets of the last N, clears it when the
+signal recovers, treats too little traffic as neither, and posts webhooks on both."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+from sqlalchemy import update
+
+from core.ops.controller import Controller
+from core.serving.prediction_log import PredictionLog
+from db.engine import session_scope
+from db.models import Channel
+from db.repo.alerts import list_alerts
+from db.repo.audit import list_events
+from db.repo.channels import create_channel, promote_version
+from db.repo.predictions import PredictionRecord, new_prediction_id
+from db.repo.rollups import bucket_start
+from db.settings import artifact_dir
+from tests.registry_helpers import add_dataset, add_model_with_version
+
+NOW = datetime(2026, 11, 20, 12, 0, 30, tzinfo=UTC)
+BUCKET_S = 300
+
+
+def _channel(**slo) -> tuple[int, int]:
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        _, version = add_model_with_version(s, dataset_id)
+        channel, _ = create_channel(session=s, slug="web", name="Web", kind="web")
+        promote_version(session=s, slug="web", version_id=version.id)
+        s.execute(update(Channel).where(Channel.id == channel.id).values(**slo))
+    return channel.id, version.id
+
+
+def _traffic(registry: str, channel_id: int, version_id: int, per_bucket: list[tuple]) -> None:
+    """`per_bucket[i]` = (requests, latency ms) in the i-th of the last buckets before NOW."""
+    log = PredictionLog(registry, artifact_dir(), flush_seconds=0.05)
+    end = bucket_start(NOW, BUCKET_S)
+    for i, (count, latency) in enumerate(reversed(per_bucket)):
+        start = end - timedelta(seconds=BUCKET_S * (i + 1))
+        for j in range(count):
+            log.submit(
+                PredictionRecord(
+                    id=new_prediction_id(), channel_id=channel_id, version_id=version_id,
+                    arm="production", predicted_class=j % 10, confidence=0.9,
+                    probabilities=np.full(10, 0.1).tolist(), latency_ms=latency,
+                    input_path=None, created_at=start + timedelta(seconds=j % BUCKET_S),
+                ),
+                None,
+            )  # fmt: skip
+    assert log.flush()
+    log.close()
+
+
+def _alerts(channel_id: int):
+    with session_scope() as s:
+        return list_alerts(session=s, channel_id=channel_id)
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_latency_alert_opens_on_m_of_n_and_clears_with_webhooks(registry):
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/hook"
+    channel_id, version_id = _channel(slo_max_p95_ms=50.0, alert_m=3, alert_n=5, webhook_url=url)
+    controller = Controller(bucket_s=BUCKET_S)
+    # Two slow buckets of five: below M=3, nothing opens.
+    _traffic(registry, channel_id, version_id, [(30, 5), (30, 5), (30, 5), (30, 80), (30, 80)])
+    assert controller.tick(NOW) == []
+    assert _alerts(channel_id) == []
+    # A third slow bucket (the oldest fast one becomes slow): 3 of 5 breach.
+    later = NOW + timedelta(seconds=BUCKET_S)
+    _traffic_window(registry, channel_id, version_id, later, [(30, 80)])  # the bucket just closed
+    changes = controller.tick(later)
+    assert any("opened latency alert" in line for line in changes), changes
+    (alert,) = _alerts(channel_id)
+    assert alert.is_open and alert.signal == "latency" and alert.value > 50
+    # Five fast buckets later the alert clears.
+    recovery = later + timedelta(seconds=BUCKET_S * 5)
+    _traffic_window(registry, channel_id, version_id, recovery, [(30, 5)] * 5)
+    assert any("cleared latency alert" in line for line in controller.tick(recovery))
+    (alert,) = _alerts(channel_id)
+    assert not alert.is_open
+    controller.webhooks.drain()
+    server.shutdown()
+    assert [p["event"] for p in _Hook.received] == ["alert.opened", "alert.cleared"]
+    assert _Hook.received[0]["channel"] == "web" and _Hook.received[0]["signal"] == "latency"
+    with session_scope() as s:
+        actions = [e.action for e in list_events(session=s, object_type="channel")]
+    assert "alert.open" in actions and "alert.clear" in actions
+
+
+def _traffic_window(registry, channel_id, version_id, now, per_bucket):
+    global NOW
+    saved, NOW = NOW, now
+    try:
+        _traffic(registry, channel_id, version_id, per_bucket)
+    finally:
+        NOW = saved
+
+
+def test_too_little_traffic_is_neither_breach_nor_recovery(registry):
+    channel_id, version_id = _channel(slo_max_p95_ms=50.0, alert_m=1, alert_n=3)
+    _traffic(registry, channel_id, version_id, [(5, 500), (5, 500), (5, 500)])  # 5 < 20 each
+    controller = Controller(bucket_s=BUCKET_S)
+    assert controller.tick(NOW) == []
+    assert _alerts(channel_id) == []
+
+
+def test_accuracy_breach_needs_the_interval_below_the_objective(registry):
+    """Annotated feedback: 12 of 40 right is surely below 90 %; 35 of 40 is not surely below."""
+    from core.actions.feedback import annotate_feedback, submit_feedback
+
+    channel_id, version_id = _channel(slo_min_accuracy=0.9, slo_min_feedback=30, alert_m=1,
+                                      alert_n=1)  # fmt: skip
+    log = PredictionLog(registry, artifact_dir(), flush_seconds=0.05)
+    bucket = bucket_start(NOW, BUCKET_S) - timedelta(seconds=BUCKET_S)
+    records = []
+    for j in range(40):
+        record = PredictionRecord(
+            id=new_prediction_id(), channel_id=channel_id, version_id=version_id,
+            arm="production", predicted_class=1, confidence=0.9,
+            probabilities=np.full(10, 0.1).tolist(), latency_ms=3.0, input_path=None,
+            created_at=bucket + timedelta(seconds=j),
+        )  # fmt: skip
+        log.submit(record, None)
+        records.append(record)
+    assert log.flush()
+    log.close()
+    for j, record in enumerate(records):
+        right = j < 12
+        fb = submit_feedback(actor="user", prediction_id=record.id, channel_id=channel_id,
+                             rating="up" if right else "down",
+                             claimed_class=None if right else 2, num_classes=10)  # fmt: skip
+        annotate_feedback(actor="ann", feedback_id=fb.id, verdict="confirmed")
+    changes = Controller(bucket_s=BUCKET_S).tick(NOW)
+    assert any("opened accuracy alert" in c for c in changes), changes
+    (alert,) = _alerts(channel_id)
+    assert abs(alert.value - 12 / 40) < 1e-9
