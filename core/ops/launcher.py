@@ -1,4 +1,5 @@
-"""`channelhub up`: worker, serving API and dashboard as child processes, stopped together."""
+"""`channelhub up`: worker, serving API, controller and dashboard as child processes, stopped
+together."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def child_commands(args: argparse.Namespace) -> dict[str, list[str]]:
                       "--server.headless", "true", "--browser.gatherUsageStats", "false",
                       "--client.toolbarMode", "minimal"],
     }  # fmt: skip
+    commands["controller"] = [sys.executable, "-m", "core.ops.controller"]
     if not args.no_worker:
         commands["worker"] = [sys.executable, "-m", "core.training.worker"]
     return commands
@@ -64,6 +66,7 @@ def run_up(args: argparse.Namespace) -> int:
         f"  dashboard  http://{args.host}:{args.dashboard_port}\n"
         f"  API        http://{args.host}:{args.api_port}   (docs: /docs)\n"
         f"  worker     {'running' if 'worker' in children else 'not started'}\n"
+        f"  controller running (live SLOs, alerts, lost jobs)\n"
         f"Press Ctrl-C to stop everything.\n",
         flush=True,
     )
