@@ -15,14 +15,20 @@ from pathlib import Path
 
 import httpx
 
-from core.datasets import register_builtin_dataset
+from core.actions import channels as channel_actions
+from core.actions.base import SYSTEM, Actor
+from core.actions.datasets import register_builtin_dataset
+from core.actions.feedback import annotate_feedback
+from core.actions.models import ensure_model
 from db.engine import get_engine, session_scope
-from db.repo import channels as channel_repo
+from db.queries import lookups
 from db.repo import feedback as feedback_repo
 from db.repo import models as model_repo
 from db.settings import home_dir
 
 MODEL_NAME = "digits-classifier"
+# The demo's annotations carry a person's name, as real ones do.
+DEMO_MANAGER = Actor("demo-manager", "manager")
 DEMO_CHANNELS = [
     # slug, name, kind, min accuracy SLO, max p95 latency SLO (ms)
     ("web", "Web app", "web", 0.95, 100.0),
@@ -46,7 +52,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def demo_exists() -> bool:
     with session_scope() as s:
-        return any(c.slug == "web" for c in channel_repo.list_channels(session=s))
+        return any(c.slug == "web" for c in lookups.list_channels(session=s))
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -79,37 +85,36 @@ def print_keys() -> None:
 def create_channels() -> dict[str, str]:
     keys = {}
     with session_scope() as s:
-        dataset = register_builtin_dataset(session=s)
-        model = model_repo.get_or_create_model(session=s, name=MODEL_NAME)
+        dataset = register_builtin_dataset(actor=SYSTEM, session=s)
+        model = ensure_model(actor=SYSTEM, session=s, name=MODEL_NAME)
         for slug, name, kind, min_acc, max_p95 in DEMO_CHANNELS:
-            _, keys[slug] = channel_repo.create_channel(
-                session=s, slug=slug, name=name, kind=kind, dataset_id=dataset.id,
+            _, keys[slug] = channel_actions.create_channel(
+                actor=SYSTEM, session=s, slug=slug, name=name, kind=kind, dataset_id=dataset.id,
                 model_id=model.id, slo_min_accuracy=min_acc, slo_max_p95_ms=max_p95,
-                actor="demo",
             )  # fmt: skip
     return keys
 
 
 def train_versions(*, quick: bool) -> None:
     """Queue the founding `seed-cnn` and the stronger default, and run a worker until idle."""
+    from core.actions.jobs import enqueue_retrain
     from core.ml.catalog import DEFAULT_ARCHITECTURE
     from core.ml.hparams import Hyperparameters
-    from core.training.jobs import enqueue_job
     from core.training.worker import TrainingWorker, WorkerOptions
 
     seed_epochs = 1 if quick else 15
     default_epochs = 1 if quick else Hyperparameters().epochs
     with session_scope() as s:
-        dataset = register_builtin_dataset(session=s)
+        dataset = register_builtin_dataset(actor=SYSTEM, session=s)
         model = model_repo.get_model_by_name(session=s, name=MODEL_NAME)
-        web = channel_repo.get_channel(session=s, slug="web")
+        web = lookups.get_channel(session=s, slug="web")
         for arch, hp, note in [
             ("seed-cnn", {"epochs": seed_epochs, "augmentation": False}, "founding network"),
             (DEFAULT_ARCHITECTURE, {"epochs": default_epochs}, "stronger default"),
         ]:
-            enqueue_job(
-                session=s, model_id=model.id, dataset_id=dataset.id, architecture=arch,
-                hyperparameters=hp, channel_id=web.id, requested_by="demo", note=note,
+            enqueue_retrain(
+                actor=SYSTEM, session=s, model_id=model.id, dataset_id=dataset.id,
+                architecture=arch, hyperparameters=hp, channel_id=web.id, note=note,
             )  # fmt: skip
     print("training the demo versions (seed-cnn, then the default architecture)…", flush=True)
     TrainingWorker(WorkerOptions(exit_when_idle=True, poll_interval_s=0.2)).run()
@@ -121,13 +126,12 @@ def promote_demo_versions() -> None:
         if len(versions) < 2:
             raise RuntimeError("demo training did not produce two versions; see `channelhub jobs`")
         newest, founding = versions[0], versions[1]
-        channel_repo.promote_version(session=s, slug="web", version_id=newest.id, actor="demo")
-        channel_repo.promote_version(
-            session=s, slug="partner-api", version_id=newest.id, actor="demo"
-        )
-        channel_repo.promote_version(session=s, slug="mobile", version_id=founding.id, actor="demo")
-        channel_repo.set_candidate(
-            session=s, slug="mobile", version_id=newest.id, traffic=0.25, actor="demo"
+        for slug, version in (("web", newest), ("partner-api", newest), ("mobile", founding)):
+            channel_actions.promote_version(
+                actor=SYSTEM, session=s, slug=slug, version_id=version.id
+            )
+        channel_actions.start_canary(
+            actor=SYSTEM, session=s, slug="mobile", version_id=newest.id, traffic=0.25
         )
 
 
@@ -184,8 +188,8 @@ def annotate_some_feedback(count: int) -> None:
                 verdict, true_class = "confirmed", None
             if rng.random() < 0.2:
                 verdict = "rejected"
-            feedback_repo.annotate(
-                session=s, feedback_id=feedback_id, verdict=verdict, true_class=true_class,
-                author="demo-manager", tags=["demo"], note="reviewed by the demo",
+            annotate_feedback(
+                actor=DEMO_MANAGER, session=s, feedback_id=feedback_id, verdict=verdict,
+                true_class=true_class, tags=["demo"], note="reviewed by the demo",
             )  # fmt: skip
     print(f"annotated {count} feedback items as demo-manager", flush=True)

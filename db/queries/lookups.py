@@ -3,7 +3,7 @@ rows; this module re-exports only the reads, so a page never imports a module th
 
 from db.repo.audit import AuditEntry, list_events
 from db.repo.channels import ChannelInfo, get_channel, list_channels
-from db.repo.datasets import DatasetInfo, get_dataset, list_datasets
+from db.repo.datasets import DatasetInfo, get_dataset, get_dataset_by_name, list_datasets
 from db.repo.feedback import annotation_history, count_training_items
 from db.repo.jobs import RETRYABLE, JobInfo, count_jobs, get_job, job_epochs, job_logs, list_jobs
 from db.repo.models import VersionInfo, get_version, list_models, training_items_of
@@ -22,6 +22,7 @@ __all__ = [
     "count_training_items",
     "get_channel",
     "get_dataset",
+    "get_dataset_by_name",
     "get_job",
     "get_version",
     "job_epochs",

@@ -39,13 +39,26 @@ def record_event(
 
 
 def list_events(
-    *, session: Session, object_type: str | None = None, object_id: object = None, limit: int = 100
+    *,
+    session: Session,
+    object_type: str | None = None,
+    object_id: object = None,
+    actor: str | None = None,
+    action: str | None = None,
+    limit: int = 100,
 ) -> list[AuditEntry]:
+    """Newest first; `action` matches a full name (`channel.promote`) or a noun (`channel`)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
     if object_type:
         query = query.where(AuditEvent.object_type == object_type)
     if object_id is not None:
         query = query.where(AuditEvent.object_id == str(object_id))
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(
+            (AuditEvent.action == action) | AuditEvent.action.startswith(f"{action}.")
+        )
     return [
         AuditEntry(
             e.id, e.actor, e.action, e.object_type, e.object_id, e.details or {}, e.created_at

@@ -1,0 +1,125 @@
+"""What each `channelhub channel …` command does: one channel action each, or the list."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.actions import channels as actions
+from core.ops.commands import CommandError, cli_actor, table
+from db.engine import session_scope
+from db.queries import lookups
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with session_scope() as s:
+        rows = lookups.list_channels(session=s)
+    table(
+        ["slug", "name", "kind", "status", "model", "production", "candidate", "key"],
+        [[c.slug, c.name, c.kind, c.status, c.model_name or "-",
+          c.production_version_id or "-",
+          f"{c.candidate_version_id} ({c.candidate_traffic:.0%})" if c.candidate_version_id
+          else "-", f"{c.api_key_prefix}…"] for c in rows],
+    )  # fmt: skip
+    return 0
+
+
+def _ids(args: argparse.Namespace) -> dict[str, int | None]:
+    """--dataset/--model names as ids (only those given)."""
+    found: dict[str, int | None] = {}
+    with session_scope() as s:
+        if args.dataset is not None:
+            found["dataset_id"] = lookups.get_dataset_by_name(session=s, name=args.dataset).id
+        if args.model is not None:
+            model = next((m for m in lookups.list_models(session=s) if m.name == args.model), None)
+            if model is None:
+                raise CommandError(f"model {args.model!r} does not exist")
+            found["model_id"] = model.id
+    return found
+
+
+def _slos(args: argparse.Namespace) -> dict[str, float | None]:
+    """--min-accuracy/--max-p95-ms as given; 'none' clears an objective."""
+    slos: dict[str, float | None] = {}
+    for option, field in (("min_accuracy", "slo_min_accuracy"), ("max_p95_ms", "slo_max_p95_ms")):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if value.strip().lower() == "none":
+            slos[field] = None
+            continue
+        try:
+            slos[field] = float(value)
+        except ValueError as exc:
+            raise CommandError(f"--{option.replace('_', '-')} must be a number or 'none'") from exc
+    return slos
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    _, key = actions.create_channel(
+        actor=cli_actor(), slug=args.slug, name=args.name or args.slug, kind=args.kind or "web",
+        **_ids(args), **_slos(args),
+    )  # fmt: skip
+    print(f"created channel {args.slug}; API key (shown once): {key}")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    changes = {**_ids(args), **_slos(args)}
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.kind is not None:
+        changes["kind"] = args.kind
+    if not changes:
+        raise CommandError("channel update needs at least one setting to change (see --help)")
+    info = actions.update_channel(actor=cli_actor(), slug=args.slug, reason=args.reason, **changes)
+    print(
+        f"{info.slug}: name={info.name!r} kind={info.kind} dataset={info.dataset_name or '-'} "
+        f"model={info.model_name or '-'} min accuracy={info.slo_min_accuracy} "
+        f"max p95 ms={info.slo_max_p95_ms}"
+    )
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    key = actions.rotate_channel_key(actor=cli_actor(), slug=args.slug, reason=args.reason)
+    print(f"new API key for {args.slug} (shown once; the old one no longer works): {key}")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    actions.promote_version(
+        actor=cli_actor(), slug=args.slug, version_id=args.version_id, reason=args.reason
+    )
+    print(f"{args.slug} now serves version {args.version_id}")
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    actions.pause_channel(actor=cli_actor(), slug=args.slug, reason=args.reason)
+    print(f"{args.slug} is paused")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    actions.resume_channel(actor=cli_actor(), slug=args.slug, reason=args.reason)
+    print(f"{args.slug} is active")
+    return 0
+
+
+def cmd_canary_start(args: argparse.Namespace) -> int:
+    share = args.traffic / 100.0 if args.traffic > 1 else args.traffic
+    info = actions.start_canary(
+        actor=cli_actor(), slug=args.slug, version_id=args.version_id, traffic=share,
+        reason=args.reason,
+    )  # fmt: skip
+    print(
+        f"{args.slug}: version {info.candidate_version_id} gets "
+        f"{info.candidate_traffic:.0%} of requests"
+    )
+    return 0
+
+
+def cmd_canary_end(args: argparse.Namespace) -> int:
+    actions.end_canary(actor=cli_actor(), slug=args.slug, reason=args.reason)
+    print(f"{args.slug}: canary ended; all requests go to production")
+    return 0
