@@ -61,12 +61,6 @@ def audit_rows(actor: str, object_type: str | None = None) -> list[AuditEntry]:
     return [r for r in reversed(rows) if r.actor == actor]
 
 
-def verbs(rows: list[AuditEntry]) -> list[str]:
-    """Action names without a `noun.` prefix, so `promote` and `channel.promote` both read
-    `promote`."""
-    return [r.action.rsplit(".", 1)[-1] for r in rows]
-
-
 @pytest.fixture(autouse=True)
 def fresh_caches() -> Iterator[None]:
     """Drop the dashboard's cached reads so each test sees its own registry (autouse in every

@@ -23,7 +23,6 @@ from tests.page_helpers import (  # noqa: F401
     fresh_caches,
     open_page,
     texts,
-    verbs,
 )
 
 PAGES = ("overview", "models", "channels", "retrain", "jobs", "feedback")
@@ -79,10 +78,10 @@ def test_promote_serves_the_version_and_joins_the_timeline(filled_registry: Fill
     production = [p.proto.label for p in at.get("page_link") if "Production" in p.proto.label]
     assert len(production) == 1 and production[0].startswith("Production: digits v2")
     rows = audit_rows("hana", object_type="channel")
-    assert verbs(rows) == ["promote"] and rows[0].object_id == "partner-api"
-    assert rows[0].details.get("version_id") == v2
+    assert [(r.action, r.object_id) for r in rows] == [("channel.promote", "partner-api")]
+    assert (rows[0].details["before"], rows[0].details["after"]) == (v1, v2)
     lines = _timeline(at, "hana")
-    assert len(lines) == 1 and "promote" in lines[0]
+    assert len(lines) == 1 and "channel.promote" in lines[0]
 
 
 def test_canary_is_set_then_ended_and_both_are_on_the_timeline(filled_registry: FilledRegistry):
@@ -101,12 +100,15 @@ def test_canary_is_set_then_ended_and_both_are_on_the_timeline(filled_registry: 
     assert _channel("mobile").candidate_version_id is None
     assert at.dataframe[0].value.set_index("name").loc["Mobile app", "candidate"] == ""
     rows = audit_rows("ines", object_type="channel")
-    assert len(rows) == 2 and {r.object_id for r in rows} == {"mobile"}
-    started, ended = verbs(rows)
-    assert started in ("start_canary", "set_candidate") and ended in ("end_canary", "set_candidate")
-    assert rows[0].details.get("version_id") == v1
+    assert [(r.action, r.object_id) for r in rows] == [
+        ("channel.start_canary", "mobile"),
+        ("channel.end_canary", "mobile"),
+    ]
+    canary = {"version_id": v1, "traffic": 0.25}
+    assert rows[0].details["after"] == canary and rows[1].details["before"] == canary
     lines = _timeline(at, "ines")  # newest first
-    assert len(lines) == 2 and ended in lines[0] and started in lines[1]
+    assert len(lines) == 2
+    assert "channel.end_canary" in lines[0] and "channel.start_canary" in lines[1]
 
 
 def _queued_job(reg: FilledRegistry) -> int:
@@ -134,7 +136,8 @@ def test_cancelling_a_queued_job(filled_registry: FilledRegistry):
         job = get_job(session=s, job_id=job_id)
     assert (job.status, job.cancel_requested) == ("cancelled", True)
     rows = audit_rows("jules", object_type="job")
-    assert verbs(rows) == ["cancel"] and rows[0].object_id == str(job_id)
+    assert [(r.action, r.object_id) for r in rows] == [("job.cancel", str(job_id))]
+    assert (rows[0].details["before"], rows[0].details["after"]) == ("queued", "cancelled")
 
 
 def _pending_by_confidence() -> list[tuple[float, int]]:
