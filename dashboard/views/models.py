@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import ui, versions
+from db.queries.lookups import list_channels, list_models
 from db.queries.registry import (
     VERSION_SORTS,
     VERSION_STATUSES,
@@ -13,8 +14,6 @@ from db.queries.registry import (
     version_choices,
     version_page,
 )
-from db.repo.channels import list_channels
-from db.repo.models import list_models
 
 PAGE_SIZE = 25
 
