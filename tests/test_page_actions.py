@@ -15,7 +15,7 @@ from db.engine import session_scope
 from db.queries.review import ReviewFilter, review_page
 from db.repo.channels import get_channel
 from db.repo.feedback import annotation_history
-from db.repo.jobs import get_job, insert_job, list_jobs
+from db.repo.jobs import JobInfo, get_job, insert_job, list_jobs
 from tests.dashboard_fixtures import FilledRegistry, filled_registry_fixture  # noqa: F401
 from tests.page_helpers import (  # noqa: F401
     audit_rows,
@@ -171,13 +171,47 @@ def _retrain_link(at: AppTest) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(links[0].query_string).items()}
 
 
-def test_retrain_link_queues_a_job_with_the_annotated_feedback(filled_registry):
-    params = _retrain_link(open_page("feedback"))
-    assert params.get("include_feedback") in ("1", "true")
-    at = open_page("retrain", user="lena", **params)
-    assert at.checkbox(key="rt_include_feedback").value is True
+def _queue(at: AppTest) -> JobInfo:
     at.button(key="FormSubmitter:retrain-Queue retrain").click().run()
     check_page(at)
+    assert any("Queued job" in s.value for s in at.success)
     with session_scope() as s:
-        job = list_jobs(session=s, statuses=("queued",))[0]
+        return list_jobs(session=s, statuses=("queued",))[0]
+
+
+def test_retrain_link_fine_tunes_what_the_chosen_channel_serves(filled_registry):
+    mobile, v2 = filled_registry.channel_ids["mobile"], filled_registry.version_ids[1]
+    at = open_page("feedback")
+    check_page(at.selectbox(key="fb_channel").set_value(mobile).run())
+    params = _retrain_link(at)
+    assert params == {"include_feedback": "1", "channel": "mobile", "base": str(v2)}
+    at = open_page("retrain", user="lena", **params)
+    assert at.checkbox(key="rt_include_feedback").value is True
+    assert (at.selectbox(key="rt_channel").value, at.selectbox(key="rt_base").value) == (mobile, v2)
+    job = _queue(at)
     assert (job.requested_by, job.include_feedback) == ("lena", True)
+    assert (job.channel_slug, job.base_version_id) == ("mobile", v2)
+
+
+def test_retrain_link_applies_after_an_earlier_visit_to_retrain(filled_registry):
+    """Issue 7: the prefill used to be applied once per browser session."""
+    at = open_page("retrain", user="mona")
+    assert at.checkbox(key="rt_include_feedback").value is False
+    at.switch_page("views/feedback.py")
+    check_page(at.run())
+    params = _retrain_link(at)  # no channel chosen: the first channel that serves a version
+    slug = params["channel"]
+    assert params == {"include_feedback": "1", "channel": slug, "base": params["base"]}
+    assert int(params["base"]) == _channel(slug).production_version_id
+    at.switch_page("views/retrain.py")
+    for name, value in params.items():
+        at.query_params[name] = value
+    check_page(at.run())
+    assert at.checkbox(key="rt_include_feedback").value is True
+    assert (at.selectbox(key="rt_channel").value, at.selectbox(key="rt_base").value) == (
+        filled_registry.channel_ids[slug],
+        int(params["base"]),
+    )
+    job = _queue(at)
+    assert (job.requested_by, job.include_feedback, job.channel_slug) == ("mona", True, slug)
+    assert job.base_version_id == int(params["base"])
