@@ -143,3 +143,15 @@ def test_importing_the_cli_loads_no_keras_or_tensorflow():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_alert_commands_open_acknowledge_clear(registry, capsys):
+    run(capsys, "channel", "create", "web")
+    code, out, _ = run(capsys, "alerts", "open", "--channel", "web", "--signal", "drift",
+                       "--message", "class mix moved")  # fmt: skip
+    assert code == 0 and "alert 1 open on web" in out
+    assert "drift" in run(capsys, "alerts")[1]
+    assert run(capsys, "alerts", "acknowledge", "1")[0] == 0
+    assert run(capsys, "alerts", "clear", "1", "--reason", "recovered")[0] == 0
+    assert _last_event("channel").action == "alert.clear"
+    assert run(capsys, "alerts")[1].strip().endswith("(none)")

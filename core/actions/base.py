@@ -110,6 +110,6 @@ def audit(
 
 def all_actions() -> dict[str, ActionSpec]:
     """Every action, after importing every action module."""
-    from core.actions import channels, datasets, feedback, jobs, models  # noqa: F401
+    from core.actions import alerts, channels, datasets, feedback, jobs, models  # noqa: F401
 
     return dict(ACTIONS)

@@ -123,3 +123,42 @@ def cmd_canary_end(args: argparse.Namespace) -> int:
     actions.end_canary(actor=cli_actor(), slug=args.slug, reason=args.reason)
     print(f"{args.slug}: canary ended; all requests go to production")
     return 0
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    from db.repo.alerts import list_alerts
+
+    with session_scope() as s:
+        channel_id = lookups.get_channel(session=s, slug=args.channel).id if args.channel else None
+        rows = list_alerts(session=s, channel_id=channel_id, open_only=not args.all)
+    table(
+        ["id", "channel", "signal", "arm", "opened", "state", "message"],
+        [[a.id, a.channel_slug, a.signal, a.arm, f"{a.opened_at:%m-%d %H:%M}",
+          "open" if a.is_open else "cleared",
+          a.message[:60]] for a in rows],
+    )  # fmt: skip
+    return 0
+
+
+def cmd_alerts_open(args: argparse.Namespace) -> int:
+    from core.actions.alerts import open_alert
+
+    with session_scope() as s:
+        channel_id = lookups.get_channel(session=s, slug=args.channel).id
+    info = open_alert(
+        actor=cli_actor(), channel_id=channel_id, signal=args.signal, message=args.message
+    )
+    print(f"alert {info.id} open on {info.channel_slug}: {info.signal}")
+    return 0
+
+
+def cmd_alerts_change(args: argparse.Namespace) -> int:
+    from core.actions.alerts import acknowledge_alert, clear_alert
+
+    change = {"clear": clear_alert, "acknowledge": acknowledge_alert}[args.verb]
+    info = change(actor=cli_actor(), alert_id=args.alert_id, reason=args.reason)
+    state = "open" if info.is_open else "cleared"
+    print(
+        f"alert {info.id} on {info.channel_slug}: {state}, acknowledged by {info.acknowledged_by}"
+    )
+    return 0

@@ -19,6 +19,9 @@ from db.errors import RegistryError
 
 # Each action's command words; tests check that every action has one and that it parses.
 ACTION_COMMANDS = {
+    "alert.open": "alerts open",
+    "alert.clear": "alerts clear",
+    "alert.acknowledge": "alerts acknowledge",
     "channel.create": "channel create",
     "channel.update": "channel update",
     "channel.pause": "channel pause",
@@ -50,6 +53,8 @@ PROCESS_COMMANDS = {
               "run the serving API (FastAPI)"),
     "simulate": ("core.ops.simulator", "add_simulate_arguments", "run_simulate",
                  "send simulated traffic and feedback"),
+    "controller": ("core.ops.controller", "add_controller_arguments", "run_controller",
+                   "evaluate SLOs, drift and alerts on a schedule"),
 }  # fmt: skip
 
 COMMANDS = "core.ops.commands"
@@ -221,6 +226,24 @@ def _add_feedback_commands(b: Builder) -> None:
     q.add_argument("--comment", default="")
 
 
+def _add_alert_commands(b: Builder) -> None:
+    p = b.command("alerts", f"{CHANNEL}:cmd_alerts_list", "list, open, clear or acknowledge alerts")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    listing = b.command("list", f"{CHANNEL}:cmd_alerts_list", "open alerts, newest first", verbs)
+    for q in (p, listing):
+        q.add_argument("--channel", help="channel slug")
+        q.add_argument("--all", action="store_true", help="include cleared alerts")
+    q = b.command("open", f"{CHANNEL}:cmd_alerts_open", "open an alert by hand", verbs)
+    q.add_argument("--channel", required=True, help="channel slug")
+    q.add_argument("--signal", required=True, help="accuracy, p95_latency, error_rate, drift, …")
+    q.add_argument("--message", required=True)
+    for verb, help_text in (("clear", "close an alert"),
+                            ("acknowledge", "say someone is looking at it")):  # fmt: skip
+        q = b.command(verb, f"{CHANNEL}:cmd_alerts_change", help_text, verbs)
+        q.add_argument("alert_id", type=int)
+        q.add_argument("--reason", default="", help="recorded in the audit log")
+
+
 def _wanted(argv: list[str] | None) -> str | None:
     """The command word given, or None when building the whole parser."""
     if argv is None:
@@ -235,11 +258,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     b = Builder(sub, _wanted(argv))
     _add_registry_commands(b)
-    for name in ("demo", "worker", "up", "serve", "simulate"):
+    for name in PROCESS_COMMANDS:
         b.process(name)
     _add_job_commands(b)
     _add_channel_commands(b)
     _add_feedback_commands(b)
+    _add_alert_commands(b)
     return parser
 
 
