@@ -77,9 +77,14 @@ def training_counter() -> None:
         help="Confirmed or corrected feedback that no version has learned from yet.",
     )
     st.session_state["fb_unused"] = unused
+    # Fine-tune what the chosen channel (or else the first one serving a version) serves.
+    chosen = st.session_state.get("fb_channel")
+    serving = [c for c in ui.read(list_channels) if c.production_version_id is not None]
+    channel = next((c for c in serving if c.id == chosen), serving[0] if serving else None)
     right.page_link(
         ui.RETRAIN,
-        query_params={"include_feedback": 1},
+        query_params={"include_feedback": 1}
+        | ({"channel": channel.slug, "base": channel.production_version_id} if channel else {}),
         icon=":material/restart_alt:",
         label="Retrain with annotated feedback",
     )

@@ -1,55 +1,76 @@
-"""Retrain: pick what to train, set hyperparameters, and queue a job through the job service."""
+"""Retrain: pick what to train, set hyperparameters, and queue a job through the job action."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import streamlit as st
 
-from core.ml.catalog import ARCHITECTURE_DESCRIPTIONS
-from core.ml.hparams import LIMITS, OPTIMIZERS, HyperparameterError, Hyperparameters
+from core.actions.jobs import enqueue_retrain
+from core.ml.catalog import ARCHITECTURE_NAMES
+from core.ml.hparams import LIMITS, OPTIMIZERS, Hyperparameters
+from core.training.jobs import JobRequestError
 from dashboard import ui
+from db.errors import NotFoundError, RegistryError
 from db.models import DEVICE_REQUESTS
-from db.queries.registry import version_choices
-from db.repo.channels import list_channels
-from db.repo.datasets import list_datasets
-from db.repo.feedback import count_training_items
-from db.repo.models import get_version, list_models
-from db.repo.workers import list_workers, live_workers_for
-
-ARCHITECTURES = tuple(ARCHITECTURE_DESCRIPTIONS)
-DEFAULTS = Hyperparameters()
-FORM_FIELDS = (
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "optimizer",
-    "augmentation",
-    "seed",
-    "early_stopping_patience",
-    "architecture",
-    "device_request",
-    "include_feedback",
-    "note",
+from db.queries.lookups import (
+    ChannelInfo,
+    count_training_items,
+    get_version,
+    list_channels,
+    list_datasets,
+    list_models,
+    list_workers,
+    live_workers_for,
 )
+from db.queries.registry import version_choices
+
+DEFAULTS = Hyperparameters()
+PREFILL_PARAMS = ("channel", "model", "base", "include_feedback")
 
 
 def apply_query_prefill() -> None:
-    """Fill the selections once from ?channel=, ?model=, ?base=, ?include_feedback=."""
-    if st.session_state.get("rt_prefilled"):
+    """Fill the selections from ?channel= (slug or id), ?model=, ?base=, ?include_feedback=.
+
+    They are applied when the page is entered and whenever they change, never on the page's
+    own reruns (that would undo the manager's edits). Streamlit drops a page's widget state
+    when another page runs, so a missing `rt_model` means the page is being entered afresh.
+    """
+    query = {name: st.query_params.get(name) for name in PREFILL_PARAMS}
+    entering = "rt_model" not in st.session_state
+    if not entering and st.session_state.get("rt_applied_query") == query:
         return
-    st.session_state["rt_prefilled"] = True
-    for param, key in (("channel", "rt_channel"), ("model", "rt_model"), ("base", "rt_base")):
-        value = ui.int_param(param)
-        if value is not None:
-            st.session_state[key] = value
-    if st.session_state.get("rt_channel") is not None:
+    st.session_state["rt_applied_query"] = query
+    channel = _channel_named(query["channel"])
+    if channel is not None:
+        st.session_state["rt_channel"] = channel.id
         on_channel_change()
-    if st.query_params.get("include_feedback") in ("1", "true"):
+    model_id, base_id = ui.int_param("model"), ui.int_param("base")
+    if model_id is not None:
+        st.session_state["rt_model"] = model_id
+    if base_id is not None:
+        _prefill_base(base_id, model_given=model_id is not None)
+    if query["include_feedback"] in ("1", "true"):
         st.session_state["rt_include_feedback"] = True
-    base = st.session_state.get("rt_base")
-    if base is not None and "rt_model" not in st.session_state:
-        st.session_state["rt_model"] = ui.read(get_version, version_id=base).model_id
+
+
+def _channel_named(value: str | None) -> ChannelInfo | None:
+    if not value:
+        return None
+    channels = ui.read(list_channels)
+    found = next((c for c in channels if value in (c.slug, str(c.id))), None)
+    if found is None:
+        st.warning(f"There is no channel {value!r}; pick one below.")
+    return found
+
+
+def _prefill_base(base_id: int, *, model_given: bool) -> None:
+    try:
+        base = ui.read(get_version, version_id=base_id)
+    except NotFoundError:
+        st.warning(f"Version id {base_id} does not exist; pick a base version below.")
+        return
+    st.session_state["rt_base"] = base.id
+    if not model_given:
+        st.session_state["rt_model"] = base.model_id
 
 
 def on_channel_change() -> None:
@@ -110,7 +131,7 @@ def worker_notice() -> None:
 
 def _base_defaults(base_id: int | None) -> tuple[dict, str]:
     if base_id is None:
-        return DEFAULTS.to_dict(), ARCHITECTURES[0]
+        return DEFAULTS.to_dict(), ARCHITECTURE_NAMES[0]
     base = ui.read(get_version, version_id=base_id)
     return {**DEFAULTS.to_dict(), **base.hyperparameters}, base.architecture
 
@@ -143,7 +164,7 @@ def hyperparameter_fields(target: dict, slots: dict) -> dict:
                 slots,
                 "architecture",
                 "Architecture",
-                ARCHITECTURES,
+                ARCHITECTURE_NAMES,
                 architecture,
                 "rt_architecture",
             ),
@@ -171,46 +192,31 @@ def hyperparameter_fields(target: dict, slots: dict) -> dict:
     return values
 
 
-def check_hyperparameters(values: dict) -> tuple[dict, dict[str, str]]:
-    """Each field through the one validator (Hyperparameters), so every bad field is named."""
-    errors: dict[str, str] = {}
+def _as_number(text: object) -> object:
+    """The learning-rate box's text as a number; other text stays text, so the one
+    validator (Hyperparameters) names it."""
     try:
-        values = {**values, "learning_rate": float(str(values["learning_rate"]).strip())}
+        return float(str(text).strip())
     except ValueError:
-        errors["learning_rate"] = (
-            f"learning_rate must be a number (got {values['learning_rate']!r})"
-        )
-    names = [f.name for f in dataclasses.fields(Hyperparameters)]
-    for name in names:
-        if name in errors:
-            continue
-        try:
-            Hyperparameters(**{name: values[name]})
-        except HyperparameterError as exc:
-            errors[name] = str(exc)
-    return {name: values[name] for name in names}, errors
+        return text
 
 
-def submit_job(target: dict, values: dict, slots: dict, actor: str) -> None:
-    hyperparameters, errors = check_hyperparameters(values)
-    if not errors:
-        from core.training.jobs import JobRequestError, enqueue_job  # lazy: may load Keras
-
-        try:
-            job = ui.write(
-                enqueue_job,
-                **target,
-                architecture=values["architecture"],
-                hyperparameters=hyperparameters,
-                include_feedback=values["include_feedback"],
-                device_request=values["device_request"],
-                requested_by=actor,
-                note=values["note"],
-            )
-        except JobRequestError as exc:
-            errors[exc.field if exc.field in slots else "_form"] = str(exc)
-        else:
-            return queued_message(job)
+def submit_job(target: dict, values: dict, slots: dict) -> None:
+    """Queue through the job action; each refused field's message goes below that field."""
+    hyperparameters = {name: values[name] for name in DEFAULTS.to_dict()}
+    hyperparameters["learning_rate"] = _as_number(values["learning_rate"])
+    try:
+        job = ui.perform(
+            enqueue_retrain, **target, architecture=values["architecture"],
+            hyperparameters=hyperparameters, include_feedback=values["include_feedback"],
+            device_request=values["device_request"], note=values["note"],
+        )  # fmt: skip
+    except JobRequestError as exc:
+        errors = exc.field_errors
+    except RegistryError as exc:  # e.g. the acting user's role may not queue retrains
+        errors = {"_form": str(exc)}
+    else:
+        return queued_message(job)
     for name, message in errors.items():
         (slots.get(name) or slots["_form"]).error(message, icon=":material/error:")
 
@@ -236,7 +242,7 @@ def queued_message(job) -> None:
         )
 
 
-def retrain_form(target: dict, actor: str) -> None:
+def retrain_form(target: dict) -> None:
     feedback_total = ui.read(count_training_items, model_id=target["model_id"])
     feedback_new = ui.read(count_training_items, model_id=target["model_id"], unused_only=True)
     with st.form("retrain", border=True):
@@ -258,11 +264,11 @@ def retrain_form(target: dict, actor: str) -> None:
         values["note"] = st.text_area("Note", key="rt_note", placeholder="Why this retrain?")
         submitted = st.form_submit_button("Queue retrain", type="primary")
     if submitted:
-        submit_job(target, values, slots, actor)
+        submit_job(target, values, slots)
 
 
 def main() -> None:
-    actor = ui.page_header("Retrain", "Queue a training job; a worker picks it up.")
+    ui.page_header("Retrain", "Queue a training job; a worker picks it up.")
     try:
         apply_query_prefill()
         target = target_selection()
@@ -273,7 +279,7 @@ def main() -> None:
         st.info("Register a model and a dataset first (`channelhub demo` creates both).")
         return
     worker_notice()
-    retrain_form(target, actor)
+    retrain_form(target)
 
 
 main()
