@@ -112,15 +112,6 @@ def act(action_fn: Callable[..., T], **kwargs: Any) -> T | None:
         return None
 
 
-def write(fn: Callable[..., T], **kwargs: Any) -> T:
-    """Legacy: run `fn(session=…)` in its own unit of work and drop cached reads.
-    New code changes state only through `perform`/`act` and an action."""
-    with session_scope() as session:
-        result = fn(session=session, **kwargs)
-    clear_reads()
-    return result
-
-
 def clear_reads() -> None:
     _cached_read.clear()
 
