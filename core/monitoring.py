@@ -139,3 +139,36 @@ def drift_state(
     name, worst = max(verdicts, key=lambda item: item[1].psi or 0.0)
     state = "drift" if any(v.state == "drift" for _, v in verdicts) else "ok"
     return SignalState(state, worst.psi, f"PSI {worst.psi:.2f} on {name}")
+
+
+def live_slo_misses(
+    s: Signals,
+    *,
+    min_accuracy: float | None,
+    min_feedback: int,
+    max_p95_ms: float | None,
+    max_error_rate: float | None,
+) -> tuple[list[str], list[str]]:
+    """(objectives missed, objectives without enough data) on one window of live signals.
+
+    Accuracy is judged only with `min_feedback` annotated items, latency and errors only with
+    MIN_REQUESTS_PER_BUCKET requests: too little data is said, never counted as met."""
+    a = summarize(s)
+    missed, unknown = [], []
+    if min_accuracy is not None:
+        if a.annotated < max(min_feedback, 1):
+            unknown.append(f"accuracy: {a.annotated} of {min_feedback} annotated items needed")
+        elif a.accuracy < min_accuracy:
+            missed.append(f"accuracy {a.accuracy:.1%} < {min_accuracy:.1%} (n={a.annotated})")
+    enough_traffic = a.requests + a.errors >= MIN_REQUESTS_PER_BUCKET
+    if max_p95_ms is not None:
+        if not enough_traffic:
+            unknown.append(f"p95: {a.requests} requests")
+        elif a.p95_ms > max_p95_ms:
+            missed.append(f"p95 {a.p95_ms:.0f} ms > {max_p95_ms:.0f} ms")
+    if max_error_rate is not None:
+        if not enough_traffic:
+            unknown.append(f"errors: {a.requests} requests")
+        elif a.error_rate > max_error_rate:
+            missed.append(f"errors {a.error_rate:.1%} > {max_error_rate:.1%}")
+    return missed, unknown

@@ -12,9 +12,11 @@ import pytest
 
 from core.ml.datasets import load_dataset
 from core.ml.images import encode_png
+from core.serving.prediction_log import rollup_deltas
 from db.engine import dispose_engines, get_engine, session_scope
 from db.models import utcnow
 from db.repo import channels, datasets, feedback, jobs, models, predictions, workers
+from db.repo.rollups import add_to_rollups
 from db.settings import artifact_dir
 
 CLASS_NAMES = [str(i) for i in range(10)]
@@ -184,6 +186,7 @@ def _add_traffic(session, reg, data, rng, n_predictions: int) -> list[str]:
             )
         )
     predictions.insert_predictions(session=session, records=records)
+    add_to_rollups(session=session, deltas=rollup_deltas([(r, None) for r in records]))
     return [r.id for r in records]
 
 

@@ -27,6 +27,10 @@ def test_overview_shows_every_channel_with_its_slo_state(filled_registry: Filled
     for name in ("Web app", "Mobile app", "Partner API"):
         card = next(m.value for m in at.markdown if name in m.value)
         assert "SLO" in card, card  # met, missed or not enough live data: always said
+    # Live signals decide: the partner channel's 24 h p95 (gamma-distributed, ~260 ms) misses
+    # its 100 ms objective; its 99 % accuracy objective has too few annotated items to judge.
+    partner = next(m.value for m in at.markdown if "Partner API" in m.value)
+    assert "misses SLO: p95" in partner and "> 100 ms" in partner
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["To review"] == "71"  # 75 items, 4 annotated
     missing = next(value for label, value in metrics.items() if label.startswith("Missing an SLO"))

@@ -27,21 +27,25 @@ def input_path_for(channel_slug: str, prediction_id: str, when: datetime) -> str
     return f"inputs/{channel_slug}/{when:%Y%m%d}/{prediction_id}.png"
 
 
-def rollup_deltas(entries: list[_Entry]) -> list[RollupDelta]:
-    """One delta per channel, version, arm and finest bucket: counts and binned histograms."""
-    groups: dict[tuple, list[_Entry]] = {}
+Logged = tuple[PredictionRecord, "np.ndarray | None"]
+
+
+def rollup_deltas(logged: list[Logged]) -> list[RollupDelta]:
+    """One delta per channel, version, arm and finest bucket: counts and binned histograms of
+    the given (record, input image) pairs."""
+    groups: dict[tuple, list[Logged]] = {}
     finest = min(ROLLUP_RESOLUTIONS)
-    for e in entries:
-        r = e.record
+    for record, image in logged:
+        r = record
         key = (r.channel_id, r.version_id, r.arm, bucket_start(r.created_at, finest))
-        groups.setdefault(key, []).append(e)
+        groups.setdefault(key, []).append((record, image))
     return [_delta(key, group) for key, group in groups.items()]
 
 
-def _delta(key: tuple, group: list[_Entry]) -> RollupDelta:
-    records = [e.record for e in group]
+def _delta(key: tuple, group: list[Logged]) -> RollupDelta:
+    records = [record for record, _ in group]
     latencies = np.array([r.latency_ms for r in records], dtype=np.float64)
-    images = [e.image for e in group if e.image is not None]
+    images = [image for _, image in group if image is not None]
     histograms = {
         "latency_hist": stats.latency_histogram(latencies),
         "confidence_hist": stats.confidence_histogram([r.confidence for r in records]),
@@ -154,7 +158,9 @@ class PredictionLog:
             with session_scope(self.database_url) as session:
                 # Rows first: the insert takes SQLite's write lock before the rollups are read.
                 insert_predictions(session=session, records=[e.record for e in batch])
-                add_to_rollups(session=session, deltas=rollup_deltas(batch))
+                add_to_rollups(
+                    session=session, deltas=rollup_deltas([(e.record, e.image) for e in batch])
+                )
         except Exception as exc:  # the DB may be locked or away: keep the rows and retry
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("prediction log write of %d rows failed: %s", len(batch), self.last_error)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import streamlit as st
-import ui
-from charts import PALETTE
 
 from core.ml import monitoring_stats as stats
 from core.monitoring import MIN_ANNOTATED_FOR_ACCURACY, ArmSummary, summarize
+from dashboard import ui
+from dashboard.charts import PALETTE
 from db.queries.lookups import list_channels
 from db.queries.monitoring import DEFAULT_WINDOW, WINDOWS, ArmSeries, channel_monitoring
 

@@ -6,13 +6,25 @@ from datetime import timedelta
 
 import streamlit as st
 
+from core.monitoring import live_slo_misses, summarize
 from dashboard import charts, ui
 from db.models import utcnow
 from db.queries.overview import ChannelHealth, TrendPoint, channel_health, hourly_traffic
 
 
+def slo_misses(c: ChannelHealth) -> tuple[list[str], list[str]]:
+    """Missed and undecidable objectives on the production arm's last 24 h."""
+    return live_slo_misses(
+        c.production_live,
+        min_accuracy=c.slo_min_accuracy,
+        min_feedback=c.slo_min_feedback,
+        max_p95_ms=c.slo_max_p95_ms,
+        max_error_rate=c.slo_max_error_rate,
+    )
+
+
 def summary(channels: list[ChannelHealth]) -> None:
-    missing = [c for c in channels if c.slo_misses]
+    missing = [c for c in channels if c.open_alerts or slo_misses(c)[0]]
     ui.metric_row(
         [
             (
@@ -22,7 +34,7 @@ def summary(channels: list[ChannelHealth]) -> None:
             ("Requests 24 h", f"{sum(c.requests_24h for c in channels):,}"),
             ("To review", f"{sum(c.pending_feedback for c in channels):,}"),
             ("Retrains active", str(sum(c.active_jobs for c in channels))),
-            ("Missing an SLO", str(len(missing))),
+            ("Missing an SLO (live, 24 h)", str(len(missing))),
         ]
     )
 
@@ -49,6 +61,12 @@ def versions_cell(c: ChannelHealth) -> None:
 
 def links_cell(c: ChannelHealth) -> None:
     st.page_link(
+        "views/monitoring.py",
+        query_params={"channel": c.slug},
+        label="Live monitoring",
+        icon=":material/monitoring:",
+    )
+    st.page_link(
         ui.FEEDBACK,
         query_params={"channel": c.id},
         label=f"{c.pending_feedback:,} feedback to review",
@@ -68,18 +86,23 @@ def links_cell(c: ChannelHealth) -> None:
 def last_hours(trend: list[TrendPoint], hours: int = 24) -> tuple[list[str], list[int]]:
     """Requests for each of the last `hours` UTC hours, zero where there were none."""
     now = utcnow().replace(minute=0, second=0, microsecond=0)
-    labels = [
-        (now - timedelta(hours=h)).strftime("%Y-%m-%d %H:00") for h in range(hours - 1, -1, -1)
-    ]
+    starts = [now - timedelta(hours=h) for h in range(hours - 1, -1, -1)]
     counts = {p.hour: p.requests for p in trend}
-    return labels, [counts.get(label, 0) for label in labels]
+    return [f"{t:%Y-%m-%d %H:00}" for t in starts], [counts.get(t, 0) for t in starts]
 
 
 def live_cell(c: ChannelHealth, trend: list[TrendPoint]) -> None:
+    live = summarize(c.production_live)
+    simulated = sum(p.simulated for p in trend)
     a, b, d = st.columns(3)
-    a.metric("Requests 24 h", f"{c.requests_24h:,}")
-    b.metric("p95 latency", ui.ms(c.p95_latency_ms), help=f"SLO: ≤ {ui.ms(c.slo_max_p95_ms)}")
-    d.metric("Thumbs up", ui.pct(c.thumbs_up_share, 0), help=f"{c.feedback_24h:,} ratings in 24 h")
+    a.metric("Requests 24 h", f"{c.requests_24h:,}",
+             help=f"{simulated:,} of them simulated" if simulated else None)  # fmt: skip
+    b.metric("p95 latency (production, 24 h)", ui.ms(live.p95_ms),
+             help=f"SLO: ≤ {ui.ms(c.slo_max_p95_ms)}; {live.requests:,} requests")  # fmt: skip
+    d.metric("Thumbs up (24 h)", ui.pct(live.thumbs_up_share, 0),
+             help=f"{live.thumbs:,} ratings in 24 h")  # fmt: skip
+    if simulated:
+        st.caption(f"{simulated:,} of {c.requests_24h:,} requests in 24 h were simulated.")
     if trend:
         fig = charts.sparkline(*last_hours(trend), title="requests per hour, last 24 h (UTC)")
         st.plotly_chart(fig, key=f"trend-{c.id}", config={"displayModeBar": False})
@@ -87,14 +110,28 @@ def live_cell(c: ChannelHealth, trend: list[TrendPoint]) -> None:
         st.caption("No traffic in the last 24 hours.")
 
 
+def slo_badge(c: ChannelHealth) -> str:
+    """Open alerts first; else live objectives missed, undecidable, or met (24 h)."""
+    if c.open_alerts:
+        signals = ", ".join(sorted({a.signal for a in c.open_alerts}))
+        return f":red-badge[{len(c.open_alerts)} open alert(s): {signals}]"
+    missed, unknown = slo_misses(c)
+    if missed:
+        return f":red-badge[misses SLO: {'; '.join(missed)}]"
+    if unknown:
+        return f":gray-badge[SLO: not enough live data ({'; '.join(unknown)})]"
+    return ":green-badge[SLO met (live, 24 h)]"
+
+
 def channel_card(c: ChannelHealth, trend: list[TrendPoint]) -> None:
     with st.container(border=True):
-        misses = c.slo_misses
-        slo = f":red-badge[misses SLO: {'; '.join(misses)}]" if misses else ":green-badge[SLO met]"
         model = f" · {c.model_name}" if c.model_name else ""
-        st.markdown(f"#### {c.name} `{c.slug}`{model} {ui.badge(c.status)} {slo}")
+        st.markdown(f"#### {c.name} `{c.slug}`{model} {ui.badge(c.status)} {slo_badge(c)}")
         if c.status == "paused" and c.status_reason:
             st.caption(f"Paused: {c.status_reason}")
+        for alert in c.open_alerts:
+            st.warning(f"{ui.when(alert.opened_at)} · {alert.signal}", icon=":material/warning:")
+            st.text(alert.message)
         left, right = st.columns([2, 5])
         with left:
             versions_cell(c)
