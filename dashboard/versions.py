@@ -6,10 +6,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.ml.holdout_predictions import (
+    HoldoutPredictions,
+    PredictionsFileError,
+    read_holdout_predictions,
+)
 from dashboard import charts, ui
-from db.repo.datasets import get_dataset
 from db.errors import NotFoundError
-from db.repo.models import VersionInfo, get_version, training_items_of
+from db.queries.lookups import VersionInfo, get_dataset, get_version, training_items_of
 from db.settings import resolve_artifact
 
 HEADLINE = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
@@ -120,25 +124,14 @@ def _dataset_images(source: str, location: str | None) -> tuple[np.ndarray, str]
     return data.x, data.fingerprint
 
 
-def _test_predictions(v: VersionInfo) -> dict[str, np.ndarray] | None:
+def _test_predictions(v: VersionInfo) -> HoldoutPredictions | None:
     if not v.test_predictions_path:
         return None
-    path = resolve_artifact(v.test_predictions_path)
-    if not path.is_file():
+    try:
+        return read_holdout_predictions(resolve_artifact(v.test_predictions_path))
+    except PredictionsFileError as exc:
+        st.warning(f"{v.label}: {exc}", icon=":material/warning:")
         return None
-    with np.load(path) as npz:
-        return {k: npz[k] for k in ("indices", "y_true", "y_pred")}
-
-
-def _right_wrong(a: dict, b: dict) -> list[tuple[int, int, int, int]]:
-    """(sample index, true, a's class, b's class) where `a` is right and `b` is wrong."""
-    common, ia, ib = np.intersect1d(a["indices"], b["indices"], return_indices=True)
-    y, pa, pb = a["y_true"][ia], a["y_pred"][ia], b["y_pred"][ib]
-    hit = (pa == y) & (pb != y)
-    return [
-        (int(i), int(t), int(p), int(q))
-        for i, t, p, q in zip(common[hit], y[hit], pa[hit], pb[hit], strict=True)
-    ]
 
 
 def sample_grid(rows: list[tuple[int, int, int, int]], a: VersionInfo, b: VersionInfo) -> None:
@@ -201,6 +194,6 @@ def compare_versions(version_ids: list[int], options: dict[int, str]) -> None:
         return
     left, right = st.columns(2)
     with left:
-        sample_grid(_right_wrong(a_pred, b_pred), found[0], found[1])
+        sample_grid(a_pred.right_where_other_wrong(b_pred), found[0], found[1])
     with right:
-        sample_grid(_right_wrong(b_pred, a_pred), found[1], found[0])
+        sample_grid(b_pred.right_where_other_wrong(a_pred), found[1], found[0])
