@@ -6,6 +6,8 @@ page turns into an `st.error`, makes `check_page` raise.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
@@ -18,6 +20,7 @@ from db.repo.feedback import annotation_history
 from db.repo.jobs import JobInfo, get_job, insert_job, list_jobs
 from tests.dashboard_fixtures import FilledRegistry, filled_registry_fixture  # noqa: F401
 from tests.page_helpers import (  # noqa: F401
+    APP,
     audit_rows,
     check_page,
     fresh_caches,
@@ -25,7 +28,8 @@ from tests.page_helpers import (  # noqa: F401
     texts,
 )
 
-PAGES = ("overview", "models", "channels", "retrain", "jobs", "feedback")
+# Every page the router lists, so that a new page is covered without editing this file.
+PAGES = re.findall(r'st\.Page\(\s*"views/(\w+)\.py"', Path(APP).read_text())
 
 
 def _injected(*_args, **_kwargs):
@@ -39,9 +43,15 @@ def test_an_exception_in_a_query_fails_the_page_test(filled_registry, monkeypatc
         open_page("feedback")
 
 
+def test_the_router_lists_the_pages():
+    assert {"overview", "models", "channels", "retrain", "jobs", "feedback"} <= set(PAGES)
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_test_fails_when_the_page_cannot_read(filled_registry, monkeypatch, page):
-    """Each page catches the failure and draws a message; the page check still fails."""
+    """Each page renders cleanly; when its reads fail it catches the failure and draws a
+    message, and the page check still fails."""
+    open_page(page)
     monkeypatch.setattr("dashboard.ui.read", _injected)
     monkeypatch.setattr("dashboard.ui.read_fresh", _injected)
     with pytest.raises(AssertionError, match="injected failure"):
