@@ -165,3 +165,20 @@ def end_canary(*, session: Session, actor: Actor, slug: str, reason: str = "") -
         before=before, after=_canary(info), reason=reason.strip(),
     )  # fmt: skip
     return info
+
+
+@action("channel.set_objectives", role="manager")
+def set_objectives(
+    *, session: Session, actor: Actor, slug: str, reason: str = "", **values: Any
+) -> ChannelInfo:
+    """Change a channel's live objectives and alerting (error rate, drift, feedback count for
+    accuracy, M of N, drift minimum count, webhook); fields left out keep their value."""
+    before = repo.get_channel(session=session, slug=slug).objectives
+    info = repo.set_objectives(session=session, slug=slug, values=values)
+    changed = [k for k in values if before.get(k) != info.objectives.get(k)]
+    audit(
+        session, actor, "channel.set_objectives", "channel", slug,
+        before={k: before.get(k) for k in changed},
+        after={k: info.objectives.get(k) for k in changed}, reason=reason.strip(),
+    )  # fmt: skip
+    return info

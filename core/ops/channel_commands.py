@@ -80,6 +80,42 @@ def cmd_update(args: argparse.Namespace) -> int:
     return 0
 
 
+OBJECTIVE_FIELDS = {
+    "min_feedback": "slo_min_feedback", "max_error_rate": "slo_max_error_rate",
+    "max_drift_psi": "slo_max_drift_psi", "alert_m": "alert_m", "alert_n": "alert_n",
+    "drift_min_count": "drift_min_count", "webhook_url": "webhook_url",
+}  # fmt: skip
+
+
+def _objective_value(option: str, raw: str) -> object:
+    if raw.strip().lower() == "none":
+        return None
+    if option == "webhook_url":
+        return raw
+    try:
+        return float(raw) if "." in raw or "e" in raw.lower() else int(raw)
+    except ValueError as exc:
+        raise CommandError(f"--{option.replace('_', '-')} must be a number or 'none'") from exc
+
+
+def cmd_objectives(args: argparse.Namespace) -> int:
+    values = {
+        field: _objective_value(option, getattr(args, option))
+        for option, field in OBJECTIVE_FIELDS.items()
+        if getattr(args, option) is not None
+    }
+    if values:
+        info = actions.set_objectives(
+            actor=cli_actor(), slug=args.slug, reason=args.reason, **values
+        )
+    else:
+        with session_scope() as s:
+            info = lookups.get_channel(session=s, slug=args.slug)
+    for field, value in info.objectives.items():
+        print(f"{field:20} {'-' if value is None else value}")
+    return 0
+
+
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     key = actions.rotate_channel_key(actor=cli_actor(), slug=args.slug, reason=args.reason)
     print(f"new API key for {args.slug} (shown once; the old one no longer works): {key}")

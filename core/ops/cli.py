@@ -30,6 +30,7 @@ ACTION_COMMANDS = {
     "channel.promote": "channel promote",
     "channel.start_canary": "channel canary-start",
     "channel.end_canary": "channel canary-end",
+    "channel.set_objectives": "channel objectives",
     "dataset.register": "datasets add",
     "dataset.register_builtin": "init",
     "feedback.submit": "feedback submit",
@@ -56,6 +57,17 @@ PROCESS_COMMANDS = {
     "controller": ("core.ops.controller", "add_controller_arguments", "run_controller",
                    "evaluate SLOs, drift and alerts on a schedule"),
 }  # fmt: skip
+
+# `channel objectives` options and what each sets (the channel's LIVE_OBJECTIVES).
+OBJECTIVE_OPTIONS = {
+    "min-feedback": "annotated items needed before accuracy is judged",
+    "max-error-rate": "largest share of failed requests, 0-1",
+    "max-drift-psi": "largest PSI against the serving version's holdout",
+    "alert-m": "breaching buckets that open an alert …",
+    "alert-n": "… among the last N buckets",
+    "drift-min-count": "requests a bucket needs for a drift verdict",
+    "webhook-url": "JSON POST on alert open and clear",
+}
 
 COMMANDS = "core.ops.commands"
 CHANNEL = "core.ops.channel_commands"
@@ -179,6 +191,12 @@ def _add_channel_commands(b: Builder) -> None:
         q.add_argument("--min-accuracy", help="SLO, 0-1 ('none' clears it)")
         q.add_argument("--max-p95-ms", help="SLO in ms ('none' clears it)")
         q.add_argument("--reason", default="", help="recorded in the audit log")
+    objectives_help = "live objectives and alerting ('none' clears an optional one)"
+    q = b.command("objectives", f"{CHANNEL}:cmd_objectives", objectives_help, verbs)
+    q.add_argument("slug")
+    for option, meaning in OBJECTIVE_OPTIONS.items():
+        q.add_argument(f"--{option}", help=meaning)
+    q.add_argument("--reason", default="", help="recorded in the audit log")
     for verb, name, help_text, version in (
         ("rotate-key", "rotate_key", "replace the channel's API key", False),
         ("promote", "promote", "make a version the channel's production", True),

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.actions import channels as actions
-from dashboard import ui
+from dashboard import objectives, ui
 from db.errors import RegistryError
 from db.models import CHANNEL_KINDS
 from db.queries.lookups import ChannelInfo, list_channels, list_datasets, list_events, list_models
@@ -220,10 +220,13 @@ def channel_detail(c: ChannelInfo) -> None:
             label=f"Production: {version_labels().get(c.production_version_id, '?')}",
             icon=":material/verified:",
         )
+    objectives.open_alerts(c)
     status_and_key(c)
     serving_versions(c)
     with st.expander("Edit settings"):
         settings_form(c)
+    with st.expander("Live objectives and alerting"):
+        objectives.objectives_form(c)
     events = ui.read(list_events, object_type="channel", object_id=c.slug, limit=20)
     if events:
         with st.expander(f"History ({len(events)})"):

@@ -1,6 +1,7 @@
 """Read-only lookups the pages share. They live beside the repositories that write the same
 rows; this module re-exports only the reads, so a page never imports a module that writes."""
 
+from db.repo.alerts import AlertInfo, list_alerts
 from db.repo.audit import AuditEntry, list_events
 from db.repo.channels import ChannelInfo, get_channel, list_channels
 from db.repo.datasets import DatasetInfo, get_dataset, get_dataset_by_name, list_datasets
@@ -10,6 +11,8 @@ from db.repo.models import VersionInfo, get_version, list_models, training_items
 from db.repo.workers import WorkerInfo, list_workers, live_workers_for
 
 __all__ = [
+    "AlertInfo",
+    "list_alerts",
     "RETRYABLE",
     "AuditEntry",
     "ChannelInfo",

@@ -6,8 +6,9 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +40,30 @@ class ChannelInfo:
     api_key_prefix: str | None
     created_at: datetime
     updated_at: datetime
+    # Live objectives and alerting (see LIVE_OBJECTIVES), by field name.
+    objectives: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A live objective or alerting setting a manager may change: its type and allowed range."""
+
+    kind: type
+    low: float
+    high: float
+    meaning: str
+    optional: bool = True
+
+
+LIVE_OBJECTIVES: dict[str, Objective] = {
+    "slo_min_feedback": Objective(int, 1, 1_000_000, "annotated items to judge accuracy", False),
+    "slo_max_error_rate": Objective(float, 0.0, 1.0, "largest share of failed requests"),
+    "slo_max_drift_psi": Objective(float, 0.0, 10.0, "largest PSI against the holdout"),
+    "alert_m": Objective(int, 1, 100, "breaching buckets that open an alert", False),
+    "alert_n": Objective(int, 1, 100, "of the last N buckets", False),
+    "drift_min_count": Objective(int, 1, 10_000_000, "requests for a drift verdict", False),
+    "webhook_url": Objective(str, 0, 500, "JSON POST on alert open and clear"),
+}  # fmt: skip
 
 
 def hash_api_key(key: str) -> str:
@@ -72,6 +97,7 @@ def _info(session: Session, row: Channel) -> ChannelInfo:
         row.api_key_prefix,
         row.created_at,
         row.updated_at,
+        {name: getattr(row, name) for name in LIVE_OBJECTIVES},
     )
 
 
@@ -168,6 +194,42 @@ def update_channel(
     )
     row.name, row.kind, row.dataset_id, row.model_id = name.strip(), kind, dataset_id, model_id
     row.slo_min_accuracy, row.slo_max_p95_ms = slo_min_accuracy, slo_max_p95_ms
+    return _info(session, row)
+
+
+def _check_objective(name: str, value: Any) -> Any:
+    spec = LIVE_OBJECTIVES.get(name)
+    if spec is None:
+        raise RegistryError(f"a channel has no objective {name!r}")
+    if value is None or value == "":
+        if not spec.optional:
+            raise RegistryError(f"{name} needs a value ({spec.meaning})")
+        return None
+    if spec.kind is str:
+        value = str(value).strip()
+        if not value.startswith(("http://", "https://")) or len(value) > spec.high:
+            raise RegistryError(f"{name} must be an http(s) URL of at most 500 characters")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise RegistryError(f"{name} must be a number (got {value!r})")
+    if spec.kind is int and value != int(value):
+        raise RegistryError(f"{name} must be a whole number (got {value})")
+    if not spec.low <= value <= spec.high:
+        raise RegistryError(f"{name} must be between {spec.low:g} and {spec.high:g} (got {value})")
+    return spec.kind(value)
+
+
+def set_objectives(*, session: Session, slug: str, values: dict[str, Any]) -> ChannelInfo:
+    """Change live objectives and alerting settings; every value is checked before any is set."""
+    row = _row(session, slug)
+    checked = {name: _check_objective(name, value) for name, value in values.items()}
+    m = checked.get("alert_m", row.alert_m)
+    n = checked.get("alert_n", row.alert_n)
+    if m > n:
+        raise RegistryError(f"alert_m must not exceed alert_n (got {m} of {n})")
+    for name, value in checked.items():
+        setattr(row, name, value)
+    session.flush()
     return _info(session, row)
 
 
