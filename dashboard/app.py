@@ -14,6 +14,7 @@ pages = {
     "Status": [
         st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page("views/monitoring.py", title="Monitoring", icon=":material/monitoring:"),
+        st.Page("views/predictions.py", title="Predictions", icon=":material/list_alt:"),
         st.Page("views/models.py", title="Models", icon=":material/model_training:"),
         st.Page("views/channels.py", title="Channels", icon=":material/alt_route:"),
     ],

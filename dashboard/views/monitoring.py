@@ -80,8 +80,8 @@ def distributions(arms: dict[str, ArmSeries], class_names: list[str]) -> None:
                        (mix, "predicted class (share of requests)")):  # fmt: skip
         fig.update_layout(title=title, height=260, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                           xaxis={"type": "category"}, yaxis={"tickformat": ".0%"})  # fmt: skip
-    left.plotly_chart(confidence, use_container_width=True)
-    right.plotly_chart(mix, use_container_width=True)
+    left.plotly_chart(confidence, width="stretch")
+    right.plotly_chart(mix, width="stretch")
 
 
 def main() -> None:
@@ -110,7 +110,7 @@ def main() -> None:
     for column, arm in zip(columns, [a for a in ARM_ORDER if a in data.arms], strict=True):
         with column:
             arm_cards(data.arms[arm], window)
-    st.plotly_chart(over_time(data.arms), use_container_width=True)
+    st.plotly_chart(over_time(data.arms), width="stretch")
     distributions(data.arms, channel_class_names(channel))
 
 
