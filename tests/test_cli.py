@@ -64,8 +64,8 @@ def test_adding_a_missing_folder_dataset_fails_cleanly(registry, capsys, tmp_pat
 
 
 COMMANDS = (
-    "init", "demo", "worker", "up", "serve", "simulate", "datasets", "models", "enqueue", "jobs",
-    "channel",
+    "init", "demo", "worker", "workers", "up", "serve", "simulate", "controller", "datasets",
+    "models", "enqueue", "jobs", "channel", "feedback", "alerts", "audit",
 )  # fmt: skip
 
 
