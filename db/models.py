@@ -140,6 +140,13 @@ class Channel(Base):
     status_reason: Mapped[str] = mapped_column(String(300), default="")
     api_key_hash: Mapped[str | None] = mapped_column(String(128))
     api_key_prefix: Mapped[str | None] = mapped_column(String(16))
+    # After a rotation the previous key keeps working until `previous_key_expires_at` (grace).
+    previous_api_key_hash: Mapped[str | None] = mapped_column(String(128))
+    previous_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Requests per second allowed per key (token bucket in each API process); None = unlimited.
+    rate_limit_per_s: Mapped[float | None] = mapped_column(Float)
+    # Written by the API at most once a minute per key.
+    api_key_last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 

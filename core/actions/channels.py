@@ -13,6 +13,9 @@ from db.repo.channels import ChannelInfo
 
 # The fields `update_channel` may change, as the channel's info names them.
 SETTINGS = ("name", "kind", "dataset_id", "model_id", "slo_min_accuracy", "slo_max_p95_ms")
+SETTINGS += ("rate_limit_per_s",)  # requests per second per API key; None = unlimited
+# How long a rotated-out key keeps working unless the rotation says otherwise.
+DEFAULT_KEY_GRACE_S = 24 * 3600
 
 
 class _Unchanged:
@@ -102,13 +105,21 @@ def resume_channel(*, session: Session, actor: Actor, slug: str, reason: str = "
 
 
 @action("channel.rotate_key", role="admin")
-def rotate_channel_key(*, session: Session, actor: Actor, slug: str, reason: str = "") -> str:
-    """Replace the channel's API key (the old one stops working at once); returns the new key."""
+def rotate_channel_key(
+    *,
+    session: Session,
+    actor: Actor,
+    slug: str,
+    reason: str = "",
+    grace_seconds: float = DEFAULT_KEY_GRACE_S,
+) -> str:
+    """Replace the channel's API key; the old one keeps working for `grace_seconds` (0: stops at
+    once). Returns the new key. The audit keeps only the keys' 8-character prefixes."""
     before = repo.get_channel(session=session, slug=slug).api_key_prefix
-    key = repo.rotate_api_key(session=session, slug=slug)
+    key = repo.rotate_api_key(session=session, slug=slug, grace_seconds=grace_seconds)
     audit(
         session, actor, "channel.rotate_key", "channel", slug,
-        before=before, after=key[:8], reason=reason.strip(),
+        before=before, after=key[:8], grace_seconds=grace_seconds, reason=reason.strip(),
     )  # fmt: skip
     return key
 

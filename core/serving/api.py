@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from core.serving.app import create_app
+from core.serving.keys import redact_keys_in_logs
 from core.serving.settings import ServingSettings
 
 __all__ = ["add_serve_arguments", "create_app", "run_serve", "run_server"]
@@ -26,14 +27,16 @@ def run_server(
 
     configure_logging(log_level)
     app = create_app(database_url, settings=settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         access_log=access_log,
         timeout_graceful_shutdown=30,
-    )
+    )  # configures uvicorn's loggers, so the redaction goes on their handlers after it
+    redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
+    uvicorn.Server(config).run()
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""The serving app factory: services in the lifespan, the body limit, error handlers, routers."""
+"""The serving app factory: services in the lifespan, metrics, the body limit, error handlers,
+routers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from core.serving.errors import install_error_handlers
+from core.serving.metrics import MetricsMiddleware, ServingMetrics
+from core.serving.metrics import router as metrics_router
 from core.serving.request_images import BodyLimitMiddleware
 from core.serving.routes import feedback, health, predictions
 from core.serving.services import Services
@@ -22,10 +25,11 @@ def create_app(
     """The serving app; models load and the prediction log starts in its lifespan."""
     url = database_url or default_database_url()
     settings = settings or ServingSettings.from_env()
+    metrics = ServingMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await asyncio.to_thread(Services.start, url, settings)
+        services = await asyncio.to_thread(Services.start, url, settings, metrics)
         app.state.services = services
         try:
             yield
@@ -33,9 +37,12 @@ def create_app(
             await asyncio.to_thread(services.close)
 
     app = FastAPI(title="ChannelHub serving API", version="1", lifespan=lifespan)
+    app.state.metrics = metrics
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: times refusals too
     install_error_handlers(app)
     app.include_router(predictions.router)
     app.include_router(feedback.router)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     return app

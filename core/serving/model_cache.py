@@ -8,6 +8,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from core.artifacts import verified_artifact
 from core.ml.inference import Predictor
+from core.serving.metrics import ServingMetrics
 from db.engine import session_scope
 from db.repo.datasets import get_dataset
 from db.repo.models import get_version
@@ -43,8 +45,17 @@ class MicroBatcher:
     once concurrency is seen the batch waits at most `max_wait_s` for stragglers.
     """
 
-    def __init__(self, predict, *, max_batch: int = 32, max_wait_s: float = 0.0, name: str = ""):
+    def __init__(
+        self,
+        predict,
+        *,
+        max_batch: int = 32,
+        max_wait_s: float = 0.0,
+        name: str = "",
+        on_batch: Callable[[int], None] | None = None,
+    ):
         self._predict = predict
+        self._on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
@@ -115,6 +126,8 @@ class MicroBatcher:
             return
         self.batches += 1
         self.items += len(batch)
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
         for item, row in zip(batch, probs, strict=True):
             item.future.set_result(row)
 
@@ -155,7 +168,12 @@ class ChannelState:
 
 
 def load_version(
-    version_id: int, *, database_url: str, max_batch: int, max_wait_s: float
+    version_id: int,
+    *,
+    database_url: str,
+    max_batch: int,
+    max_wait_s: float,
+    metrics: ServingMetrics | None = None,
 ) -> LoadedVersion:
     """Load one version after checking its artifact's sha256 against the registry."""
     with session_scope(database_url) as session:
@@ -167,8 +185,13 @@ def load_version(
         names, outputs = len(class_names), predictor.num_classes
         log.warning("%s: %d class names for %d outputs", info.label, names, outputs)
         class_names = [str(i) for i in range(predictor.num_classes)]
+    on_batch = metrics.batch_size.labels(info.label).observe if metrics is not None else None
     batcher = MicroBatcher(
-        predictor.predict_batch, max_batch=max_batch, max_wait_s=max_wait_s, name=info.label
+        predictor.predict_batch,
+        max_batch=max_batch,
+        max_wait_s=max_wait_s,
+        name=info.label,
+        on_batch=on_batch,
     )
     log.info("loaded %s from %s", info.label, path)
     return LoadedVersion(
@@ -192,8 +215,10 @@ class ModelCache:
         max_batch: int = 32,
         max_wait_s: float = 0.0,
         seed: int | None = None,
+        metrics: ServingMetrics | None = None,
     ) -> None:
         self.database_url = database_url
+        self.metrics = metrics
         self.refresh_seconds = refresh_seconds
         self._batching = {"max_batch": max_batch, "max_wait_s": max_wait_s}
         self.rng = random.Random(seed)
@@ -257,20 +282,25 @@ class ModelCache:
         failed_at, reason = self._failed.get(version_id, (0.0, ""))
         if reason and time.monotonic() - failed_at < RETRY_FAILED_LOAD_S:
             return None, reason
+        started = time.perf_counter()
         try:
             loaded = load_version(
-                version_id,
-                database_url=self.database_url,
-                **self._batching,
+                version_id, database_url=self.database_url, metrics=self.metrics, **self._batching
             )
         except Exception as exc:  # a broken artifact must not stop other channels
+            self._observe_load(False, started)
             reason = f"model version {version_id} could not be loaded: {exc}"
             log.error(reason)
             self._failed[version_id] = (time.monotonic(), reason)
             return None, reason
+        self._observe_load(True, started)
         self._failed.pop(version_id, None)
         self._versions[version_id] = loaded
         return loaded, ""
+
+    def _observe_load(self, ok: bool, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_load(ok, time.perf_counter() - started)
 
     def _retire_unrouted(self) -> None:
         routed = {

@@ -1,9 +1,12 @@
-"""What the serving endpoints share in a process: the model cache, the prediction log, settings."""
+"""What the serving endpoints share in a process: the model cache, the prediction log, settings,
+the key rate limiter and last-use recorder, and the metrics."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from core.serving.keys import KeyUseRecorder, RateLimiter
+from core.serving.metrics import ServingMetrics
 from core.serving.model_cache import ModelCache
 from core.serving.prediction_log import PredictionLog
 from core.serving.settings import ServingSettings
@@ -19,10 +22,16 @@ class Services:
     settings: ServingSettings
     cache: ModelCache
     predictions: PredictionLog
+    key_use: KeyUseRecorder
+    metrics: ServingMetrics
+    limiter: RateLimiter = field(default_factory=RateLimiter)
 
     @classmethod
-    def start(cls, database_url: str, settings: ServingSettings) -> Services:
+    def start(
+        cls, database_url: str, settings: ServingSettings, metrics: ServingMetrics | None = None
+    ) -> Services:
         get_engine(database_url)  # create or upgrade the schema before any thread uses it
+        metrics = metrics or ServingMetrics()
         predictions = PredictionLog(
             database_url,
             artifact_dir(),
@@ -35,11 +44,15 @@ class Services:
             max_batch=settings.max_batch,
             max_wait_s=settings.max_wait_ms / 1000,
             seed=settings.seed,
+            metrics=metrics,
         )
         cache.start()
-        return cls(database_url, settings, cache, predictions)
+        key_use = KeyUseRecorder(database_url)
+        key_use.start()
+        return cls(database_url, settings, cache, predictions, key_use, metrics)
 
     def close(self) -> None:
-        """Answer queued requests, then write every logged prediction."""
+        """Answer queued requests, then write every logged prediction and the keys' last use."""
         self.cache.close()
         self.predictions.close()
+        self.key_use.close()

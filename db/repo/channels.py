@@ -7,17 +7,19 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError, RegistryError
-from db.models import CHANNEL_KINDS, Channel, Dataset, Model, ModelVersion
+from db.models import CHANNEL_KINDS, Channel, Dataset, Model, ModelVersion, utcnow
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
 API_KEY_PREFIX = "chk_"
+MAX_KEY_GRACE_S = 30 * 24 * 3600
+MAX_RATE_LIMIT_PER_S = 100_000
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class ChannelInfo:
     updated_at: datetime
     # Live objectives and alerting (see LIVE_OBJECTIVES), by field name.
     objectives: dict[str, Any] = field(default_factory=dict)
+    # API key operations: requests/s per key (None = unlimited), last use, old key's grace end.
+    rate_limit_per_s: float | None = None
+    api_key_last_used_at: datetime | None = None
+    previous_key_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,9 @@ def _info(session: Session, row: Channel) -> ChannelInfo:
         row.created_at,
         row.updated_at,
         {name: getattr(row, name) for name in LIVE_OBJECTIVES},
+        row.rate_limit_per_s,
+        row.api_key_last_used_at,
+        row.previous_key_expires_at,
     )
 
 
@@ -181,8 +190,15 @@ def update_channel(
     model_id: int | None,
     slo_min_accuracy: float | None,
     slo_max_p95_ms: float | None,
+    rate_limit_per_s: float | None = None,
 ) -> ChannelInfo:
     row = _row(session, slug)
+    if rate_limit_per_s is not None and not 0 < rate_limit_per_s <= MAX_RATE_LIMIT_PER_S:
+        raise RegistryError(
+            f"rate limit must be between 0 and {MAX_RATE_LIMIT_PER_S} requests per second "
+            f"(got {rate_limit_per_s}); leave it empty for no limit"
+        )
+    row.rate_limit_per_s = rate_limit_per_s
     _validate_fields(
         session,
         name=name,
@@ -245,9 +261,18 @@ def set_channel_status(
     return _info(session, row)
 
 
-def rotate_api_key(*, session: Session, slug: str) -> str:
-    """Replace the channel's key; the old one stops working at once. Returns the new key."""
+def rotate_api_key(*, session: Session, slug: str, grace_seconds: float = 0.0) -> str:
+    """Replace the channel's key; the old one keeps working for `grace_seconds` (0: stops at
+    once; a key still in an earlier grace period stops now). Returns the new key."""
+    if not 0 <= grace_seconds <= MAX_KEY_GRACE_S:
+        raise RegistryError(
+            f"grace period must be between 0 and {MAX_KEY_GRACE_S} seconds (got {grace_seconds})"
+        )
     row = _row(session, slug)
+    row.previous_api_key_hash = row.api_key_hash if grace_seconds > 0 else None
+    row.previous_key_expires_at = (
+        utcnow() + timedelta(seconds=grace_seconds) if grace_seconds > 0 else None
+    )
     key = new_api_key()
     row.api_key_hash, row.api_key_prefix = hash_api_key(key), key[:8]
     return key

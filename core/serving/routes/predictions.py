@@ -80,6 +80,7 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
     started = time.perf_counter()
     ensure_servable(state)
     version, arm = state.choose(services.cache.rng)
+    request.state.arm = arm  # for the metrics
     image = await image_from_request(
         request, version.input_shape, max_pixels=services.settings.max_pixels
     )

@@ -1,0 +1,35 @@
+"""API keys operations can live with: the previous key's hash and grace expiry, a per-key rate
+limit and the key's last use, on the channel
+
+Revision ID: 0006_key_grace
+Revises: 0003_live_monitoring
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from db.types import UTCDateTime
+
+revision = "0006_key_grace"
+down_revision = "0003_live_monitoring"
+branch_labels = None
+depends_on = None
+
+CHANNEL_COLUMNS = (
+    sa.Column("previous_api_key_hash", sa.String(128), nullable=True),
+    sa.Column("previous_key_expires_at", UTCDateTime(), nullable=True),
+    sa.Column("rate_limit_per_s", sa.Float(), nullable=True),
+    sa.Column("api_key_last_used_at", UTCDateTime(), nullable=True),
+)
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("channels", schema=None) as batch_op:
+        for column in CHANNEL_COLUMNS:
+            batch_op.add_column(column.copy())
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("channels", schema=None) as batch_op:
+        for column in reversed(CHANNEL_COLUMNS):
+            batch_op.drop_column(column.name)
