@@ -117,3 +117,37 @@ def bulk_annotate(
         reason=note.strip(),
     )  # fmt: skip
     return BulkResult(applied, skipped)
+
+
+@action("feedback.accept_suggestions", role="annotator")
+def accept_suggestions(
+    *, session: Session, actor: Actor, feedback_ids: list[int], note: str = ""
+) -> BulkResult:
+    """Store each item's own suggested verdict and class (from the user's claim and the model's
+    probabilities) — not one class for all; items without a usable suggestion are skipped."""
+    from db.queries.review import review_item, suggest_verdict
+
+    if not feedback_ids:
+        raise RegistryError("accepting suggestions needs at least one feedback item")
+    if len(feedback_ids) > MAX_BULK_ITEMS:
+        raise RegistryError(f"accept at most {MAX_BULK_ITEMS} suggestions at once")
+    applied, skipped, verdicts = [], [], {}
+    for feedback_id in dict.fromkeys(feedback_ids):
+        item = review_item(session=session, feedback_id=feedback_id)
+        if item is None:
+            skipped.append(f"#{feedback_id}: does not exist")
+            continue
+        suggestion = suggest_verdict(item)
+        repo.annotate(
+            session=session, feedback_id=feedback_id, verdict=suggestion.verdict,
+            author=actor.name, true_class=suggestion.true_class,
+            note=note or f"suggestion accepted: {suggestion.reason}",
+            num_classes=len(item.class_names) or None,
+        )  # fmt: skip
+        applied.append(feedback_id)
+        verdicts[suggestion.verdict] = verdicts.get(suggestion.verdict, 0) + 1
+    audit(
+        session, actor, "feedback.accept_suggestions", "feedback", f"{len(applied)} items",
+        feedback_ids=applied, verdicts=verdicts, skipped=len(skipped), reason=note.strip(),
+    )  # fmt: skip
+    return BulkResult(applied, skipped)
