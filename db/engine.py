@@ -10,7 +10,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.settings import database_url
+from db.files import create_private_file, make_private_dir
+from db.settings import artifact_dir, database_url
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -30,11 +31,12 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """A new engine for `url` (a SQLite file's folder is created)."""
+    """A new engine for `url` (a SQLite file is created 0600, its folder 0700)."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and not path.startswith(":memory:"):
+            # SQLite gives its -wal and -shm files the database file's mode.
+            create_private_file(Path(path))
         engine = create_engine(
             url,
             pool_pre_ping=True,
@@ -46,7 +48,8 @@ def make_engine(url: str) -> Engine:
 
 
 def get_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
-    """The process-wide engine for `url` (default `DATABASE_URL`), upgraded to the newest schema."""
+    """The process-wide engine for `url` (default `DATABASE_URL`), upgraded to the newest schema;
+    the artifact folder is created private on the way."""
     url = url or database_url()
     with _lock:
         if url not in _engines:
@@ -54,6 +57,7 @@ def get_engine(url: str | None = None, *, upgrade: bool = True) -> Engine:
             _factories[url] = sessionmaker(bind=_engines[url], expire_on_commit=False)
         engine = _engines[url]
         if upgrade and url not in _upgraded:
+            make_private_dir(artifact_dir())
             from db.migrate import upgrade_database
 
             upgrade_database(engine)

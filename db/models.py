@@ -15,9 +15,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column
 
+from db.errors import RegistryError
 from db.types import UTCDateTime
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
@@ -347,3 +349,51 @@ class Alert(Base):
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     acknowledged_by: Mapped[str | None] = mapped_column(String(100))
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class User(Base):
+    """A person who signs in to the dashboard: argon2 hash only, never the password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # viewer | annotator | manager | admin
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UserSession(Base):
+    """A signed-in browser: the sha256 of its random token (the token itself stays in the
+    browser's cookie), until it expires or the user signs out."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditRowsAreAppendOnly(RegistryError):
+    """Something tried to change or remove an audit row."""
+
+    kind = "conflict"
+
+
+@event.listens_for(AuditEvent, "before_update")
+@event.listens_for(AuditEvent, "before_delete")
+def _refuse_audit_change(_mapper, _connection, target: AuditEvent) -> None:
+    raise AuditRowsAreAppendOnly(f"audit event {target.id} cannot be changed or deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_audit_change(state: ORMExecuteState) -> None:
+    """`update(AuditEvent)` / `delete(AuditEvent)` skip the mapper events above."""
+    if (state.is_update or state.is_delete) and state.bind_mapper is AuditEvent.__mapper__:
+        raise AuditRowsAreAppendOnly("audit events cannot be changed or deleted")

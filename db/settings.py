@@ -27,6 +27,9 @@ VARIABLES: dict[str, str] = {
     "CHANNELHUB_BATCH_WAIT_MS": "batch_wait_ms",
     "CHANNELHUB_MAX_BATCH": "max_batch",
     "CHANNELHUB_FORCE_CPU": "force_cpu",
+    "CHANNELHUB_SIGNIN_ATTEMPTS": "signin_attempts",
+    "CHANNELHUB_LOCKOUT_MINUTES": "lockout_minutes",
+    "CHANNELHUB_SESSION_HOURS": "session_hours",
 }
 
 # The simulator's key for channel SLUG: CHANNELHUB_API_KEY_SLUG (dashes as underscores).
@@ -67,6 +70,9 @@ class Settings:
     batch_wait_ms: float
     max_batch: int
     force_cpu: bool
+    signin_attempts: int
+    lockout_minutes: float
+    session_hours: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,6 +90,9 @@ class Settings:
             batch_wait_ms=_number(env, "CHANNELHUB_BATCH_WAIT_MS", 0.0, float),
             max_batch=max(1, _number(env, "CHANNELHUB_MAX_BATCH", 32)),
             force_cpu=env.get("CHANNELHUB_FORCE_CPU") == "1",
+            signin_attempts=max(1, _number(env, "CHANNELHUB_SIGNIN_ATTEMPTS", 5)),
+            lockout_minutes=_number(env, "CHANNELHUB_LOCKOUT_MINUTES", 15.0, float),
+            session_hours=_number(env, "CHANNELHUB_SESSION_HOURS", 12.0, float),
         )
 
 

@@ -27,7 +27,10 @@ class PermissionDenied(RegistryError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts: a signed-in user, a CLI user, an API key's channel or a system process."""
+    """Who acts: a signed-in user, a CLI user, an API key's channel or a system process.
+
+    The command line acts as admin: a shell that can read the registry file can already change
+    anything in it, so a CLI role would protect nothing (see README, "Sign-in and roles")."""
 
     name: str
     role: str = "admin"
@@ -73,6 +76,7 @@ def action(name: str, *, role: str) -> Callable[[F], F]:
         def run(*, actor: Actor | str, session: Session | None = None, **kwargs: Any) -> Any:
             who = as_actor(actor)
             if not who.may(role):
+                record_refusal(who, name, role, kwargs)
                 raise PermissionDenied(
                     f"{who.name} ({who.role}) may not {name}: it needs the {role} role"
                 )
@@ -87,6 +91,25 @@ def action(name: str, *, role: str) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return register
+
+
+# Arguments never copied into the audit row of a refusal.
+SECRET_WORDS = ("password", "key", "token", "secret")
+
+
+def record_refusal(who: Actor, name: str, role: str, kwargs: dict[str, Any]) -> None:
+    """Audit a refused action in its own transaction: the caller's rolls back on the refusal.
+
+    Only short scalar arguments are kept (ids, slugs), never anything named like a secret."""
+    shown = {
+        key: value
+        for key, value in kwargs.items()
+        if isinstance(value, int | float | str)
+        and len(str(value)) <= 100
+        and not any(word in key.lower() for word in SECRET_WORDS)
+    }
+    with session_scope() as own:
+        audit(own, who, "access.denied", "action", name, role=who.role, needs=role, args=shown)
 
 
 def audit(
@@ -110,6 +133,14 @@ def audit(
 
 def all_actions() -> dict[str, ActionSpec]:
     """Every action, after importing every action module."""
-    from core.actions import alerts, channels, datasets, feedback, jobs, models  # noqa: F401
+    from core.actions import (  # noqa: F401
+        alerts,
+        channels,
+        datasets,
+        feedback,
+        jobs,
+        models,
+        users,
+    )
 
     return dict(ACTIONS)

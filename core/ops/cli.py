@@ -40,6 +40,11 @@ ACTION_COMMANDS = {
     "job.cancel": "jobs cancel",
     "job.retry": "jobs retry",
     "model.create": "models create",
+    "user.add": "user add",
+    "user.set_password": "user passwd",
+    "user.set_role": "user role",
+    "user.disable": "user disable",
+    "user.enable": "user enable",
 }
 
 # Commands that start a process: (module, options function, run function, help).
@@ -71,6 +76,7 @@ OBJECTIVE_OPTIONS = {
 
 COMMANDS = "core.ops.commands"
 CHANNEL = "core.ops.channel_commands"
+USERS = "core.ops.user_commands"
 VERDICTS = ("confirmed", "corrected", "rejected")
 
 
@@ -262,6 +268,30 @@ def _add_alert_commands(b: Builder) -> None:
         q.add_argument("--reason", default="", help="recorded in the audit log")
 
 
+def _add_user_commands(b: Builder) -> None:
+    p = b.command("user", f"{USERS}:cmd_list", "dashboard users: list, add, passwd, role, disable")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    b.command("list", f"{USERS}:cmd_list", "users, their roles and lock-outs", verbs)
+    for verb, help_text in (("add", "add a user (asks for the password)"),
+                            ("passwd", "set a user's password (their sessions end)")):  # fmt: skip
+        q = b.command(verb, f"{USERS}:cmd_{verb}", help_text, verbs)
+        q.add_argument("name")
+        q.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+        q.add_argument("--generate", action="store_true", help="make a random one, print it once")
+        if verb == "add":
+            q.add_argument("--role", required=True, choices=["viewer", "annotator", "manager",
+                                                             "admin"])  # fmt: skip
+    q = b.command("role", f"{USERS}:cmd_role", "change a user's role", verbs)
+    q.add_argument("name")
+    q.add_argument("role", choices=["viewer", "annotator", "manager", "admin"])
+    for verb, help_text in (("disable", "stop a user signing in (their sessions end)"),
+                            ("enable", "let a disabled or locked-out user sign in")):  # fmt: skip
+        q = b.command(verb, f"{USERS}:cmd_{verb}", help_text, verbs)
+        q.add_argument("name")
+    for q in (verbs.choices["role"], verbs.choices["disable"], verbs.choices["enable"]):
+        q.add_argument("--reason", default="", help="recorded in the audit log")
+
+
 def _wanted(argv: list[str] | None) -> str | None:
     """The command word given, or None when building the whole parser."""
     if argv is None:
@@ -282,6 +312,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_channel_commands(b)
     _add_feedback_commands(b)
     _add_alert_commands(b)
+    _add_user_commands(b)
     return parser
 
 

@@ -21,7 +21,8 @@ from db.settings import artifact_dir, current_user, database_url
 
 
 def cli_actor() -> Actor:
-    """Who acts from the command line (every role until sign-in arrives)."""
+    """Who acts from the command line: `CHANNELHUB_USER` or the OS user, as admin — a shell that
+    can read the registry file could change anything in it anyway (README, "Sign-in and roles")."""
     return Actor(current_user(), "admin")
 
 

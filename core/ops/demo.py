@@ -20,7 +20,9 @@ from core.actions.base import SYSTEM, Actor
 from core.actions.datasets import register_builtin_dataset
 from core.actions.feedback import annotate_feedback
 from core.actions.models import ensure_model
+from core.ops.demo_users import ensure_demo_users, print_demo_users
 from db.engine import get_engine, session_scope
+from db.files import write_private_text
 from db.queries import lookups
 from db.repo import feedback as feedback_repo
 from db.repo import models as model_repo
@@ -59,19 +61,22 @@ def run_demo(args: argparse.Namespace) -> int:
     get_engine()
     if demo_exists():
         print("The demo is already built in", home_dir())
+        ensure_demo_users()
         print_keys()
+        print_demo_users()
         return 0
     keys = create_channels()
     train_versions(quick=args.quick)
     promote_demo_versions()
-    keys_file().write_text(json.dumps(keys, indent=2))
-    keys_file().chmod(0o600)
+    write_private_text(keys_file(), json.dumps(keys, indent=2))
+    ensure_demo_users()
     if not args.no_traffic:
         seconds = args.traffic_seconds or (3.0 if args.quick else 20.0)
         drive_traffic(keys, seconds=seconds, rate=args.rate)
         annotate_some_feedback(count=8)
     print("\nDemo ready:", home_dir())
     print_keys()
+    print_demo_users()
     return 0
 
 

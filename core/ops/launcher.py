@@ -55,10 +55,33 @@ def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def sign_in_missing(host: str) -> str | None:
+    """Why the dashboard may not listen on `host`: beyond loopback it needs a user to sign in."""
+    from db.engine import session_scope
+    from db.queries.users import count_enabled_users
+
+    if host in LOOPBACK_HOSTS:
+        return None
+    with session_scope() as s:
+        if count_enabled_users(session=s):
+            return None
+    return (
+        f"refusing to listen on {host}: no user can sign in yet. Add one first with "
+        "`channelhub user add NAME --role admin` (or build the demo's users with `channelhub demo`)"
+    )
+
+
 def run_up(args: argparse.Namespace) -> int:
     from db.engine import get_engine
 
     get_engine()  # migrate once here, not three times in parallel
+    refusal = sign_in_missing(args.host)
+    if refusal:
+        print(f"channelhub up: {refusal}", file=sys.stderr)
+        return 2
     env = dict(os.environ)
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in child_commands(args).items()}
     print(

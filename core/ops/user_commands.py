@@ -1,0 +1,79 @@
+"""`channelhub user …`: who may sign in to the dashboard. The CLI acts as admin (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from core.actions import users as user_actions
+from core.ops.cli import CommandError
+from core.ops.commands import cli_actor, table
+from db.engine import session_scope
+from db.queries.users import list_users
+
+
+def read_password(args: argparse.Namespace) -> str:
+    """The new password: generated and printed once, read from stdin, or asked twice."""
+    if args.generate:
+        password = user_actions.random_password()
+        print(f"password for {args.name} (shown once): {password}")
+        return password
+    if args.password_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != password:
+        raise CommandError("the two passwords differ")
+    return password
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with session_scope() as s:
+        users = list_users(session=s)
+    rows = [
+        [
+            u.name,
+            u.role,
+            "disabled" if u.disabled else ("locked" if u.locked() else "active"),
+            "-" if u.last_sign_in_at is None else f"{u.last_sign_in_at:%Y-%m-%d %H:%M}",
+        ]
+        for u in users
+    ]
+    table(["name", "role", "state", "last sign-in (UTC)"], rows)
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    password = read_password(args)
+    info = user_actions.add_user(
+        actor=cli_actor(), name=args.name, role=args.role, password=password
+    )
+    print(f"added {info.name} ({info.role})")
+    return 0
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    password = read_password(args)
+    user_actions.set_password(actor=cli_actor(), name=args.name, password=password)
+    print(f"new password set for {args.name}; their sessions ended")
+    return 0
+
+
+def cmd_role(args: argparse.Namespace) -> int:
+    info = user_actions.set_role(
+        actor=cli_actor(), name=args.name, role=args.role, reason=args.reason
+    )
+    print(f"{info.name} is now {info.role}")
+    return 0
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    user_actions.disable_user(actor=cli_actor(), name=args.name, reason=args.reason)
+    print(f"{args.name} is disabled; their sessions ended")
+    return 0
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    user_actions.enable_user(actor=cli_actor(), name=args.name, reason=args.reason)
+    print(f"{args.name} may sign in again")
+    return 0
