@@ -195,6 +195,9 @@ class TrainingJob(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("training_jobs.id"))
     result_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    # "Canary when done": the controller hands the finished version to the gate and a canary.
+    then_canary: Mapped[bool] = mapped_column(Boolean, default=False)
+    handed_to_canary_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.actions.base import Actor, action, audit
+from db.errors import ConflictError
 from db.repo import jobs as repo
 from db.repo.jobs import JobInfo
 
@@ -61,4 +62,43 @@ def retry_job(*, session: Session, actor: Actor, job_id: int, reason: str = "") 
     """Queue a copy of a failed, cancelled or lost job."""
     job = repo.retry_job(session=session, job_id=job_id, actor=actor.name)
     audit(session, actor, "job.retry", "job", job.id, retry_of=job_id, reason=reason.strip())
+    return job
+
+
+# A fine-tune of the serving version needs only a few epochs on top of what it knows.
+FINE_TUNE_EPOCHS = 5
+
+
+@action("job.retrain_channel", role="manager")
+def retrain_channel(
+    *, session: Session, actor: Actor, slug: str, then_canary: bool = True, note: str = ""
+) -> JobInfo:
+    """Fine-tune the channel's production version with its annotated feedback in one step;
+    with `then_canary`, the finished version goes through the gate into a canary."""
+    from core.training.jobs import enqueue_job
+    from db.repo.channels import get_channel
+    from db.repo.feedback import count_training_items
+    from db.repo.models import get_version
+
+    channel = get_channel(session=session, slug=slug)
+    if channel.production_version_id is None:
+        raise ConflictError(f"channel {slug!r} serves no version yet: nothing to fine-tune")
+    base = get_version(session=session, version_id=channel.production_version_id)
+    items = count_training_items(session=session, model_id=base.model_id, unused_only=True)
+    if items == 0:
+        raise ConflictError(f"no annotated feedback on {base.model_name} that it has not learned")
+    hp = dict(base.hyperparameters)
+    hp["epochs"] = min(int(hp.get("epochs") or FINE_TUNE_EPOCHS), FINE_TUNE_EPOCHS)
+    job = enqueue_job(
+        session=session, model_id=base.model_id, dataset_id=base.dataset_id,
+        architecture=base.architecture, hyperparameters=hp, base_version_id=base.id,
+        channel_id=channel.id, include_feedback=True, requested_by=actor.name,
+        note=note or f"fine-tune {base.label} with {items} annotated items from {slug}",
+    )  # fmt: skip
+    if then_canary:
+        repo.mark_then_canary(session=session, job_id=job.id)
+    audit(
+        session, actor, "job.retrain_channel", "job", job.id, channel=slug,
+        base_version_id=base.id, feedback_items=items, then_canary=then_canary, reason=note,
+    )  # fmt: skip
     return job

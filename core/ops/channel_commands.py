@@ -116,6 +116,17 @@ def cmd_objectives(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from core.actions.jobs import retrain_channel
+
+    job = retrain_channel(
+        actor=cli_actor(), slug=args.slug, then_canary=not args.no_canary, note=args.note
+    )
+    then = "; a canary follows when it succeeds" if not args.no_canary else ""
+    print(f"queued job {job.id}: {job.note}{then}")
+    return 0
+
+
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     key = actions.rotate_channel_key(actor=cli_actor(), slug=args.slug, reason=args.reason)
     print(f"new API key for {args.slug} (shown once; the old one no longer works): {key}")

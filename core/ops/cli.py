@@ -36,9 +36,11 @@ ACTION_COMMANDS = {
     "feedback.submit": "feedback submit",
     "feedback.annotate": "feedback annotate",
     "feedback.bulk_annotate": "feedback bulk-annotate",
+    "feedback.accept_suggestions": "feedback accept-suggestions",
     "job.enqueue": "enqueue",
     "job.cancel": "jobs cancel",
     "job.retry": "jobs retry",
+    "job.retrain_channel": "channel retrain",
     "model.create": "models create",
     "user.add": "user add",
     "user.set_password": "user passwd",
@@ -133,13 +135,15 @@ def _add_enqueue_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_registry_commands(b: Builder) -> None:
+    from core.ml.catalog import DATASET_SOURCES  # the one list (no numpy, no Keras)
+
     b.command("init", f"{COMMANDS}:cmd_init", "create or upgrade the registry; register digits")
     p = b.command("datasets", f"{COMMANDS}:cmd_datasets_list", "list or add datasets")
     verbs = p.add_subparsers(dest="verb", metavar="VERB")
     b.command("list", f"{COMMANDS}:cmd_datasets_list", "list datasets", verbs)
     p = b.command("add", f"{COMMANDS}:cmd_datasets_add", "read and register a dataset", verbs)
     p.add_argument("--name")
-    p.add_argument("--source", default="folder", help="digits, folder, npz or keras")
+    p.add_argument("--source", default="folder", choices=DATASET_SOURCES)
     p.add_argument("--location", help="folder, .npz file, or keras dataset name")
     p = b.command("models", f"{COMMANDS}:cmd_models_list", "list model versions or add a model")
     p.add_argument("--limit", type=int, default=30)
@@ -197,6 +201,11 @@ def _add_channel_commands(b: Builder) -> None:
         q.add_argument("--min-accuracy", help="SLO, 0-1 ('none' clears it)")
         q.add_argument("--max-p95-ms", help="SLO in ms ('none' clears it)")
         q.add_argument("--reason", default="", help="recorded in the audit log")
+    retrain_help = "fine-tune the production version with the annotated feedback"
+    q = b.command("retrain", f"{CHANNEL}:cmd_retrain", retrain_help, verbs)
+    q.add_argument("slug")
+    q.add_argument("--no-canary", action="store_true", help="do not canary the new version")
+    q.add_argument("--note", default="")
     objectives_help = "live objectives and alerting ('none' clears an optional one)"
     q = b.command("objectives", f"{CHANNEL}:cmd_objectives", objectives_help, verbs)
     q.add_argument("slug")
@@ -232,7 +241,13 @@ def _add_feedback_commands(b: Builder) -> None:
     )
     q.add_argument("ids", nargs="*", type=int, help="feedback ids (or filter with the options)")
     q.add_argument("--limit", type=int, default=500, help="at most this many filtered items")
-    for q in (verbs.choices["list"], verbs.choices["bulk-annotate"], p):
+    q = b.command("accept-suggestions", f"{COMMANDS}:cmd_feedback_accept",
+                  "store each item's own suggested verdict", verbs)  # fmt: skip
+    q.add_argument("ids", nargs="*", type=int, help="feedback ids (or filter with the options)")
+    q.add_argument("--limit", type=int, default=500, help="at most this many filtered items")
+    q.add_argument("--note", default="")
+    for q in (verbs.choices["list"], verbs.choices["bulk-annotate"],
+              verbs.choices["accept-suggestions"], p):  # fmt: skip
         q.add_argument("--channel", help="channel slug")
         q.add_argument("--rating", choices=["up", "down"])
         q.add_argument("--status", default="pending", help="pending, confirmed, …, or any")

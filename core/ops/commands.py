@@ -217,13 +217,31 @@ def cmd_feedback_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_feedback_bulk(args: argparse.Namespace) -> int:
+def _chosen_feedback(args: argparse.Namespace) -> list[int]:
+    """The ids given, else the filtered queue's first --limit items."""
     ids = list(args.ids)
     if not ids:
         if not (args.channel or args.rating or args.status != "pending"):
             raise CommandError("name feedback ids, or filter with --channel/--rating/--status")
         with session_scope() as s:
             ids = review_ids(session=s, filters=_review_filter(args), limit=args.limit)
+    return ids
+
+
+def cmd_feedback_accept(args: argparse.Namespace) -> int:
+    ids = _chosen_feedback(args)
+    if not ids:
+        print("no feedback matches; nothing annotated")
+        return 0
+    result = feedback_actions.accept_suggestions(
+        actor=cli_actor(), feedback_ids=ids, note=args.note
+    )
+    print(f"accepted the suggestion on {len(result.applied)} items; skipped {len(result.skipped)}")
+    return 0
+
+
+def cmd_feedback_bulk(args: argparse.Namespace) -> int:
+    ids = _chosen_feedback(args)
     if not ids:
         print("no feedback matches; nothing annotated")
         return 0

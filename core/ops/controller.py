@@ -14,6 +14,7 @@ from typing import Any
 
 from core.actions.alerts import clear_alert, open_alert
 from core.actions.base import Actor
+from core.actions.channels import start_canary
 from core.ml import monitoring_stats as stats
 from core.monitoring import (
     Reference,
@@ -25,10 +26,11 @@ from core.monitoring import (
     latency_state,
 )
 from db.engine import session_scope
+from db.errors import RegistryError
 from db.models import utcnow
 from db.queries.monitoring import LiveObjectives, live_objectives, recent_buckets
 from db.repo.alerts import AlertInfo, open_alert_for
-from db.repo.jobs import reap_lost_jobs
+from db.repo.jobs import JobInfo, jobs_awaiting_canary, mark_handed_to_canary, reap_lost_jobs
 from db.repo.models import get_version
 from db.settings import resolve_artifact
 
@@ -37,6 +39,7 @@ log = logging.getLogger("channelhub.controller")
 CONTROLLER = Actor("controller", "manager")
 DEFAULT_BUCKET_S = 300
 DEFAULT_INTERVAL_S = 30.0
+FIRST_CANARY_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,34 @@ class Controller:
             lost = reap_lost_jobs(session=s)
             objectives = live_objectives(session=s)
         changes += [f"job {job_id} marked lost" for job_id in lost]
+        changes += self.hand_over_finished_retrains()
         for obj in objectives:
             changes += self.evaluate(obj, now)
         return changes
+
+    def hand_over_finished_retrains(self) -> list[str]:
+        """Versions of "canary when done" retrains go into a canary on their channel."""
+        with session_scope() as s:
+            jobs = jobs_awaiting_canary(session=s)
+        changes = []
+        for job in jobs:
+            with session_scope() as s:
+                if not mark_handed_to_canary(session=s, job_id=job.id):
+                    continue  # another controller took it
+            changes.append(self._start_canary(job))
+        return changes
+
+    def _start_canary(self, job: JobInfo) -> str:
+        reason = f"canary when done: retrain job {job.id}"
+        try:
+            start_canary(
+                actor=CONTROLLER, slug=job.channel_slug, version_id=job.result_version_id,
+                traffic=FIRST_CANARY_SHARE, reason=reason,
+            )  # fmt: skip
+        except RegistryError as exc:
+            log.warning("job %d: no canary for version %s: %s", job.id, job.result_version_id, exc)
+            return f"{job.channel_slug}: job {job.id}'s version not put in a canary: {exc}"
+        return f"{job.channel_slug}: version {job.result_version} of job {job.id} in a canary"
 
     def evaluate(self, obj: LiveObjectives, now: datetime) -> list[str]:
         with session_scope() as s:

@@ -337,3 +337,29 @@ def job_logs(*, session: Session, job_id: int, limit: int = 50) -> list[tuple[da
         select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(limit)
     ).all()
     return [(r.created_at, r.level, r.message) for r in reversed(rows)]
+
+
+def mark_then_canary(*, session: Session, job_id: int) -> None:
+    """Ask the controller to put this job's version into a canary when it succeeds."""
+    session.execute(update(TrainingJob).where(TrainingJob.id == job_id).values(then_canary=True))
+
+
+def jobs_awaiting_canary(*, session: Session) -> list[JobInfo]:
+    """Succeeded "canary when done" jobs whose version was not handed over yet."""
+    query = _select_jobs().where(
+        TrainingJob.then_canary.is_(True),
+        TrainingJob.status == "succeeded",
+        TrainingJob.handed_to_canary_at.is_(None),
+        TrainingJob.result_version_id.is_not(None),
+    )
+    return [_info(row) for row in session.execute(query)]
+
+
+def mark_handed_to_canary(*, session: Session, job_id: int) -> bool:
+    """Claim the hand-over once (conditional update), so two controllers never both act."""
+    done = session.execute(
+        update(TrainingJob)
+        .where(TrainingJob.id == job_id, TrainingJob.handed_to_canary_at.is_(None))
+        .values(handed_to_canary_at=utcnow())
+    )
+    return done.rowcount == 1

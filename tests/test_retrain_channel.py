@@ -1,0 +1,75 @@
+"""Retrain from a channel in one step: fine-tunes its production version with the annotated
+items, and with "canary when done" the controller puts the finished version in a canary once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.actions.feedback import annotate_feedback, submit_feedback
+from core.actions.jobs import retrain_channel
+from core.ops.controller import Controller
+from db.engine import session_scope
+from db.errors import ConflictError
+from db.queries.lookups import get_channel, get_job, list_events
+from db.repo import jobs as job_repo
+from db.repo.channels import create_channel, promote_version
+from db.repo.models import register_version
+from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
+from db.repo.workers import register_worker
+from tests.registry_helpers import EVALUATION, add_dataset, add_model_with_version
+
+
+def _channel_with_feedback(annotated: bool) -> tuple[int, int]:
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        model, version = add_model_with_version(s, dataset_id)
+        channel = create_channel(session=s, slug="web", name="Web", kind="web",
+                                 model_id=model.id)[0]  # fmt: skip
+        promote_version(session=s, slug="web", version_id=version.id)
+        record = PredictionRecord(new_prediction_id(), channel.id, version.id, "production", 1,
+                                  0.7, np.full(10, 0.1).tolist(), 3.0, None)  # fmt: skip
+        insert_predictions(session=s, records=[record])
+        fb = submit_feedback(actor="user", session=s, prediction_id=record.id,
+                             channel_id=channel.id, rating="down", claimed_class=7,
+                             num_classes=10)  # fmt: skip
+    if annotated:
+        annotate_feedback(actor="ann", feedback_id=fb.id, verdict="confirmed")
+    return model.id, version.id
+
+
+def test_retrain_needs_annotated_feedback(registry):
+    _channel_with_feedback(annotated=False)
+    with pytest.raises(ConflictError, match="no annotated feedback"):
+        retrain_channel(actor="mia", slug="web")
+
+
+def test_retrain_fine_tunes_production_and_hands_over_to_a_canary_once(registry):
+    model_id, base_id = _channel_with_feedback(annotated=True)
+    job = retrain_channel(actor="mia", slug="web")
+    assert (job.base_version_id, job.include_feedback, job.channel_slug) == (base_id, True, "web")
+    assert job.hyperparameters["epochs"] <= 5
+    controller = Controller()
+    assert controller.hand_over_finished_retrains() == []  # not finished yet
+    with session_scope() as s:  # a worker finishes the job with a new version
+        worker = register_worker(session=s, host="h", pid=1, gpus=[])
+        assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
+        version = register_version(
+            session=s, model_id=model_id, architecture="seed-cnn", artifact_path="/x.keras",
+            artifact_sha256="0" * 64, hyperparameters=job.hyperparameters,
+            dataset_id=job.dataset_id, dataset_fingerprint="f" * 64, evaluation=EVALUATION,
+            history=[], framework_versions={}, device="cpu", train_seconds=1.0,
+            parent_version_id=base_id, job_id=job.id,
+        )  # fmt: skip
+        job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
+                            result_version_id=version.id)  # fmt: skip
+    changes = controller.hand_over_finished_retrains()
+    assert changes == [f"web: version {version.version} of job {job.id} in a canary"]
+    assert controller.hand_over_finished_retrains() == []  # handed over once
+    with session_scope() as s:
+        channel = get_channel(session=s, slug="web")
+        assert get_job(session=s, job_id=job.id).status == "succeeded"
+        actions = [(e.actor, e.action) for e in list_events(session=s, limit=20)]
+    assert channel.candidate_version_id == version.id and channel.candidate_traffic == 0.10
+    assert ("mia", "job.retrain_channel") in actions
+    assert ("controller", "channel.start_canary") in actions
