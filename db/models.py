@@ -383,6 +383,55 @@ class UserSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+CANARY_STATUSES = ("running", "promoted", "rolled_back")
+CANARY_DECISIONS = ("advance", "hold", "rollback", "promote")
+
+
+class Canary(Base):
+    """A stepped canary: the plan (traffic steps, minimum requests per arm and time per step,
+    tolerances) and where it stands. The controller moves it; every move is a CanaryDecision."""
+
+    __tablename__ = "canaries"
+    __table_args__ = (Index("ix_canaries_channel_status", "channel_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    candidate_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    production_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    steps: Mapped[list[Any]] = mapped_column(JSON)  # traffic percents, ascending, last is 100
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    step_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    previous_step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    min_requests: Mapped[int] = mapped_column(Integer, default=200)
+    min_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    max_error_increase: Mapped[float] = mapped_column(Float, default=0.02)
+    max_p95_increase: Mapped[float] = mapped_column(Float, default=0.5)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CanaryDecision(Base):
+    """One verdict on a canary step: advance, hold, rollback or promote, why, and the numbers
+    per arm it was taken on (requests, error rate, p95, drift PSI, feedback accuracy)."""
+
+    __tablename__ = "canary_decisions"
+    __table_args__ = (Index("ix_canary_decisions_channel_created", "channel_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    canary_id: Mapped[int] = mapped_column(ForeignKey("canaries.id"), index=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    traffic: Mapped[float] = mapped_column(Float)  # the step's candidate share, 0-1
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class AuditRowsAreAppendOnly(RegistryError):
     """Something tried to change or remove an audit row."""
 
