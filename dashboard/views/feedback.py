@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.actions.feedback import bulk_annotate
+from core.actions.feedback import accept_suggestions, bulk_annotate
 from dashboard import review, ui
 from db.models import RATINGS, REVIEW_STATUSES, VERDICTS
 from db.queries.lookups import count_training_items, list_channels
@@ -39,10 +39,25 @@ def class_count() -> int:
     return max((len(v) for v in ui.read(class_names_by_channel).values()), default=10)
 
 
+def apply_query_filters(channels: dict[int, str]) -> None:
+    """?channel= (id or slug) and ?rating= preset the filters whenever they change, so a link
+    from the Loop or Overview page opens the queue it names, even after an earlier visit."""
+    wanted = st.query_params.get("channel")
+    by_slug = {slug: cid for cid, slug in channels.items()}
+    channel_id = by_slug.get(wanted) if wanted in by_slug else ui.int_param("channel")
+    given = (channel_id, st.query_params.get("rating"))
+    if given == st.session_state.get("fb_query") or channel_id not in channels:
+        return
+    st.session_state["fb_query"] = given
+    st.session_state["fb_channel"] = channel_id
+    if given[1] in RATINGS:
+        st.session_state["fb_rating"] = given[1]
+    st.session_state["fb_status"] = "pending"
+
+
 def filter_bar() -> tuple[ReviewFilter, str]:
     channels = {c.id: c.slug for c in ui.read(list_channels)}
-    if "fb_channel" not in st.session_state and ui.int_param("channel") in channels:
-        st.session_state["fb_channel"] = ui.int_param("channel")
+    apply_query_filters(channels)
     n_classes = class_count()
     versions = dict(ui.read(version_choices, limit=200))
     row1, row2 = st.columns(5), st.columns(5)
@@ -162,6 +177,29 @@ def bulk_panel(filters: ReviewFilter, sort: str, total: int, actor: str) -> None
         st.rerun()
 
 
+def accept_button(filters: ReviewFilter, sort: str, total: int) -> None:
+    """One click: every pending item of the selection gets its own suggested verdict."""
+    count = min(total, BULK_LIMIT)
+    pending = filters.status == "pending"
+    clicked = st.button(
+        f"Accept the suggestions on {count:,} items",
+        key="fb_accept",
+        type="primary",
+        icon=":material/done_all:",
+        disabled=not pending or count == 0,
+        help="Each item gets its own suggested verdict and class (see an item's suggestion below)."
+        if pending
+        else "Only for pending items: set Status to pending.",
+    )
+    if not clicked:
+        return
+    ids = ui.read_fresh(review_ids, filters=filters, sort=sort, limit=BULK_LIMIT)
+    result = ui.act(accept_suggestions, feedback_ids=ids)
+    if result is not None:
+        ui.flash(f"Accepted the suggestion on {len(result.applied):,} items.")
+        st.rerun()
+
+
 def review_current(rows: list[ReviewRow], actor: str) -> None:
     pos = current_position(rows)
     item = ui.read_fresh(review_item, feedback_id=rows[pos].id)
@@ -196,6 +234,7 @@ def main() -> None:
         if not rows:
             st.info("Nothing to review with these filters.")
             return
+        accept_button(filters, sort, total)
         review_current(rows, actor)
         st.markdown("**Queue** (select a row to review it)")
         queue_table(rows)

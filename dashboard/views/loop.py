@@ -1,0 +1,142 @@
+"""Loop: per channel, alerts → to review → annotated, not learned → retrain → canary →
+production, each with its number and at most one primary action."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.actions.channels import promote_version
+from core.actions.jobs import retrain_channel
+from dashboard import ui
+from db.queries.loop import ChannelLoop, channel_loops
+
+STAGES = ("Alerts", "To review", "Annotated, not learned", "Retrain", "Canary", "Production")
+
+
+def _card(column, title: str, number: str, state: str):
+    box = column.container(border=True)
+    box.caption(title)
+    box.markdown(f"### {number}")
+    box.caption(state)
+    return box
+
+
+def alerts_stage(column, c: ChannelLoop) -> None:
+    signals = ", ".join(sorted({a.signal for a in c.alerts}))
+    box = _card(column, STAGES[0], str(len(c.alerts)), signals or "none open")
+    if c.alerts:
+        box.page_link(
+            ui.CHANNELS,
+            label="See alerts",
+            query_params={"channel": c.slug},
+            icon=":material/warning:",
+        )
+
+
+def review_stage(column, c: ChannelLoop) -> None:
+    box = _card(column, STAGES[1], f"{c.to_review:,}", f"{c.to_review_down:,} thumbs down")
+    if c.to_review:
+        box.page_link(
+            ui.FEEDBACK,
+            label=f"Review {c.to_review:,}",
+            icon=":material/rate_review:",
+            query_params={"channel": c.slug},
+        )
+
+
+def learn_stage(column, c: ChannelLoop) -> None:
+    n = c.annotated_not_learned
+    box = _card(column, STAGES[2], f"{n:,}", "confirmed or corrected, waiting for a retrain")
+    busy = c.retrain is not None
+    if n and c.production_version_id and ui.allowed("manager"):
+        canary = box.checkbox("canary when done", value=True, key=f"loop_canary_{c.slug}")
+        if box.button(
+            f"Retrain with {n:,} items",
+            key=f"loop_retrain_{c.slug}",
+            type="primary",
+            disabled=busy,
+            help="A retrain is already running" if busy else None,
+        ):
+            if ui.act(retrain_channel, slug=c.slug, then_canary=canary):
+                ui.flash(f"Queued a fine-tune of {c.slug}'s production version.")
+                st.rerun()
+    elif n:
+        box.caption(ui.why_not("manager") or "the channel serves no version yet")
+
+
+def retrain_stage(column, c: ChannelLoop) -> None:
+    r = c.retrain
+    if r is None:
+        _card(column, STAGES[3], "—", "no retrain running")
+        return
+    box = _card(
+        column,
+        STAGES[3],
+        f"job #{r.job_id}",
+        f"{r.status} · epoch {r.current_epoch}/{r.total_epochs}"
+        + (" · canary when done" if r.then_canary else ""),
+    )
+    box.progress(min(max(r.progress, 0.0), 1.0))
+    box.page_link(
+        ui.JOBS, label="Watch", query_params={"job": r.job_id}, icon=":material/work_history:"
+    )
+
+
+def canary_stage(column, c: ChannelLoop) -> None:
+    if c.candidate_version_id is None:
+        _card(column, STAGES[4], "—", "no candidate")
+        return
+    box = _card(
+        column,
+        STAGES[4],
+        f"v{c.candidate_version}",
+        f"{c.candidate_traffic:.0%} of traffic; the controller decides each step",
+    )
+    if ui.allowed("manager") and box.button(
+        "Promote now", key=f"loop_promote_{c.slug}", help="Skip the remaining canary steps"
+    ):
+        if ui.act(
+            promote_version,
+            slug=c.slug,
+            version_id=c.candidate_version_id,
+            reason="promoted from the loop view",
+        ):
+            st.rerun()
+
+
+def production_stage(column, c: ChannelLoop) -> None:
+    if c.production_version_id is None:
+        _card(column, STAGES[5], "—", "nothing served yet")
+        return
+    since = f"since {ui.when(c.production_since)}" if c.production_since else "since creation"
+    box = _card(column, STAGES[5], f"v{c.production_version}", since)
+    box.page_link(
+        ui.MODELS,
+        label="Version and lineage",
+        icon=":material/verified:",
+        query_params={"version": c.production_version_id},
+    )
+
+
+def channel_row(c: ChannelLoop) -> None:
+    st.markdown(f"#### {c.name} `{c.slug}`")
+    columns = st.columns(len(STAGES))
+    for stage, column in zip(
+        (alerts_stage, review_stage, learn_stage, retrain_stage, canary_stage, production_stage),
+        columns,
+        strict=True,
+    ):
+        stage(column, c)
+
+
+def main() -> None:
+    ui.page_header("Loop", "From wrong predictions to a fixed version serving the channel.")
+    loops = ui.read_fresh(channel_loops)
+    if not loops:
+        st.info("No channels yet.")
+        return
+    for c in loops:
+        channel_row(c)
+
+
+main()

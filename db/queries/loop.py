@@ -1,0 +1,143 @@
+"""The loop in one place: per channel, the six stages from alerts to production with their
+counts, read in a handful of grouped queries (never per-item scans)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from db.models import (
+    ACTIVE_JOB_STATUSES,
+    AuditEvent,
+    Channel,
+    Feedback,
+    ModelVersion,
+    TrainingJob,
+)
+from db.repo.alerts import AlertInfo, list_alerts
+from db.repo.feedback import count_training_items
+
+
+@dataclass(frozen=True)
+class RetrainState:
+    job_id: int
+    status: str
+    progress: float
+    current_epoch: int
+    total_epochs: int
+    then_canary: bool
+
+
+@dataclass(frozen=True)
+class ChannelLoop:
+    id: int
+    slug: str
+    name: str
+    model_id: int | None
+    production_version_id: int | None
+    production_version: int | None
+    production_since: datetime | None
+    candidate_version_id: int | None
+    candidate_version: int | None
+    candidate_traffic: float
+    alerts: list[AlertInfo] = field(default_factory=list)
+    to_review: int = 0
+    to_review_down: int = 0
+    annotated_not_learned: int = 0
+    retrain: RetrainState | None = None
+
+
+def _pending(session: Session) -> dict[int, tuple[int, int]]:
+    """channel id -> (pending items, of which thumbs-down)."""
+    rows = session.execute(
+        select(Feedback.channel_id, Feedback.rating, func.count())
+        .where(Feedback.review_status == "pending")
+        .group_by(Feedback.channel_id, Feedback.rating)
+    )
+    counts: dict[int, list[int]] = {}
+    for channel_id, rating, n in rows:
+        c = counts.setdefault(channel_id, [0, 0])
+        c[0] += n
+        c[1] += n if rating == "down" else 0
+    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def _not_learned(session: Session, model_ids: set[int]) -> dict[int, int]:
+    """model id -> annotated items that no version of it has learned (what a retrain adds)."""
+    return {
+        m: count_training_items(session=session, model_id=m, unused_only=True) for m in model_ids
+    }
+
+
+def _latest_jobs(session: Session) -> dict[int, RetrainState]:
+    """channel id -> its newest job, if it is active or finished less than a day ago."""
+    latest = (
+        select(TrainingJob.channel_id, func.max(TrainingJob.id).label("job_id"))
+        .where(TrainingJob.channel_id.is_not(None))
+        .group_by(TrainingJob.channel_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(TrainingJob).join(latest, latest.c.job_id == TrainingJob.id)
+    ).scalars()
+    return {
+        j.channel_id: RetrainState(
+            j.id, j.status, j.progress, j.current_epoch, j.total_epochs, j.then_canary
+        )  # fmt: skip
+        for j in rows
+        if j.status in ACTIVE_JOB_STATUSES
+        or j.status == "succeeded"
+        and j.then_canary
+        and j.handed_to_canary_at is None
+    }
+
+
+def _production_since(session: Session) -> dict[str, datetime]:
+    rows = session.execute(
+        select(AuditEvent.object_id, func.max(AuditEvent.created_at))
+        .where(AuditEvent.object_type == "channel",
+               AuditEvent.action.in_(("channel.promote", "channel.restore")))
+        .group_by(AuditEvent.object_id)
+    )  # fmt: skip
+    return dict(rows.tuples().all())
+
+
+def channel_loops(*, session: Session) -> list[ChannelLoop]:
+    """Every channel's loop, ordered by slug."""
+    prod, cand = aliased(ModelVersion), aliased(ModelVersion)
+    channels = session.execute(
+        select(Channel, prod.version, cand.version)
+        .outerjoin(prod, prod.id == Channel.production_version_id)
+        .outerjoin(cand, cand.id == Channel.candidate_version_id)
+        .order_by(Channel.slug)
+    )
+    channels = list(channels)
+    model_ids = {c.model_id for c, _, _ in channels if c.model_id is not None}
+    pending, jobs = _pending(session), _latest_jobs(session)
+    learned = _not_learned(session, model_ids)
+    since = _production_since(session)
+    alerts: dict[int, list[AlertInfo]] = {}
+    for alert in list_alerts(session=session, open_only=True, limit=1000):
+        alerts.setdefault(alert.channel_id, []).append(alert)
+    return [
+        ChannelLoop(
+            c.id,
+            c.slug,
+            c.name,
+            c.model_id,
+            c.production_version_id,
+            prod_v,
+            since.get(c.slug),
+            c.candidate_version_id,
+            cand_v,
+            c.candidate_traffic,
+            alerts.get(c.id, []),
+            *pending.get(c.id, (0, 0)),
+            learned.get(c.model_id, 0) if c.model_id else 0,
+            jobs.get(c.id),
+        )  # fmt: skip
+        for c, prod_v, cand_v in channels
+    ]

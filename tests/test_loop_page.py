@@ -1,0 +1,60 @@
+"""Loop page: each stage shows its number from the registry, and one click retrains the
+channel's production version with its annotated items, canary when done."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.actions.alerts import open_alert
+from core.actions.base import SYSTEM
+from core.actions.feedback import annotate_feedback, submit_feedback
+from db.engine import session_scope
+from db.queries.lookups import list_jobs
+from db.repo.channels import create_channel, promote_version
+from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
+from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
+from tests.registry_helpers import add_dataset, add_model_with_version
+
+
+def _loop_registry() -> int:
+    """Channel web serving v1: one open alert, 5 thumbs-down items, 3 of them confirmed."""
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        model, version = add_model_with_version(s, dataset_id)
+        channel = create_channel(session=s, slug="web", name="Web", kind="web",
+                                 model_id=model.id)[0]  # fmt: skip
+        promote_version(session=s, slug="web", version_id=version.id)
+        records = [PredictionRecord(new_prediction_id(), channel.id, version.id, "production",
+                                    1, 0.7, np.full(10, 0.1).tolist(), 3.0, "inputs/x.png")
+                   for _ in range(5)]  # fmt: skip
+        insert_predictions(session=s, records=records)
+        ids = [submit_feedback(actor="user", session=s, prediction_id=r.id,
+                               channel_id=channel.id, rating="down", claimed_class=7,
+                               num_classes=10).id for r in records]  # fmt: skip
+    for feedback_id in ids[:3]:
+        annotate_feedback(actor="ann", feedback_id=feedback_id, verdict="confirmed")
+    open_alert(actor=SYSTEM, channel_id=channel.id, signal="accuracy", message="accuracy low")
+    return channel.id
+
+
+def test_stages_show_their_numbers_and_retrain_is_one_click(registry):
+    _loop_registry()
+    at = open_page("loop", user="lena", role="manager")
+    shown = [m.value for m in at.markdown]
+    assert shown.count("### 1") == 1  # one open alert
+    assert "### 2" in shown and "### 3" in shown  # 2 still to review, 3 annotated not learned
+    assert "accuracy" in [c.value for c in at.caption]
+    check_page(at.button(key="loop_retrain_web").click().run())
+    with session_scope() as s:
+        (job,) = list_jobs(session=s)
+    assert job.include_feedback and job.channel_slug == "web" and job.base_version == 1
+    assert [r.action for r in audit_rows("lena", "job")] == ["job.retrain_channel"]
+    assert at.button(key="loop_retrain_web").disabled  # a retrain is now running
+    assert any("job #" in m.value for m in at.markdown)
+
+
+def test_a_viewer_sees_the_loop_but_no_retrain_button(registry):
+    _loop_registry()
+    at = open_page("loop", user="vic", role="viewer")
+    assert not [b for b in at.button if b.key == "loop_retrain_web"]
+    assert any("Needs the manager role" in c.value for c in at.caption)
