@@ -36,7 +36,10 @@ def run_server(
         timeout_graceful_shutdown=30,
     )  # configures uvicorn's loggers, so the redaction goes on their handlers after it
     redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # SIGINT is re-raised after the graceful shutdown, as uvicorn.run
+        pass
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
