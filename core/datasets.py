@@ -1,7 +1,8 @@
 """Registering datasets that `core.ml.datasets` has read: the registry row mirrors the data.
 
 This is where a dataset's source name is checked against core.ml's one list of sources before
-it reaches the registry (which does not know the list).
+it reaches the registry (which does not know the list), and where its holdout is fixed: once, at
+registration, independent of any job's seed (core.ml.holdout).
 """
 
 from __future__ import annotations
@@ -9,22 +10,32 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from core.ml.datasets import DatasetError, LabelledImages, check_source, load_dataset
+from core.ml.holdout import Holdout, make_holdout
 from db.errors import RegistryError
-from db.repo.datasets import DatasetInfo, find_dataset, register_dataset
+from db.repo.datasets import (
+    DatasetInfo,
+    find_dataset,
+    fix_holdout,
+    get_holdout_bytes,
+    register_dataset,
+)
 
 
 def register_loaded_dataset(
     *, session: Session, name: str, source: str, location: str | None, data: LabelledImages
 ) -> DatasetInfo:
-    """Record `data` (already loaded from `source`/`location`) under `name`."""
+    """Record `data` (already loaded from `source`/`location`) under `name`, with its holdout."""
     try:
         check_source(source)
+        holdout = make_holdout(data)
     except DatasetError as exc:
-        raise RegistryError(str(exc)) from exc
+        raise RegistryError(f"dataset {name!r}: {exc}") from exc
     return register_dataset(
         session=session, name=name, source=source, location=location,
         class_names=list(data.class_names), input_shape=list(data.input_shape),
         num_samples=data.num_samples, fingerprint=data.fingerprint,
+        holdout=holdout.to_bytes(), holdout_fingerprint=holdout.fingerprint,
+        holdout_summary=holdout.summary(),
     )  # fmt: skip
 
 
@@ -37,3 +48,27 @@ def register_builtin_dataset(*, session: Session) -> DatasetInfo:
     return register_loaded_dataset(
         session=session, name="digits", source="digits", location=None, data=data
     )
+
+
+def dataset_holdout(*, session: Session, dataset: DatasetInfo, data: LabelledImages) -> Holdout:
+    """The holdout stored with `dataset` (whose images are `data`).
+
+    A dataset registered before holdouts existed gets one now, fixed for good the first time
+    it is asked for (the same rule registration uses), so every later version shares it.
+    """
+    blob = get_holdout_bytes(session=session, dataset_id=dataset.id)
+    if blob is None:
+        fresh = make_holdout(data)
+        fix_holdout(
+            session=session, dataset_id=dataset.id, holdout=fresh.to_bytes(),
+            holdout_fingerprint=fresh.fingerprint, holdout_summary=fresh.summary(),
+        )  # fmt: skip
+        blob = get_holdout_bytes(session=session, dataset_id=dataset.id)
+    holdout = Holdout.from_bytes(blob)
+    if holdout.dataset_fingerprint != data.fingerprint:
+        raise DatasetError(
+            f"dataset {dataset.name!r} changed since its holdout was fixed (fingerprint "
+            f"{data.fingerprint[:12]}… instead of {holdout.dataset_fingerprint[:12]}…): its test "
+            "positions no longer name the same images; register the new data under a new name"
+        )
+    return holdout

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -57,6 +58,11 @@ class Dataset(Base):
     num_samples: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The validation/test split fixed at registration (core.ml.holdout bytes; deferred: lists
+    # never load it), the sha256 naming its test part, and what a page shows of it.
+    holdout: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    holdout_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    holdout_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Model(Base):
@@ -101,6 +107,8 @@ class ModelVersion(Base):
     split_seed: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(100), default="system")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The dataset holdout the version was scored on; None = unknown (trained before holdouts).
+    holdout_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class VersionTrainingItem(Base):

@@ -16,7 +16,7 @@ from db.errors import RegistryError
 from db.repo.datasets import list_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = LabelledImages(np.zeros((4, 2, 2, 1), dtype=np.uint8), np.array([0, 1, 0, 1]), ("a", "b"))
+TINY = LabelledImages(np.zeros((6, 2, 2, 1), dtype=np.uint8), np.arange(6) % 2, ("a", "b"))
 
 
 def test_registration_refuses_a_source_core_ml_does_not_know(registry):

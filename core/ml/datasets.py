@@ -1,11 +1,15 @@
-"""Labelled image sets: digits, image folders, .npz files and Keras datasets; stratified splits."""
+"""Labelled image sets: digits, image folders, .npz files and Keras datasets.
+
+A set that comes with its own test split (a Keras dataset; a folder with `train/` and `test/`,
+optionally `val/`) says where it lies (`given_test_idx`); core.ml.holdout keeps it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ from core.ml.images import ImageError, decode_image, fit_to_shape
 
 SOURCES: tuple[str, ...] = DATASET_SOURCES
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg"})
+SPLIT_FOLDERS: tuple[str, ...] = ("train", "val", "test")  # the order samples are numbered in
 KERAS_CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "cifar10": tuple("airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck".split(",")),
     "mnist": tuple(str(i) for i in range(10)),
@@ -30,11 +35,17 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class LabelledImages:
-    """Images as uint8 (N, H, W, C), integer labels (N,) and the name of each class."""
+    """Images as uint8 (N, H, W, C), integer labels (N,) and the name of each class.
+
+    `given_test_idx` / `given_val_idx`: positions of the test / validation split the data came
+    with (None when it came pooled).
+    """
 
     x: np.ndarray
     y: np.ndarray
     class_names: tuple[str, ...]
+    given_val_idx: np.ndarray | None = field(default=None, compare=False)
+    given_test_idx: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -59,7 +70,7 @@ class LabelledImages:
         return digest.hexdigest()
 
     def take(self, indices: np.ndarray) -> LabelledImages:
-        """The subset at `indices`, with the same class names."""
+        """The subset at `indices`, with the same class names (and no given split)."""
         return LabelledImages(self.x[indices], self.y[indices], self.class_names)
 
 
@@ -102,25 +113,75 @@ def _require_location(location: str | None, what: str) -> Path:
 
 
 def _load_folder(location: str | None) -> LabelledImages:
+    """One sub-folder per class; or `train/`, `test/` (and optionally `val/`) each holding one
+    sub-folder per class, whose split is kept (samples in the order train, val, test)."""
     root = _require_location(location, "folder")
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = [
-        (label, path)
-        for label, class_dir in enumerate(class_dirs)
-        for path in sorted(class_dir.iterdir())
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
-    ]
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return _load_split_folder(root)
+    class_names = _class_names(root)
+    files = _class_files(root, class_names)
     if not files:
         raise DatasetError(f"dataset folder is empty: no class sub-folders with images in {root}")
-    images = [_read_image_file(path) for _, path in files]
+    return _checked(_stack_images([p for _, p in files]), _labels(files), class_names)
+
+
+def _load_split_folder(root: Path) -> LabelledImages:
+    parts = [p for p in SPLIT_FOLDERS if (root / p).is_dir()]
+    others = [
+        p.name for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in SPLIT_FOLDERS
+    ]  # fmt: skip
+    if others:
+        raise DatasetError(
+            f"a folder with train/ and test/ may hold only val/ beside them (found "
+            f"{', '.join(sorted(others))}/ in {root})"
+        )
+    class_names = _class_names(root / "train")
+    files: dict[str, list[tuple[int, Path]]] = {}
+    for part in parts:
+        extra = set(_class_names(root / part)) - set(class_names)
+        if extra:
+            raise DatasetError(f"{part}/ has classes that train/ lacks: {', '.join(sorted(extra))}")
+        files[part] = _class_files(root / part, class_names)
+        if not files[part]:
+            raise DatasetError(f"{root / part} holds no images in class sub-folders")
+    ordered = [item for part in parts for item in files[part]]
+    starts = np.cumsum([0] + [len(files[p]) for p in parts])
+    span = {p: np.arange(starts[i], starts[i + 1]) for i, p in enumerate(parts)}
+    data = _checked(_stack_images([p for _, p in ordered]), _labels(ordered), class_names)
+    return replace(data, given_val_idx=span.get("val"), given_test_idx=span["test"])
+
+
+def _class_names(folder: Path) -> tuple[str, ...]:
+    return tuple(
+        sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    )
+
+
+def _class_files(folder: Path, class_names: tuple[str, ...]) -> list[tuple[int, Path]]:
+    """(label, image path) of every image in `folder/<class>/`, in a stable order."""
+    return [
+        (label, path)
+        for label, name in enumerate(class_names)
+        if (folder / name).is_dir()
+        for path in sorted((folder / name).iterdir())
+        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+
+
+def _labels(files: list[tuple[int, Path]]) -> np.ndarray:
+    return np.array([label for label, _ in files], dtype=np.int64)
+
+
+def _stack_images(paths: list[Path]) -> np.ndarray:
+    """Read every image and fit all to the most common size (colour if any is colour)."""
+    images = [_read_image_file(path) for path in paths]
     sizes = Counter(img.shape[:2] for img in images)
     height, width = sizes.most_common(1)[0][0]
     channels = 3 if any(img.shape[2] == 3 for img in images) else 1
-    x = np.stack([fit_to_shape(img, (height, width, channels)) for img in images])
-    y = np.array([label for label, _ in files], dtype=np.int64)
-    return _checked(x, y, tuple(p.name for p in class_dirs))
+    return np.stack([fit_to_shape(img, (height, width, channels)) for img in images])
 
 
 def _read_image_file(path: Path) -> np.ndarray:
@@ -180,17 +241,23 @@ def _load_keras(location: str | None) -> LabelledImages:
         )
     import keras
 
-    loader = getattr(keras.datasets, location).load_data
+    return keras_images(location, getattr(keras.datasets, location).load_data)
+
+
+def keras_images(name: str, load_data: Callable[[], tuple]) -> LabelledImages:
+    """A Keras dataset from its `load_data()` ((train), (test)): train then test, the official
+    test split kept as the given one."""
     try:
-        (x_train, y_train), (x_test, y_test) = loader()
+        (x_train, y_train), (x_test, y_test) = load_data()
     except Exception as exc:  # any download/IO failure: the usual cause is no network
         raise DatasetError(
-            f"Keras dataset {location!r} must be downloaded and the machine seems offline "
+            f"Keras dataset {name!r} must be downloaded and the machine seems offline "
             f"(or the download failed): {exc}"
         ) from exc
     x = np.concatenate([x_train, x_test]).astype(np.uint8)
     y = np.concatenate([y_train, y_test]).reshape(-1).astype(np.int64)
-    return _checked(x if x.ndim == 4 else x[..., None], y, KERAS_CLASS_NAMES[location])
+    data = _checked(x if x.ndim == 4 else x[..., None], y, KERAS_CLASS_NAMES[name])
+    return replace(data, given_test_idx=np.arange(len(x_train), len(x)))
 
 
 def _checked(x: np.ndarray, y: np.ndarray, class_names: tuple[str, ...]) -> LabelledImages:
@@ -214,34 +281,15 @@ def split_dataset(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
 ) -> Split:
-    """Deterministic stratified train/val/test split: the same seed gives the same indices."""
-    from sklearn.model_selection import train_test_split
+    """Train/val/test by the holdout `data` would get with `seed` (see core.ml.holdout): the
+    given test split where there is one, else a deterministic stratified split.
 
-    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise DatasetError("val_fraction and test_fraction must be in (0, 1) and sum below 1")
-    counts = np.bincount(data.y, minlength=data.num_classes)
-    present = np.flatnonzero(counts)
-    rarest = int(present[np.argmin(counts[present])])
-    if counts[rarest] < 3:
-        raise DatasetError(
-            f"too few samples to stratify: class {data.class_names[rarest]!r} "
-            f"has {int(counts[rarest])} (each class needs at least 3)"
-        )
-    indices = np.arange(data.num_samples)
-    try:
-        rest, test_idx = train_test_split(
-            indices, test_size=test_fraction, random_state=seed, stratify=data.y
-        )
-        val_share = val_fraction / (1.0 - test_fraction)
-        train_idx, val_idx = train_test_split(
-            rest, test_size=val_share, random_state=seed, stratify=data.y[rest]
-        )
-    except ValueError as exc:
-        raise DatasetError(f"too few samples to stratify this split: {exc}") from exc
-    train_idx, val_idx, test_idx = (np.sort(i) for i in (train_idx, val_idx, test_idx))
-    return Split(
-        data.take(train_idx), data.take(val_idx), data.take(test_idx), train_idx, val_idx, test_idx
-    )
+    Training a registered dataset uses the holdout stored with it, not this.
+    """
+    from core.ml.holdout import make_holdout, split_by_holdout
+
+    holdout = make_holdout(data, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    return split_by_holdout(data, holdout)
 
 
 def subsample(data: LabelledImages, n: int, seed: int = 0) -> LabelledImages:

@@ -198,6 +198,17 @@ def _training_arrays(
     return np.concatenate([x, extra_x.astype(x.dtype)]), np.concatenate([y, extra_y])
 
 
+def _require_disjoint(split: Split) -> None:
+    """Training never sees a validation or test sample: the holdout stays a holdout."""
+    held_out = np.union1d(split.val_idx, split.test_idx)
+    leaked = np.intersect1d(split.train_idx, held_out)
+    if leaked.size:
+        raise ValueError(
+            f"{leaked.size} training samples are also validation/test samples "
+            f"(e.g. sample {int(leaked[0])}): the split must come from the dataset's holdout"
+        )
+
+
 def _callbacks(hp: Hyperparameters, progress: ProgressCallback) -> list[keras.callbacks.Callback]:
     callbacks: list[keras.callbacks.Callback] = [progress]
     if hp.early_stopping_patience > 0:
@@ -234,9 +245,11 @@ def train(
     `report` receives one dict per finished epoch; `should_cancel` is asked after each epoch.
     A cancelled run saves and evaluates nothing: `cancelled=True`, `artifact_path` names where
     the artifact would have gone (no file there), `artifact_sha256` is "" and `evaluation` is {}.
-    `extra_train` (images already of the dataset's shape, labels) is appended to the training set.
+    `extra_train` (images already of the dataset's shape, labels) is appended to the training set
+    only: evaluation is on `split.test` alone, and no test or validation sample is trained on.
     """
     hp = config.hyperparameters
+    _require_disjoint(split)
     keras.utils.set_random_seed(hp.seed)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import os
 import signal
@@ -156,13 +157,13 @@ class JobRunner:
     def run(self) -> None:
         from core.ml.training import TrainConfig, train
 
-        split, fingerprint, dataset = self._load_data()
-        extra, items = self._feedback_samples(dataset.input_shape, len(dataset.class_names))
+        split, fingerprint, dataset, holdout = self._load_data()
+        extra, items = self._feedback_samples(dataset, split)
         config = TrainConfig(
             architecture=self.job.architecture,
             hyperparameters=self.hp,
             output_dir=artifact_dir() / "models" / self.job.model_name / f"job-{self.job.id}",
-            base_model_path=self._base_artifact(),
+            base_model_path=self._base_artifact(holdout.fingerprint),
             mixed_precision=self.use_gpu,
         )
         device = self._device_label()
@@ -179,16 +180,21 @@ class JobRunner:
         if result.cancelled:
             self._finish_cancelled()
             return
-        self._register(result, fingerprint, device, items)
+        self._register(result, fingerprint, device, items, holdout)
 
     def _load_data(self):
-        from core.ml.datasets import DatasetError, load_dataset, split_dataset
+        """The dataset split by its fixed holdout (never by the job's seed)."""
+        from core.datasets import dataset_holdout
+        from core.ml.datasets import DatasetError, load_dataset
+        from core.ml.holdout import split_by_holdout
 
         with session_scope() as s:
             dataset = get_dataset(session=s, dataset_id=self.job.dataset_id)
         try:
             data = load_dataset(dataset.source, dataset.location)
-            split = split_dataset(data, seed=self.hp.seed)
+            with session_scope() as s:
+                holdout = dataset_holdout(session=s, dataset=dataset, data=data)
+            split = split_by_holdout(data, holdout)
         except DatasetError as exc:
             raise JobFailure(f"dataset {dataset.name!r}: {exc}") from exc
         fingerprint = data.fingerprint  # a hash over every image: computed once
@@ -196,38 +202,62 @@ class JobRunner:
             self.log(f"dataset {dataset.name!r} changed since it was registered (new fingerprint)")
         self.log(
             f"dataset {dataset.name}: {data.num_samples} images, {data.num_classes} classes; "
-            f"split {len(split.train.y)}/{len(split.val.y)}/{len(split.test.y)}"
+            f"train/val/test {len(split.train.y)}/{len(split.val.y)}/{len(split.test.y)} "
+            f"(holdout {holdout.fingerprint[:12]}, {holdout.origin} test split)"
         )
-        return split, fingerprint, dataset
+        return split, fingerprint, dataset, holdout
 
-    def _feedback_samples(self, input_shape, num_classes: int):
-        """Annotated feedback images (fit to the dataset's shape) and their registry ids."""
+    def _feedback_samples(self, dataset, split):
+        """Annotated feedback images (fit to the dataset's shape) and their registry ids.
+
+        Feedback is live input, never a dataset sample, so it only ever joins training; an
+        image identical to a holdout image (traffic replaying the test set) is left out so the
+        version is never scored on what it learned from.
+        """
         if not self.job.include_feedback:
             return None, []
-        from core.ml.images import ImageError, decode_image, fit_to_shape
-
         with session_scope() as s:
             items = feedback_repo.training_items(session=s, model_id=self.job.model_id)
-        xs, ys, used = [], [], []
+        held_out = _image_digests(np.concatenate([split.val.x, split.test.x])) if items else set()
+        xs, ys, used, overlapping = [], [], [], []
         for item in items:
-            path = resolve_artifact(item.input_path)
-            try:
-                image = fit_to_shape(decode_image(path.read_bytes()), tuple(input_shape))
-            except (OSError, ImageError) as exc:
-                self.log(f"skipped feedback {item.feedback_id}: {exc}")
+            image = self._feedback_image(item, tuple(dataset.input_shape), len(dataset.class_names))
+            if image is None:
                 continue
-            if not 0 <= item.true_class < num_classes:
-                self.log(f"skipped feedback {item.feedback_id}: class {item.true_class} unknown")
+            if _image_digest(image) in held_out:
+                overlapping.append(item.feedback_id)
                 continue
             xs.append(image)
             ys.append(item.true_class)
             used.append((item.feedback_id, item.annotation_id, item.true_class))
-        self.log(f"added {len(used)} annotated feedback images to the training set")
+        if overlapping:
+            self.log(
+                f"left out {len(overlapping)} feedback images identical to holdout images "
+                f"(feedback {', '.join(map(str, overlapping[:20]))})"
+            )
+        self.log(
+            f"added {len(used)} annotated feedback images to the training set"
+            + (f" (feedback {', '.join(str(f) for f, _, _ in used[:50])})" if used else "")
+        )
         if not used:
             return None, []
         return (np.stack(xs), np.asarray(ys, dtype=np.int64)), used
 
-    def _base_artifact(self) -> Path | None:
+    def _feedback_image(self, item, input_shape, num_classes: int) -> np.ndarray | None:
+        from core.ml.images import ImageError, decode_image, fit_to_shape
+
+        try:
+            path = resolve_artifact(item.input_path)
+            image = fit_to_shape(decode_image(path.read_bytes()), input_shape)
+        except (OSError, ImageError) as exc:
+            self.log(f"skipped feedback {item.feedback_id}: {exc}")
+            return None
+        if not 0 <= item.true_class < num_classes:
+            self.log(f"skipped feedback {item.feedback_id}: class {item.true_class} unknown")
+            return None
+        return image
+
+    def _base_artifact(self, holdout_fingerprint: str) -> Path | None:
         if self.job.base_version_id is None:
             return None
         from core.artifacts import ArtifactError, verified_artifact
@@ -239,6 +269,12 @@ class JobRunner:
         except ArtifactError as exc:
             raise JobFailure(f"cannot fine-tune: {exc}") from exc
         self.log(f"fine-tuning from {base.label}")
+        if base.holdout_fingerprint != holdout_fingerprint:
+            self.log(
+                f"warning: {base.label} was not scored on this dataset's holdout "
+                f"({'holdout unknown' if base.holdout_fingerprint is None else 'another one'}): "
+                "its weights may have seen test images, so this version's score may be optimistic"
+            )
         return path
 
     def _device_label(self) -> str:
@@ -256,7 +292,7 @@ class JobRunner:
                 error=reason if status == "failed" else None,
             )  # fmt: skip
 
-    def _register(self, result, fingerprint: str, device: str, items) -> None:
+    def _register(self, result, fingerprint: str, device: str, items, holdout) -> None:
         artifact = relative_artifact(result.artifact_path)
         predictions = result.predictions_path and relative_artifact(result.predictions_path)
         with session_scope() as s:
@@ -269,7 +305,8 @@ class JobRunner:
                 device=device, train_seconds=result.train_seconds,
                 parent_version_id=self.job.base_version_id, job_id=self.job.id,
                 test_predictions_path=predictions,
-                split_seed=self.hp.seed, training_items=items, actor=self.job.requested_by,
+                split_seed=holdout.seed, training_items=items, actor=self.job.requested_by,
+                holdout_fingerprint=holdout.fingerprint,
             )  # fmt: skip
             audit(
                 s, Actor("worker", "admin"), "model.register_version", "model_version",
@@ -286,6 +323,14 @@ class JobRunner:
                     "job was taken away from this worker (marked lost) before it ended"
                 )
         self.log(f"registered {version.label} (test accuracy {version.accuracy:.4f})")
+
+
+def _image_digest(image: np.ndarray) -> bytes:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes(), usedforsecurity=False).digest()
+
+
+def _image_digests(images: np.ndarray) -> set[bytes]:
+    return {_image_digest(image) for image in images}
 
 
 def _device_scope(use_gpu: bool, has_gpu: bool):

@@ -1,15 +1,17 @@
 """Datasets registered in the registry (the data itself stays where it is).
 
 The allowed sources are core.ml's to know (core.ml.catalog.DATASET_SOURCES); core.datasets checks
-the source before it calls `register_dataset`.
+the source before it calls `register_dataset`. A dataset's holdout (its fixed validation/test
+split) is stored with it as opaque bytes that core.ml.holdout writes and reads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError
@@ -27,6 +29,9 @@ class DatasetInfo:
     num_samples: int
     fingerprint: str
     created_at: datetime
+    # None while the dataset has no holdout yet (registered before holdouts existed).
+    holdout_fingerprint: str | None = None
+    holdout_summary: dict[str, Any] | None = None
 
 
 def _info(row: Dataset) -> DatasetInfo:
@@ -40,6 +45,8 @@ def _info(row: Dataset) -> DatasetInfo:
         row.num_samples,
         row.fingerprint,
         row.created_at,
+        row.holdout_fingerprint,
+        dict(row.holdout_summary) if row.holdout_summary else None,
     )
 
 
@@ -53,8 +60,12 @@ def register_dataset(
     input_shape: list[int],
     num_samples: int,
     fingerprint: str,
+    holdout: bytes | None = None,
+    holdout_fingerprint: str | None = None,
+    holdout_summary: dict[str, Any] | None = None,
 ) -> DatasetInfo:
-    """Record a dataset that `core.ml.datasets.load_dataset` has read successfully."""
+    """Record a dataset that `core.ml.datasets.load_dataset` has read successfully, with the
+    holdout fixed for it (core.datasets.register_loaded_dataset passes all three)."""
     if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
         raise ConflictError(f"a dataset named {name!r} already exists")
     row = Dataset(
@@ -65,6 +76,9 @@ def register_dataset(
         input_shape=list(input_shape),
         num_samples=num_samples,
         fingerprint=fingerprint,
+        holdout=holdout,
+        holdout_fingerprint=holdout_fingerprint,
+        holdout_summary=holdout_summary,
     )
     session.add(row)
     session.flush()
@@ -92,3 +106,32 @@ def get_dataset_by_name(*, session: Session, name: str) -> DatasetInfo:
 
 def list_datasets(*, session: Session) -> list[DatasetInfo]:
     return [_info(r) for r in session.scalars(select(Dataset).order_by(Dataset.name))]
+
+
+def get_holdout_bytes(*, session: Session, dataset_id: int) -> bytes | None:
+    """The stored holdout of a dataset, or None when it has none yet."""
+    get_dataset(session=session, dataset_id=dataset_id)
+    return session.scalar(select(Dataset.holdout).where(Dataset.id == dataset_id))
+
+
+def fix_holdout(
+    *,
+    session: Session,
+    dataset_id: int,
+    holdout: bytes,
+    holdout_fingerprint: str,
+    holdout_summary: dict[str, Any],
+) -> bool:
+    """Store a holdout for a dataset that has none; False when one was already fixed (a
+    holdout never changes once set)."""
+    changed = session.execute(
+        update(Dataset)
+        .where(Dataset.id == dataset_id, Dataset.holdout_fingerprint.is_(None))
+        .values(
+            holdout=holdout,
+            holdout_fingerprint=holdout_fingerprint,
+            holdout_summary=holdout_summary,
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return changed == 1

@@ -51,6 +51,8 @@ class VersionInfo:
     created_by: str
     created_at: datetime
     serving_channels: list[str] = field(default_factory=list)
+    # The dataset holdout it was scored on; None = unknown (trained before holdouts were fixed).
+    holdout_fingerprint: str | None = None
 
     @property
     def label(self) -> str:
@@ -148,6 +150,7 @@ def _version_info(
         created_by=row.created_by,
         created_at=row.created_at,
         serving_channels=list(channels),
+        holdout_fingerprint=row.holdout_fingerprint,
     )
 
 
@@ -172,8 +175,10 @@ def register_version(
     split_seed: int = 0,
     training_items: list[tuple[int, int, int]] = (),
     actor: str = "system",
+    holdout_fingerprint: str | None = None,
 ) -> VersionInfo:
-    """Add the next version of a model. `training_items`: (feedback, annotation, class)."""
+    """Add the next version of a model. `training_items`: (feedback, annotation, class);
+    `holdout_fingerprint`: the dataset holdout its evaluation was computed on."""
     model = session.get(Model, model_id)
     if model is None:
         raise NotFoundError(f"model {model_id} does not exist")
@@ -205,6 +210,7 @@ def register_version(
         test_predictions_path=test_predictions_path,
         split_seed=split_seed,
         created_by=actor,
+        holdout_fingerprint=holdout_fingerprint,
     )
     session.add(row)
     session.flush()
