@@ -1,4 +1,5 @@
-"""Shared fixtures: every test that touches the registry gets its own real SQLite file."""
+"""Shared fixtures: every test that touches the registry gets its own real SQLite file; tests
+marked `both_databases` run again on a fresh database of a real PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -12,20 +13,90 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh, migrated SQLite registry under tmp_path; DATABASE_URL and CHANNELHUB_HOME point
-    at it for code (and subprocesses) under test. Yields the database URL."""
-    from db.engine import dispose_engines, get_engine
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "postgres: runs against a real PostgreSQL server")
+    config.addinivalue_line(
+        "markers", "both_databases: the test's `registry` is SQLite, then PostgreSQL"
+    )
+    config.addinivalue_line("markers", "sqlite_only: left out of its module's both_databases")
 
-    home = tmp_path / "var"
-    url = f"sqlite:///{home / 'channelhub.db'}"
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `both_databases` runs once per backend (the PostgreSQL run is marked
+    `postgres`, so `-m postgres` selects it and `-m "not postgres"` leaves it out)."""
+    marked = metafunc.definition.get_closest_marker
+    if (
+        "registry" in metafunc.fixturenames
+        and marked("both_databases")
+        and not marked("sqlite_only")
+    ):
+        backends = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+        metafunc.parametrize("registry", backends, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator:
+    """One PostgreSQL server for the session (tests/postgres.py), with a migrated template.
+    Missing: a skip with the reason, or a failure with CI=true."""
+    from tests.postgres import PostgresUnavailable, start_server, template_database
+
+    try:
+        server = start_server()
+    except PostgresUnavailable as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and no PostgreSQL server could be started: {error}", False)
+        pytest.skip(f"no PostgreSQL server could be started: {error}")
+    try:
+        server.template = template_database(server)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_database(postgres_server) -> Iterator[str]:
+    """A fresh database copied from the migrated template; dropped after the test."""
+    name = postgres_server.create_database(template=postgres_server.template)
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+def _point_at(url: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHANNELHUB_HOME", str(home))
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("CHANNELHUB_ARTIFACTS", raising=False)
+
+
+@pytest.fixture
+def registry(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A fresh, migrated SQLite registry under tmp_path (PostgreSQL database for the
+    `both_databases` tests' second run); DATABASE_URL and CHANNELHUB_HOME point at it for code
+    (and subprocesses) under test. Yields the database URL."""
+    from db.engine import dispose_engines, get_engine
+
+    home = tmp_path / "var"
+    if getattr(request, "param", "sqlite") == "postgres":
+        url = request.getfixturevalue("postgres_database")
+    else:
+        url = f"sqlite:///{home / 'channelhub.db'}"
+    _point_at(url, home, monkeypatch)
     dispose_engines()
     get_engine(url)
     yield url
+    dispose_engines()
+
+
+@pytest.fixture
+def pg_registry(postgres_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Like `registry`, always on PostgreSQL (tests only PostgreSQL needs: locks, races)."""
+    from db.engine import dispose_engines, get_engine
+
+    _point_at(postgres_database, tmp_path / "var", monkeypatch)
+    dispose_engines()
+    get_engine(postgres_database)
+    yield postgres_database
     dispose_engines()
 
 

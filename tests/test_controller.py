@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
+import pytest
 from sqlalchemy import update
 
 from core.ops.controller import Controller
@@ -22,6 +23,8 @@ from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
 from tests.registry_helpers import add_dataset, add_model_with_version
+
+pytestmark = pytest.mark.both_databases
 
 NOW = datetime(2026, 11, 20, 12, 0, 30, tzinfo=UTC)
 BUCKET_S = 300
@@ -76,6 +79,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 def test_latency_alert_opens_on_m_of_n_and_clears_with_webhooks(registry):
+    _Hook.received.clear()  # the class keeps what earlier runs (the other database) received
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/hook"

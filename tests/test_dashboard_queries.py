@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
 from sqlalchemy import update
 
 from db.engine import session_scope
@@ -12,6 +13,8 @@ from db.queries.registry import VersionFilter, version_page
 from db.queries.review import ReviewFilter, review_page
 from db.repo import channels, feedback, models, predictions
 from tests.registry_helpers import EVALUATION, add_dataset, add_model_with_version
+
+pytestmark = pytest.mark.both_databases
 
 
 def _stamp(session, table, row_id: int, when: datetime) -> None:

@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from core.ml import monitoring_stats as stats
@@ -18,6 +19,8 @@ from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
 from tests.registry_helpers import add_dataset, add_model_with_version
+
+pytestmark = pytest.mark.both_databases
 
 
 def _records(channel_ids: list[int], version_id: int, n: int) -> list[tuple]:

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from db.models import ROLLUP_RESOLUTIONS, Rollup
@@ -73,35 +74,57 @@ def _combine(deltas: Iterable[RollupDelta], resolution_s: int) -> dict[tuple, Ro
     return combined
 
 
+def _zero_row(key: tuple) -> dict:
+    channel_id, version_id, arm, resolution, start = key
+    return dict(
+        channel_id=channel_id, version_id=version_id, arm=arm,
+        resolution_s=resolution, bucket_start=start,
+        **{name: 0 for name in COUNTERS}, latency_sum_ms=0.0,
+        **{name: [] for name in HISTOGRAMS},
+    )  # fmt: skip
+
+
+def _ensure_rows_pg(session: Session, keys: list[tuple]) -> None:
+    """Create missing bucket rows, letting a concurrent writer's row win: without this, two
+    transactions that both find no row both insert one and the second hits uq_rollups_key."""
+    statement = pg_insert(Rollup).values([_zero_row(k) for k in keys])
+    session.execute(statement.on_conflict_do_nothing(constraint="uq_rollups_key"))
+
+
 def add_to_rollups(*, session: Session, deltas: list[RollupDelta]) -> int:
     """Add `deltas` to their buckets at every resolution; returns the rows touched.
 
     Call it after the transaction has written something (the prediction insert), so that on
     SQLite it already holds the write lock and no other writer interleaves this
-    read-modify-write; on PostgreSQL the rows are locked with FOR UPDATE."""
-    touched = 0
-    for resolution in ROLLUP_RESOLUTIONS:
-        for (channel_id, version_id, arm, start), delta in _combine(deltas, resolution).items():
-            row = session.scalar(
-                select(Rollup)
-                .where(
-                    Rollup.channel_id == channel_id,
-                    Rollup.version_id == version_id,
-                    Rollup.arm == arm,
-                    Rollup.resolution_s == resolution,
-                    Rollup.bucket_start == start,
-                )
-                .with_for_update()
-            )
-            if row is None:
-                row = Rollup(
-                    channel_id=channel_id, version_id=version_id, arm=arm,
-                    resolution_s=resolution, bucket_start=start,
-                    **{name: 0 for name in COUNTERS}, latency_sum_ms=0.0,
-                    **{name: [] for name in HISTOGRAMS},
-                )  # fmt: skip
-                session.add(row)
-            _merge(row, delta)
-            touched += 1
+    read-modify-write. On PostgreSQL missing rows are first inserted with ON CONFLICT DO
+    NOTHING, then the rows are read in one SELECT … FOR UPDATE, locked in key order (no
+    deadlock between two writers touching the same buckets)."""
+    work = dict(
+        sorted(
+            ((c, v, a, resolution, b), delta)
+            for resolution in ROLLUP_RESOLUTIONS
+            for (c, v, a, b), delta in _combine(deltas, resolution).items()
+        )
+    )
+    if not work:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        _ensure_rows_pg(session, list(work))
+    columns = (Rollup.channel_id, Rollup.version_id, Rollup.arm, Rollup.resolution_s)
+    columns += (Rollup.bucket_start,)
+    rows = session.scalars(
+        select(Rollup)
+        .where(tuple_(*columns).in_(list(work)))
+        .order_by(*columns)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    found = {(r.channel_id, r.version_id, r.arm, r.resolution_s, r.bucket_start): r for r in rows}
+    for key, delta in work.items():
+        row = found.get(key)
+        if row is None:
+            row = Rollup(**_zero_row(key))
+            session.add(row)
+        _merge(row, delta)
     session.flush()
-    return touched
+    return len(work)
