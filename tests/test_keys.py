@@ -208,3 +208,30 @@ def test_redact_replaces_keys_and_credential_parameters():
     assert redact("GET /x?api_key=abc&token=t1 chk_AbC-_12345678") == (
         "GET /x?api_key=[redacted]&token=[redacted] [redacted]"
     )
+
+
+def test_cli_rotates_with_a_grace_sets_the_rate_limit_and_lists_the_last_use(registry, capsys):
+    from core.ops.cli import main
+
+    assert main(["channel", "create", "web", "--rate-limit", "5"]) == 0
+    old = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
+    assert main(["channel", "rotate-key", "web", "--grace", "2h"]) == 0
+    out = capsys.readouterr().out
+    assert "the old one works for 2h more" in out
+    new = out.strip().rsplit(" ", 1)[-1]
+    with session_scope() as s:
+        assert channel_for_api_key(session=s, key=old).slug == "web"
+        expires = get_channel(session=s, slug="web").previous_key_expires_at
+    assert abs((expires - utcnow()) - timedelta(hours=2)) < timedelta(minutes=1)
+    assert main(["channel", "rotate-key", "web", "--grace", "soon"]) == 2
+    assert "--grace must look like 90s, 30m, 24h or 7d" in capsys.readouterr().err
+    assert main(["channel", "update", "web", "--rate-limit", "none"]) == 0
+    assert "rate limit=none" in capsys.readouterr().out
+    assert main(["channel", "update", "web", "--rate-limit", "fast"]) == 2
+    assert "--rate-limit must be requests per second" in capsys.readouterr().err
+    with session_scope() as s:
+        record_key_use(session=s, last_used={get_channel(session=s, slug="web").id: utcnow()})
+    assert main(["channel", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "key last used" in listing and utcnow().strftime("%Y-%m-%d") in listing
+    assert old not in listing and new not in listing

@@ -38,11 +38,13 @@ def create_channel(
     model_id: int | None = None,
     slo_min_accuracy: float | None = None,
     slo_max_p95_ms: float | None = None,
+    rate_limit_per_s: float | None = None,
 ) -> tuple[ChannelInfo, str]:
     """Create a channel; returns it and its API key (shown once, stored hashed)."""
     settings = dict(
         name=name, kind=kind, dataset_id=dataset_id, model_id=model_id,
         slo_min_accuracy=slo_min_accuracy, slo_max_p95_ms=slo_max_p95_ms,
+        rate_limit_per_s=rate_limit_per_s,
     )  # fmt: skip
     info, key = repo.create_channel(session=session, slug=slug, **settings)
     audit(session, actor, "channel.create", "channel", slug, after=_settings(info))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 
 from core.actions import channels as actions
 from core.ops.commands import CommandError, cli_actor, table
@@ -14,13 +15,45 @@ def cmd_list(args: argparse.Namespace) -> int:
     with session_scope() as s:
         rows = lookups.list_channels(session=s)
     table(
-        ["slug", "name", "kind", "status", "model", "production", "candidate", "key"],
+        ["slug", "name", "kind", "status", "model", "production", "candidate", "key",
+         "key last used", "rate limit"],
         [[c.slug, c.name, c.kind, c.status, c.model_name or "-",
           c.production_version_id or "-",
           f"{c.candidate_version_id} ({c.candidate_traffic:.0%})" if c.candidate_version_id
-          else "-", f"{c.api_key_prefix}…"] for c in rows],
+          else "-", f"{c.api_key_prefix}…", _when(c.api_key_last_used_at),
+          f"{c.rate_limit_per_s:g}/s" if c.rate_limit_per_s else "-"] for c in rows],
     )  # fmt: skip
     return 0
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "never"
+
+
+def _rate_limit(args: argparse.Namespace) -> dict[str, float | None]:
+    """--rate-limit as given; 'none' removes the limit."""
+    raw = getattr(args, "rate_limit", None)
+    if raw is None:
+        return {}
+    if raw.strip().lower() == "none":
+        return {"rate_limit_per_s": None}
+    try:
+        return {"rate_limit_per_s": float(raw)}
+    except ValueError as exc:
+        raise CommandError("--rate-limit must be requests per second or 'none'") from exc
+
+
+GRACE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def grace_seconds(raw: str) -> float:
+    """`90s`, `30m`, `24h`, `7d` or plain seconds, as seconds."""
+    text = raw.strip().lower()
+    unit = GRACE_UNITS.get(text[-1:], None)
+    try:
+        return float(text[:-1] if unit else text) * (unit or 1)
+    except ValueError as exc:
+        raise CommandError(f"--grace must look like 90s, 30m, 24h or 7d (got {raw!r})") from exc
 
 
 def _ids(args: argparse.Namespace) -> dict[str, int | None]:
@@ -57,14 +90,14 @@ def _slos(args: argparse.Namespace) -> dict[str, float | None]:
 def cmd_create(args: argparse.Namespace) -> int:
     _, key = actions.create_channel(
         actor=cli_actor(), slug=args.slug, name=args.name or args.slug, kind=args.kind or "web",
-        **_ids(args), **_slos(args),
+        **_ids(args), **_slos(args), **_rate_limit(args),
     )  # fmt: skip
     print(f"created channel {args.slug}; API key (shown once): {key}")
     return 0
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    changes = {**_ids(args), **_slos(args)}
+    changes = {**_ids(args), **_slos(args), **_rate_limit(args)}
     if args.name is not None:
         changes["name"] = args.name
     if args.kind is not None:
@@ -75,7 +108,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     print(
         f"{info.slug}: name={info.name!r} kind={info.kind} dataset={info.dataset_name or '-'} "
         f"model={info.model_name or '-'} min accuracy={info.slo_min_accuracy} "
-        f"max p95 ms={info.slo_max_p95_ms}"
+        f"max p95 ms={info.slo_max_p95_ms} rate limit={info.rate_limit_per_s or 'none'}"
     )
     return 0
 
@@ -128,8 +161,12 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
-    key = actions.rotate_channel_key(actor=cli_actor(), slug=args.slug, reason=args.reason)
-    print(f"new API key for {args.slug} (shown once; the old one no longer works): {key}")
+    grace = grace_seconds(args.grace)
+    key = actions.rotate_channel_key(
+        actor=cli_actor(), slug=args.slug, reason=args.reason, grace_seconds=grace
+    )
+    old = f"works for {args.grace} more" if grace > 0 else "no longer works"
+    print(f"new API key for {args.slug} (shown once; the old one {old}): {key}")
     return 0
 
 

@@ -200,6 +200,7 @@ def _add_channel_commands(b: Builder) -> None:
         q.add_argument("--model", help="model name")
         q.add_argument("--min-accuracy", help="SLO, 0-1 ('none' clears it)")
         q.add_argument("--max-p95-ms", help="SLO in ms ('none' clears it)")
+        q.add_argument("--rate-limit", help="requests/s per API key ('none': unlimited)")
         q.add_argument("--reason", default="", help="recorded in the audit log")
     retrain_help = "fine-tune the production version with the annotated feedback"
     q = b.command("retrain", f"{CHANNEL}:cmd_retrain", retrain_help, verbs)
@@ -227,6 +228,12 @@ def _add_channel_commands(b: Builder) -> None:
         q.add_argument("--reason", default="", help="why (shown to clients when pausing)")
         if verb == "canary-start":
             q.add_argument("--traffic", type=float, required=True, help="share 0-1, or percent")
+        if verb == "rotate-key":
+            q.add_argument(
+                "--grace",
+                default="24h",
+                help="old key works this long (90s, 30m, 24h, 7d; 0: stops now)",
+            )
 
 
 def _add_feedback_commands(b: Builder) -> None:

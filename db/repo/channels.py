@@ -136,6 +136,15 @@ def _validate_fields(
         )
 
 
+def _check_rate_limit(rate_limit_per_s: float | None) -> float | None:
+    if rate_limit_per_s is not None and not 0 < rate_limit_per_s <= MAX_RATE_LIMIT_PER_S:
+        raise RegistryError(
+            f"rate limit must be between 0 and {MAX_RATE_LIMIT_PER_S} requests per second "
+            f"(got {rate_limit_per_s}); leave it empty for no limit"
+        )
+    return rate_limit_per_s
+
+
 def create_channel(
     *,
     session: Session,
@@ -146,6 +155,7 @@ def create_channel(
     model_id: int | None = None,
     slo_min_accuracy: float | None = None,
     slo_max_p95_ms: float | None = None,
+    rate_limit_per_s: float | None = None,
 ) -> tuple[ChannelInfo, str]:
     """Create a channel; returns it and its API key, which is shown this once and stored hashed."""
     if not SLUG_PATTERN.match(slug or ""):
@@ -174,6 +184,7 @@ def create_channel(
         slo_max_p95_ms=slo_max_p95_ms,
         api_key_hash=hash_api_key(key),
         api_key_prefix=key[:8],
+        rate_limit_per_s=_check_rate_limit(rate_limit_per_s),
     )
     session.add(row)
     session.flush()
@@ -193,12 +204,7 @@ def update_channel(
     rate_limit_per_s: float | None = None,
 ) -> ChannelInfo:
     row = _row(session, slug)
-    if rate_limit_per_s is not None and not 0 < rate_limit_per_s <= MAX_RATE_LIMIT_PER_S:
-        raise RegistryError(
-            f"rate limit must be between 0 and {MAX_RATE_LIMIT_PER_S} requests per second "
-            f"(got {rate_limit_per_s}); leave it empty for no limit"
-        )
-    row.rate_limit_per_s = rate_limit_per_s
+    row.rate_limit_per_s = _check_rate_limit(rate_limit_per_s)
     _validate_fields(
         session,
         name=name,
