@@ -1,4 +1,5 @@
-"""Shared chrome for every page: sidebar user, cached reads, actions with errors, badges, cards."""
+"""Shared chrome for every page: the signed-in actor and what their role allows, cached reads,
+actions with errors, badges, cards."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from core.actions.base import Actor
+from dashboard import auth
 from db.engine import session_scope
 from db.errors import RegistryError
-from db.settings import current_user, database_url
+from db.settings import database_url
 
 T = TypeVar("T")
 
@@ -22,6 +24,7 @@ RETRAIN = "views/retrain.py"
 JOBS = "views/jobs.py"
 FEEDBACK = "views/feedback.py"
 CHANNELS = "views/channels.py"
+AUDIT = "views/audit.py"
 
 READ_TTL_S = 15
 
@@ -48,15 +51,10 @@ STATUS_COLOURS = {
 
 
 def page_header(title: str, caption: str = "") -> str:
-    """Title, caption and the sidebar's "acting as" field; returns the acting user."""
+    """Title, caption and the messages left by the last run; returns the signed-in user's name."""
     st.title(title)
     if caption:
         st.caption(caption)
-    if "user" not in st.session_state:
-        st.session_state["user"] = current_user()
-    st.sidebar.text_input(
-        "Acting as", key="user", help="Stored with every change you make (audit log)."
-    )
     for kind, message in st.session_state.pop("flash", []):
         getattr(st, kind)(message)
     return acting_user()
@@ -68,12 +66,35 @@ def flash(message: str, kind: str = "success") -> None:
 
 
 def acting_user() -> str:
-    return (st.session_state.get("user") or current_user()).strip()
+    return acting_actor().name
 
 
 def acting_actor() -> Actor:
-    """The sidebar's user as the actor of a change (every role until sign-in arrives)."""
-    return Actor(acting_user() or current_user(), "admin")
+    """The signed-in user, with their role, as the actor of a change."""
+    return auth.current_actor()
+
+
+def allowed(role: str) -> bool:
+    """Whether the signed-in user holds `role` (or a higher one). The action layer checks again:
+    this only decides what a page offers."""
+    return acting_actor().may(role)
+
+
+def why_not(role: str) -> str | None:
+    """None when the signed-in user may act with `role`, else the reason to show."""
+    actor = acting_actor()
+    if actor.may(role):
+        return None
+    return f"Needs the {role} role; you are signed in as {actor.name} ({actor.role})."
+
+
+def role_note(role: str) -> bool:
+    """Whether the user may act with `role`; when not, a caption says why (placed where the
+    controls would be)."""
+    reason = why_not(role)
+    if reason:
+        st.caption(f":material/lock: {reason}")
+    return reason is None
 
 
 @st.cache_data(ttl=READ_TTL_S, show_spinner=False)
@@ -96,7 +117,7 @@ def read_fresh(fn: Callable[..., T], **kwargs: Any) -> T:
 
 
 def perform(action_fn: Callable[..., T], **kwargs: Any) -> T:
-    """Run a `core.actions` action as the sidebar's user and drop cached reads; a refusal
+    """Run a `core.actions` action as the signed-in user and drop cached reads; a refusal
     raises (forms that place the message next to a field catch it)."""
     result = action_fn(actor=acting_actor(), **kwargs)
     clear_reads()

@@ -31,13 +31,43 @@ def check_page(at: AppTest, *, expected: Iterable[str] = ()) -> AppTest:
     return at
 
 
+TEST_PASSWORD = "page-test-password"
+
+
+def session_token(user: str, role: str = "admin") -> str:
+    """A live sign-in of `user` (created with `role` if new; an existing user keeps theirs),
+    made through the real sign-in."""
+    from core.actions.base import SYSTEM
+    from core.actions.sign_in import sign_in
+    from core.actions.users import add_user
+    from db.queries.users import list_users
+
+    with session_scope() as s:
+        known = {u.name for u in list_users(session=s)}
+    if user not in known:
+        add_user(actor=SYSTEM, name=user, role=role, password=TEST_PASSWORD)
+    return sign_in(user, TEST_PASSWORD).token
+
+
+def sign_in_as(at: AppTest, user: str, role: str = "admin") -> AppTest:
+    """Make the next run of `at` that of `user` signed in with `role`."""
+    from dashboard.auth import TOKEN
+
+    at.session_state[TOKEN] = session_token(user, role)
+    return at
+
+
 def open_page(
-    page: str, user: str = "carol", *, expected: Iterable[str] = (), **params: object
+    page: str,
+    user: str = "carol",
+    *,
+    role: str = "admin",
+    expected: Iterable[str] = (),
+    **params: object,
 ) -> AppTest:
-    """Start from the entry file as `user`, switch to `views/<page>.py` with query `params`
-    and check it (see `check_page`)."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["user"] = user
+    """Start from the entry file signed in as `user` (a real user with `role`), switch to
+    `views/<page>.py` with query `params` and check it (see `check_page`)."""
+    at = sign_in_as(AppTest.from_file(APP, default_timeout=60), user, role)
     at.run()
     check_page(at)
     at.switch_page(f"views/{page}.py")

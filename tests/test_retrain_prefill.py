@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from db.engine import session_scope
 from db.repo.jobs import list_jobs
 from tests.dashboard_fixtures import FilledRegistry, filled_registry_fixture  # noqa: F401
-from tests.page_helpers import APP, check_page, fresh_caches  # noqa: F401
+from tests.page_helpers import APP, check_page, fresh_caches, sign_in_as  # noqa: F401
 
 
 def _visit(at: AppTest, page: str, **params: object) -> AppTest:
@@ -23,8 +23,7 @@ def _visit(at: AppTest, page: str, **params: object) -> AppTest:
 
 
 def _session(user: str = "mia") -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["user"] = user
+    at = sign_in_as(AppTest.from_file(APP, default_timeout=60), user)
     return check_page(at.run())
 
 
