@@ -135,6 +135,7 @@ def all_actions() -> dict[str, ActionSpec]:
     """Every action, after importing every action module."""
     from core.actions import (  # noqa: F401
         alerts,
+        canary,
         channels,
         datasets,
         feedback,

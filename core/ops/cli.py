@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.logs import configure_logging
+from core.ops.canary_commands import add_canary_commands, add_channel_history_commands
 from db.errors import RegistryError
 
 # Each action's command words; tests check that every action has one and that it parses.
@@ -22,6 +23,8 @@ ACTION_COMMANDS = {
     "alert.open": "alerts open",
     "alert.clear": "alerts clear",
     "alert.acknowledge": "alerts acknowledge",
+    "canary.start": "canary start",
+    "canary.decide": "canary decide",
     "channel.create": "channel create",
     "channel.update": "channel update",
     "channel.pause": "channel pause",
@@ -31,6 +34,7 @@ ACTION_COMMANDS = {
     "channel.start_canary": "channel canary-start",
     "channel.end_canary": "channel canary-end",
     "channel.set_objectives": "channel objectives",
+    "channel.restore": "channel restore",
     "dataset.register": "datasets add",
     "dataset.register_builtin": "init",
     "feedback.submit": "feedback submit",
@@ -234,6 +238,7 @@ def _add_channel_commands(b: Builder) -> None:
                 default="24h",
                 help="old key works this long (90s, 30m, 24h, 7d; 0: stops now)",
             )
+    add_channel_history_commands(b, verbs)  # timeline, restore
 
 
 def _add_feedback_commands(b: Builder) -> None:
@@ -334,6 +339,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_channel_commands(b)
     _add_feedback_commands(b)
     _add_alert_commands(b)
+    add_canary_commands(b)
     _add_user_commands(b)
     return parser
 

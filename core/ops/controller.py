@@ -25,6 +25,7 @@ from core.monitoring import (
     holdout_reference,
     latency_state,
 )
+from core.ops.canary import CanaryJudge
 from db.engine import session_scope
 from db.errors import RegistryError
 from db.models import utcnow
@@ -116,6 +117,7 @@ class Controller:
         self.interval_s = interval_s
         self.webhooks = WebhookSender()
         self._references: dict[int, Reference | None] = {}
+        self.canaries = CanaryJudge(CONTROLLER, self.reference)
 
     def reference(self, version_id: int) -> Reference | None:
         """The serving version's holdout behaviour, computed once per version."""
@@ -154,6 +156,7 @@ class Controller:
         changes += self.hand_over_finished_retrains()
         for obj in objectives:
             changes += self.evaluate(obj, now)
+        changes += self.canaries.tick(now)  # stepped canaries: advance, hold, roll back, promote
         return changes
 
     def hand_over_finished_retrains(self) -> list[str]:
