@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import add
 
-from sqlalchemy import select
+from sqlalchemy import Row, and_, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Channel, Rollup, utcnow
+from db.models import ROLLUP_RESOLUTIONS, Channel, Rollup, utcnow
 from db.repo.rollups import COUNTERS, HISTOGRAMS, add_list, bucket_start
 
 
@@ -56,13 +57,25 @@ class Signals:
     intensity_hist: list[int] = field(default_factory=list)
     versions: set[int] = field(default_factory=set)
 
-    def add(self, row: Rollup) -> None:
-        for name in COUNTERS:
-            setattr(self, name, getattr(self, name) + (getattr(row, name) or 0))
-        self.latency_sum_ms += row.latency_sum_ms or 0.0
-        for name in HISTOGRAMS:
-            setattr(self, name, add_list(getattr(self, name), list(getattr(row, name) or [])))
+    def add(self, row: Rollup | Row) -> None:
+        """Add one stored rollup (an ORM object or a row of `rollup_rows`)."""
+        self._sum(row)
         self.versions.add(row.version_id)
+
+    def merge(self, other: Signals) -> None:
+        """Add another sum (a drawn bucket into its window's total)."""
+        self._sum(other)
+        self.versions |= other.versions
+
+    def _sum(self, more: Rollup | Row | Signals) -> None:
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + (getattr(more, name) or 0))
+        self.latency_sum_ms += more.latency_sum_ms or 0.0
+        for name in HISTOGRAMS:
+            total, values = getattr(self, name), getattr(more, name) or []
+            # Same-length histograms are the rule; map() is ~3x faster than add_list's indexing.
+            same = len(total) == len(values)
+            setattr(self, name, list(map(add, total, values)) if same else add_list(total, values))
 
 
 @dataclass
@@ -88,21 +101,59 @@ def channel_monitoring(
     """Rollups of `channel_id` over `window` (a key of WINDOWS), per arm and drawn bucket."""
     w = WINDOWS[window]
     until = (now or utcnow()).astimezone(UTC)
-    since = bucket_start(until - w.span, w.bucket_s) + timedelta(seconds=w.bucket_s)
-    rows = session.scalars(
-        select(Rollup).where(
-            Rollup.channel_id == channel_id,
-            Rollup.resolution_s == w.resolution_s,
-            Rollup.bucket_start >= since,
-        )
+    since = window_start(w, until)
+    rows = rollup_rows(
+        session,
+        Rollup.channel_id == channel_id,
+        Rollup.resolution_s == w.resolution_s,
+        Rollup.bucket_start >= since,
     )
     arms: dict[str, ArmSeries] = {}
     for row in rows:
         series = arms.setdefault(row.arm, ArmSeries(row.arm, Signals(), {}))
-        series.total.add(row)
         start = bucket_start(row.bucket_start, w.bucket_s)
         series.buckets.setdefault(start, Signals()).add(row)
+    for series in arms.values():
+        for signals in series.buckets.values():
+            series.total.merge(signals)
     return ChannelMonitoring(w, since, until, arms)
+
+
+def window_start(w: Window, until: datetime) -> datetime:
+    """The first drawn bucket of `w` ending at `until`."""
+    return bucket_start(until - w.span, w.bucket_s) + timedelta(seconds=w.bucket_s)
+
+
+def rollup_rows(session: Session, *conditions) -> list[Row]:
+    """Stored rollups as plain rows: they are only read, so no ORM objects are built."""
+    return list(session.execute(select(Rollup.__table__).where(*conditions)))
+
+
+def window_totals(
+    *, session: Session, channel_id: int, window: str = DEFAULT_WINDOW, now: datetime | None = None
+) -> dict[str, Signals]:
+    """Per arm, the sums of `channel_monitoring(...).arms[arm].total`, read from hour rollups
+    for the whole hours inside the window and from finer ones only at its two ragged ends
+    (hour rows are the sums of their minute rows), so 24 h is ~50 rows per arm, not 1,440."""
+    w = WINDOWS[window]
+    until = (now or utcnow()).astimezone(UTC)
+    since, coarse = window_start(w, until), max(ROLLUP_RESOLUTIONS)
+    first = bucket_start(since + timedelta(seconds=coarse - 1), coarse)  # first whole hour
+    last = max(bucket_start(until, coarse), first)  # the hour still filling
+    which = Rollup.resolution_s == w.resolution_s
+    if w.resolution_s < coarse:
+        ends = and_(which, or_(Rollup.bucket_start < first, Rollup.bucket_start >= last))
+        hours = and_(
+            Rollup.resolution_s == coarse, Rollup.bucket_start >= first, Rollup.bucket_start < last
+        )
+        which = or_(ends, hours)
+    rows = rollup_rows(
+        session, Rollup.channel_id == channel_id, Rollup.bucket_start >= since, which
+    )
+    totals: dict[str, Signals] = {}
+    for row in rows:
+        totals.setdefault(row.arm, Signals()).add(row)
+    return totals
 
 
 def recent_buckets(
@@ -119,14 +170,13 @@ def recent_buckets(
     end = bucket_start((now or utcnow()).astimezone(UTC), bucket_s)
     starts = [end - timedelta(seconds=bucket_s * i) for i in range(count, 0, -1)]
     buckets = {start: Signals() for start in starts}
-    rows = session.scalars(
-        select(Rollup).where(
-            Rollup.channel_id == channel_id,
-            Rollup.arm == arm,
-            Rollup.resolution_s == 60,
-            Rollup.bucket_start >= starts[0],
-            Rollup.bucket_start < end,
-        )
+    rows = rollup_rows(
+        session,
+        Rollup.channel_id == channel_id,
+        Rollup.arm == arm,
+        Rollup.resolution_s == 60,
+        Rollup.bucket_start >= starts[0],
+        Rollup.bucket_start < end,
     )
     for row in rows:
         buckets[bucket_start(row.bucket_start, bucket_s)].add(row)

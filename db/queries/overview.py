@@ -19,7 +19,7 @@ from db.models import (
     TrainingJob,
     utcnow,
 )
-from db.queries.monitoring import Signals, channel_monitoring
+from db.queries.monitoring import Signals, window_totals
 from db.repo.alerts import AlertInfo, list_alerts
 
 
@@ -96,8 +96,7 @@ def _active_job_counts(session: Session) -> dict[int, int]:
 
 
 def _live(session: Session, channel_id: int) -> dict[str, Signals]:
-    data = channel_monitoring(session=session, channel_id=channel_id, window="24 h")
-    return {arm: series.total for arm, series in data.arms.items()}
+    return window_totals(session=session, channel_id=channel_id, window="24 h")
 
 
 def channel_health(*, session: Session) -> list[ChannelHealth]:
