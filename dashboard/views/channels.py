@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.actions import channels as actions
-from dashboard import objectives, ui
+from dashboard import objectives, timeline, ui
 from db.errors import RegistryError
 from db.models import CHANNEL_KINDS
 from db.queries.lookups import ChannelInfo, list_channels, list_datasets, list_events, list_models
@@ -223,6 +223,7 @@ def channel_detail(c: ChannelInfo) -> None:
     objectives.open_alerts(c)
     status_and_key(c)
     serving_versions(c)
+    timeline.channel_timeline_section(c)
     with st.expander("Edit settings"):
         settings_form(c)
     with st.expander("Live objectives and alerting"):

@@ -1,0 +1,111 @@
+"""The channel's timeline on the Channels page: the running stepped canary (and a form to start
+one), then serving changes and canary decisions newest first with their reasons, each earlier
+production version with a Restore button."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.actions.canary import (
+    DEFAULT_MIN_REQUESTS,
+    DEFAULT_MIN_SECONDS,
+    DEFAULT_STEPS,
+    restore_version,
+    start_canary_plan,
+)
+from dashboard import ui
+from db.queries.lookups import ChannelInfo
+from db.queries.registry import version_choices
+from db.queries.timeline import CanaryState, TimelineEntry, canary_state, channel_timeline
+
+ICONS = {
+    "canary.advance": ":material/trending_up:",
+    "canary.hold": ":material/pause_circle:",
+    "canary.rollback": ":material/undo:",
+    "canary.promote": ":material/verified:",
+    "channel.promote": ":material/verified:",
+    "channel.restore": ":material/history:",
+    "channel.start_canary": ":material/call_split:",
+    "channel.end_canary": ":material/call_merge:",
+    "canary.start": ":material/science:",
+}
+
+
+def canary_summary(state: CanaryState) -> None:
+    plan = state.canary
+    steps = " → ".join(f"{s:g}" for s in plan.steps)
+    st.markdown(
+        f"**Canary** {state.candidate_label} · {plan.step_label} · steps {steps} % · "
+        f"{plan.min_requests} requests per arm and {plan.min_seconds / 60:g} min per step"
+    )
+    st.progress((plan.step_index + 1) / len(plan.steps))
+    last = state.last_decision
+    if last is not None:
+        st.caption(f"Last decision: **{last.decision}** — {last.reason}")
+    else:
+        st.caption("The controller has not judged this step yet.")
+
+
+def start_form(c: ChannelInfo) -> None:
+    """Start a stepped canary; the controller takes it from there."""
+    options = dict(ui.read(version_choices, model_id=c.model_id))
+    options.pop(c.production_version_id, None)
+    with st.form(f"tl-canary-{c.slug}"):
+        version = st.selectbox("Candidate", [None, *options], key="tl_candidate",
+                               format_func=lambda i: "—" if i is None else options[i])  # fmt: skip
+        a, b, d = st.columns(3)
+        steps = a.text_input("Steps (%)", ",".join(f"{s:g}" for s in DEFAULT_STEPS),
+                             key="tl_steps")  # fmt: skip
+        requests = b.number_input("Requests per arm", min_value=1, value=DEFAULT_MIN_REQUESTS,
+                                  key="tl_min_requests")  # fmt: skip
+        minutes = d.number_input("Minutes per step", min_value=0.0,
+                                 value=DEFAULT_MIN_SECONDS / 60, key="tl_min_minutes")  # fmt: skip
+        go = st.form_submit_button("Start stepped canary", key="tl_start")
+    if go and version is None:
+        st.error("Choose a candidate version.")
+    elif go:
+        done = ui.act(
+            start_canary_plan, slug=c.slug, version_id=version, steps=steps,
+            min_requests=int(requests), min_seconds=round(minutes * 60),
+        )  # fmt: skip
+        if done:
+            ui.flash(f"Canary of {options[version]} started at {done.traffic:.0%}.")
+            st.rerun()
+
+
+def entry_line(e: TimelineEntry) -> str:
+    reason = f" — {e.reason}" if e.reason else ""
+    return f"{ui.when(e.at)} · {ICONS.get(e.action, '')} **{e.title}** · {e.actor}{reason}"
+
+
+def restore_button(c: ChannelInfo, e: TimelineEntry, column, reason: str) -> None:
+    label = f"Restore v{e.production_version_id}"
+    if column.button(label, key=f"tl_restore_{e.production_version_id}", icon=":material/history:"):
+        if ui.act(restore_version, slug=c.slug, version_id=e.production_version_id, reason=reason):
+            ui.flash(f"Restored version {e.production_version_id} on {c.slug}.")
+            st.rerun()
+
+
+def channel_timeline_section(c: ChannelInfo) -> None:
+    """The canary, its start form and the timeline with one Restore per earlier version."""
+    state = ui.read(canary_state, slug=c.slug)
+    entries = ui.read(channel_timeline, slug=c.slug, limit=50)
+    with st.container(border=True):
+        st.markdown("**Timeline**")
+        if state is not None:
+            canary_summary(state)
+        elif c.model_id is not None and c.production_version_id is not None:
+            with st.expander("Start a stepped canary"):
+                start_form(c)
+        if not entries:
+            st.caption("No serving changes yet.")
+            return
+        reason = st.text_input("Reason for a restore", key="tl_reason", placeholder="required")
+        offered: set[int] = set()
+        for e in entries:
+            text, button = st.columns([6, 1])
+            text.markdown(entry_line(e))
+            version = e.production_version_id
+            if version and version != c.production_version_id and version not in offered:
+                offered.add(version)
+                restore_button(c, e, button, reason)
