@@ -68,9 +68,12 @@ def train_tiny_model(path: Path, digits: LabelledImages, *, epochs: int, seed: i
     return TinyModel(path, sha256_of_file(path), float(history.history["accuracy"][-1]))
 
 
-def build_registry(root: Path, models: list[TinyModel], digits: LabelledImages) -> ServingRegistry:
-    """Dataset, model with one version per artifact, channels web/mobile (v1) and empty."""
-    url = f"sqlite:///{root / 'channelhub.db'}"
+def build_registry(
+    root: Path, models: list[TinyModel], digits: LabelledImages, url: str | None = None
+) -> ServingRegistry:
+    """Dataset, model with one version per artifact, channels web/mobile (v1) and empty; in a
+    SQLite file under `root` unless `url` names another (empty, migrated) database."""
+    url = url or f"sqlite:///{root / 'channelhub.db'}"
     with session_scope(url) as s:
         dataset = register_loaded_dataset(
             session=s, name="digits", source="digits", location=None, data=digits
