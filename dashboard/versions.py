@@ -1,4 +1,8 @@
-"""Version detail and side-by-side comparison, drawn inside the Models page."""
+"""Version detail and side-by-side comparison, drawn inside the Models page.
+
+Versions compare only when they were scored on the same dataset holdout; `holdout_refusal`
+says why not otherwise.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,33 @@ from db.queries.lookups import VersionInfo, get_dataset, get_version, training_i
 from db.settings import resolve_artifact
 
 HEADLINE = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+
+
+def holdout_label(v: VersionInfo) -> str:
+    """Which holdout a version's figures come from, in words."""
+    if v.holdout_fingerprint is None:
+        return "holdout unknown (trained before its dataset's holdout was fixed)"
+    tests = v.evaluation.get("num_test")
+    size = f", {tests:,} test samples" if isinstance(tests, int) else ""
+    return f"holdout `{v.holdout_fingerprint[:12]}` of {v.dataset_name}{size}"
+
+
+def holdout_refusal(versions: list[VersionInfo]) -> str | None:
+    """Why these versions' offline figures must not be set side by side, or None if they may."""
+    unknown = [v.label for v in versions if v.holdout_fingerprint is None]
+    if unknown:
+        return (
+            f"Not compared: {', '.join(unknown)} {'was' if len(unknown) == 1 else 'were'} scored "
+            "on an unknown holdout (trained before the dataset's holdout was fixed). Retrain "
+            "to get figures that compare."
+        )
+    if len({v.holdout_fingerprint for v in versions}) > 1:
+        used = "; ".join(f"{v.label}: {v.holdout_fingerprint[:12]}" for v in versions)
+        return (
+            f"Not compared: these versions were scored on different holdouts ({used}), so "
+            "their figures do not measure the same thing."
+        )
+    return None
 
 
 def headline_metrics(v: VersionInfo) -> None:
@@ -64,6 +95,7 @@ def lineage(v: VersionInfo) -> None:
         f"**by** {v.created_by} on {ui.when(v.created_at)}  \n"
         f"**Artifact:** `{v.artifact_path}` (sha256 `{v.artifact_sha256[:12]}…`)"
     )
+    st.markdown(f"**Scored on:** {holdout_label(v)}")
     st.markdown(f"**Feedback items learned from:** {len(items)}")
     if items:
         st.dataframe(
@@ -171,6 +203,11 @@ def compare_versions(version_ids: list[int], options: dict[int, str]) -> None:
     if len(found) < 2:
         st.info("Pick two or more versions to compare.")
         return
+    refusal = holdout_refusal(found)
+    if refusal:
+        st.error(refusal, icon=":material/block:")
+        return
+    st.caption(f"All scored on {holdout_label(found[0])}")
     st.subheader("Metrics")
     table = {v.label: {m: v.evaluation.get(m) for m in HEADLINE} for v in found}
     st.dataframe(pd.DataFrame(table).T.style.format("{:.2%}", na_rep="—"))

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.actions.jobs import cancel_job, retry_job
 from dashboard import charts, ui
+from dashboard.versions import holdout_label, holdout_refusal
 from db.errors import NotFoundError
 from db.models import ACTIVE_JOB_STATUSES, JOB_STATUSES, utcnow
 from db.queries.lookups import (
@@ -123,8 +124,9 @@ def live_job(job_id: int) -> None:
     )
     progress_view(job)
     if not job.cancel_requested and st.button(
-        "Cancel job", key="job_cancel", icon=":material/cancel:"
-    ):
+        "Cancel job", key="job_cancel", icon=":material/cancel:",
+        **ui.gate("manager"),
+    ):  # fmt: skip
         if ui.act(cancel_job, job_id=job.id):
             st.rerun()
 
@@ -141,7 +143,8 @@ def finished_job(job: JobInfo) -> None:
         against_production(job)
     elif job.status in RETRYABLE:
         st.error(f"Job {job.status}: {job.error or 'no error recorded'}")
-        if st.button("Retry job", key="job_retry", icon=":material/replay:"):
+        if st.button("Retry job", key="job_retry", icon=":material/replay:",
+                     **ui.gate("manager")):  # fmt: skip
             new = ui.act(retry_job, job_id=job.id)
             if new:
                 st.query_params["job"] = str(new.id)
@@ -159,6 +162,11 @@ def against_production(job: JobInfo) -> None:
     new = ui.read(get_version, version_id=job.result_version_id)
     prod = ui.read(get_version, version_id=channel.production_version_id)
     st.markdown(f"Against **{channel.name}**'s production version {prod.label}:")
+    refusal = holdout_refusal([new, prod])
+    if refusal:
+        st.warning(refusal, icon=":material/block:")
+        return
+    st.caption(f"Both scored on {holdout_label(new)}")
     metrics = ("accuracy", "f1_macro", "loss")
     cols = st.columns(len(metrics))
     for col, m in zip(cols, metrics, strict=True):
