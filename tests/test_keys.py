@@ -25,6 +25,7 @@ from db.models import utcnow
 from db.repo.audit import list_events
 from db.repo.channels import create_channel, get_channel
 from db.repo.serving_queries import channel_for_api_key, record_key_use
+from tests.dashboard_fixtures import filled_registry_fixture  # noqa: F401
 from tests.serving_helpers import REPO_ROOT, free_port
 
 ADMIN = Actor("ops", "admin")
@@ -235,3 +236,21 @@ def test_cli_rotates_with_a_grace_sets_the_rate_limit_and_lists_the_last_use(reg
     listing = capsys.readouterr().out
     assert "key last used" in listing and utcnow().strftime("%Y-%m-%d") in listing
     assert old not in listing and new not in listing
+
+
+def test_channels_page_rotates_with_a_grace_and_edits_the_rate_limit(filled_registry):
+    from tests.page_helpers import check_page, open_page, texts
+
+    at = open_page("channels", user="gil", channel="mobile")
+    assert "Last used never" in texts(at)
+    at.selectbox(key="ch_rotate_grace").set_value("1 hour")
+    check_page(at.button(key="ch_rotate").click().run())
+    assert at.code, "the new key is shown"
+    with session_scope() as s:
+        expires = get_channel(session=s, slug="mobile").previous_key_expires_at
+    assert abs((expires - utcnow()) - timedelta(hours=1)) < timedelta(minutes=1)
+    assert "The previous key works until" in texts(at)
+    at.number_input(key="ch_rate_mobile").set_value(7.0)
+    check_page(at.button(key="ch_save").click().run())
+    with session_scope() as s:
+        assert get_channel(session=s, slug="mobile").rate_limit_per_s == 7

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pandas as pd
 import streamlit as st
 
@@ -22,7 +24,10 @@ FIELD_WORDS = (
     ("model", "model"),
     ("accuracy", "slo_min_accuracy"),
     ("latency", "slo_max_p95_ms"),
+    ("rate limit", "rate_limit_per_s"),
 )
+# Grace periods offered when rotating a key: how long the old key keeps working.
+GRACE_CHOICES = {"1 hour": 3600, "24 hours": 86400, "7 days": 7 * 86400, "none (stops now)": 0}
 
 
 def version_labels() -> dict[int, str]:
@@ -50,6 +55,7 @@ def channels_table(channels: list[ChannelInfo]) -> None:
                 "min accuracy": [ui.pct(c.slo_min_accuracy) for c in channels],
                 "max p95": [ui.ms(c.slo_max_p95_ms) for c in channels],
                 "key": [f"{c.api_key_prefix}…" if c.api_key_prefix else "" for c in channels],
+                "key last used": [_when(c.api_key_last_used_at) for c in channels],
             }
         ),
         hide_index=True,
@@ -58,6 +64,10 @@ def channels_table(channels: list[ChannelInfo]) -> None:
             "channel": st.column_config.LinkColumn("channel", display_text=r"channel=(.*)"),
         },
     )
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "never"
 
 
 def _optional_select(column, label: str, names: dict, current: int | None, key: str):
@@ -81,9 +91,15 @@ def slo_fields(current: ChannelInfo | None, slots: dict, sfx: str) -> dict:
         step=10.0, key=f"ch_slo_p95_{sfx}", placeholder="none",
     )  # fmt: skip
     slots["slo_min_accuracy"], slots["slo_max_p95_ms"] = a.empty(), b.empty()
+    rate = st.number_input(
+        "Rate limit per API key (requests/s)", value=current.rate_limit_per_s if current else None,
+        step=1.0, key=f"ch_rate_{sfx}", placeholder="unlimited",
+    )  # fmt: skip
+    slots["rate_limit_per_s"] = st.empty()
     return {
         "slo_min_accuracy": None if min_accuracy is None else min_accuracy / 100.0,
         "slo_max_p95_ms": max_p95,
+        "rate_limit_per_s": rate,
     }
 
 
@@ -161,17 +177,24 @@ def status_and_key(c: ChannelInfo) -> None:
                 st.rerun()
     with right, st.container(border=True):
         st.markdown(f"**API key** `{c.api_key_prefix or 'none'}…`")
+        st.caption(f"Last used {_when(c.api_key_last_used_at)}")
+        if c.previous_key_expires_at and c.previous_key_expires_at > datetime.now(UTC):
+            st.caption(f"The previous key works until {_when(c.previous_key_expires_at)}")
         shown = st.session_state.pop("ch_new_key", None)
         if shown and shown[0] == c.slug:
             st.warning("Copy this key now: it is shown once and stored only as a hash.")
             st.code(shown[1], language=None)
+        grace = st.selectbox("Old key keeps working for", list(GRACE_CHOICES), index=1,
+                             key="ch_rotate_grace")  # fmt: skip
         if st.button(
             "Rotate key",
             key="ch_rotate",
             icon=":material/key:",
-            help="The old key stops working at once.",
+            help="Clients move to the new key while the old one still works.",
         ):
-            key = ui.act(actions.rotate_channel_key, slug=c.slug)
+            key = ui.act(
+                actions.rotate_channel_key, slug=c.slug, grace_seconds=GRACE_CHOICES[grace]
+            )
             if key:
                 st.session_state["ch_new_key"] = (c.slug, key)
                 st.rerun()
