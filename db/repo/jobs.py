@@ -166,7 +166,9 @@ def count_jobs(*, session: Session, statuses: tuple[str, ...] = ()) -> int:
 
 def claim_next_job(*, session: Session, worker_id: int, gpus: list[str]) -> JobInfo | None:
     """Take the oldest queued job this worker may run. Exactly one worker wins a job: the
-    claim is a conditional UPDATE on status='queued' (plus SKIP LOCKED where supported)."""
+    claim is a conditional UPDATE on status='queued'. On PostgreSQL the one candidate is read
+    FOR UPDATE SKIP LOCKED, so a worker passes over the job another is claiming (and locks
+    only the job it takes) instead of waiting for it."""
     accepts = accepted_requests(gpus)
     candidates = (
         select(TrainingJob.id)
@@ -175,7 +177,7 @@ def claim_next_job(*, session: Session, worker_id: int, gpus: list[str]) -> JobI
         .limit(5)
     )
     if session.get_bind().dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
+        candidates = candidates.limit(1).with_for_update(skip_locked=True)
     for job_id in session.scalars(candidates).all():
         now = utcnow()
         claimed = session.execute(
