@@ -252,6 +252,8 @@ class CanaryJudge:
             actor=self.actor, canary_id=plan.id, step_index=plan.step_index,
             decision=verdict.decision, reason=verdict.reason, evidence=verdict.evidence, now=now,
         )  # fmt: skip
+        if verdict.decision == "hold" and not record_hold:
+            return None  # recorded, but nothing changed: not one of the controller's changes
         where = f"{plan.channel_slug}: canary {verdict.decision} at {plan.step_label}"
         return f"{where}: {verdict.reason}"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from core.actions.alerts import clear_alert, open_alert
 from core.actions.base import Actor
-from core.actions.channels import start_canary
+from core.actions.canary import start_canary_plan
 from core.ml import monitoring_stats as stats
 from core.monitoring import (
     Reference,
@@ -40,7 +40,6 @@ log = logging.getLogger("channelhub.controller")
 CONTROLLER = Actor("controller", "manager")
 DEFAULT_BUCKET_S = 300
 DEFAULT_INTERVAL_S = 30.0
-FIRST_CANARY_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -174,9 +173,9 @@ class Controller:
     def _start_canary(self, job: JobInfo) -> str:
         reason = f"canary when done: retrain job {job.id}"
         try:
-            start_canary(
+            start_canary_plan(  # stepped: the canary judge takes it from its first step
                 actor=CONTROLLER, slug=job.channel_slug, version_id=job.result_version_id,
-                traffic=FIRST_CANARY_SHARE, reason=reason,
+                reason=reason,
             )  # fmt: skip
         except RegistryError as exc:
             log.warning("job %d: no canary for version %s: %s", job.id, job.result_version_id, exc)
