@@ -24,9 +24,10 @@ ADD_FIRST_USER = "channelhub user add NAME --role admin"
 
 def _browser_token() -> str | None:
     try:
-        return st.context.cookies.get(COOKIE)
+        value = st.context.cookies.get(COOKIE)
     except Exception:  # noqa: BLE001 - no browser connection (AppTest, bare scripts)
         return None
+    return value if isinstance(value, str) and value else None
 
 
 def signed_in() -> UserInfo | None:

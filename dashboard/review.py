@@ -31,11 +31,17 @@ def input_image(relative_path: str | None) -> np.ndarray | None:
 
 
 def class_label(item: ReviewItem, index: int | None) -> str:
+    """A class as plain text (a widget label); `shown_class` for Markdown."""
     if index is None:
         return "—"
     names = item.class_names
     name = names[index] if 0 <= index < len(names) else str(index)
     return name if name == str(index) else f"{index} · {name}"
+
+
+def shown_class(item: ReviewItem, index: int | None) -> str:
+    """A class for a Markdown string: names come from dataset folders, so they stay text."""
+    return ui.md_text(class_label(item, index))
 
 
 def what_was_said(item: ReviewItem) -> None:
@@ -46,28 +52,32 @@ def what_was_said(item: ReviewItem) -> None:
         else ":red-badge[:material/thumb_down: down]"
     )
     st.markdown(
-        f"**Model ({row.version_label})** predicted **{class_label(item, row.predicted_class)}** "
+        f"**Model ({ui.md_text(row.version_label)})** predicted "
+        f"**{shown_class(item, row.predicted_class)}** "
         f"with {row.confidence:.0%} confidence  \n"
         f"**User on `{row.channel_slug}`** {thumb}"
         + (
-            f" — says it is **{class_label(item, row.claimed_class)}**"
+            f" — says it is **{shown_class(item, row.claimed_class)}**"
             if row.claimed_class is not None
             else ""
         )
-        + (f"  \n> {row.comment}" if row.comment else "")
     )
+    if row.comment:
+        # The end user's words, exactly as sent: never Markdown or HTML.
+        st.text(f"Comment: {row.comment}")
     tip = suggest_verdict(item)
     st.info(
         f"Suggestion: **{tip.verdict}**"
-        + (f" as {class_label(item, tip.true_class)}" if tip.true_class is not None else "")
-        + f" — {tip.reason}",
+        + (f" as {shown_class(item, tip.true_class)}" if tip.true_class is not None else "")
+        + f" — {ui.md_text(tip.reason)}",
         icon=":material/lightbulb:",
     )
     if item.current_verdict:
         st.markdown(
-            f"Current verdict {ui.badge(item.current_verdict)} by **{item.current_author}**"
+            f"Current verdict {ui.badge(item.current_verdict)} by "
+            f"**{ui.md_text(item.current_author)}**"
             + (
-                f" as {class_label(item, item.current_true_class)}"
+                f" as {shown_class(item, item.current_true_class)}"
                 if item.current_true_class is not None
                 else ""
             )
@@ -88,6 +98,8 @@ def reset_form_for(item: ReviewItem) -> None:
 
 def verdict_form(item: ReviewItem) -> str | None:
     """The three verdicts as one form (keyboard: Y confirm, E correct, N reject as noise)."""
+    if not ui.role_note("annotator"):
+        return None
     reset_form_for(item)
     with st.form("verdict"):
         classes = list(range(len(item.class_names) or len(item.probabilities)))
@@ -131,11 +143,11 @@ def history(item: ReviewItem) -> None:
     with st.expander(f"Verdict history ({len(rows)})"):
         for a in reversed(rows):
             st.markdown(
-                f"{ui.badge(a.verdict)} {class_label(item, a.true_class)} by **{a.author}** "
-                f"on {ui.when(a.created_at)}"
+                f"{ui.badge(a.verdict)} {shown_class(item, a.true_class)} by "
+                f"**{ui.md_text(a.author)}** on {ui.when(a.created_at)}"
                 + (" (current)" if a.is_current else "")
-                + (f" · tags: {', '.join(a.tags)}" if a.tags else "")
-                + (f" · {a.note}" if a.note else "")
+                + (f" · tags: {ui.md_text(', '.join(a.tags))}" if a.tags else "")
+                + (f" · {ui.md_text(a.note)}" if a.note else "")
             )
 
 

@@ -3,6 +3,7 @@ actions with errors, badges, cards."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -88,6 +89,12 @@ def why_not(role: str) -> str | None:
     return f"Needs the {role} role; you are signed in as {actor.name} ({actor.role})."
 
 
+def gate(role: str) -> dict[str, Any]:
+    """`disabled=` and `help=` for a button whose action needs `role`: `st.button(…, **gate(r))`."""
+    reason = why_not(role)
+    return {"disabled": reason is not None, "help": reason}
+
+
 def role_note(role: str) -> bool:
     """Whether the user may act with `role`; when not, a caption says why (placed where the
     controls would be)."""
@@ -135,6 +142,16 @@ def act(action_fn: Callable[..., T], **kwargs: Any) -> T | None:
 
 def clear_reads() -> None:
     _cached_read.clear()
+
+
+# Markdown (and Streamlit's :color[…] and $math$) reads these; a backslash makes each literal.
+_MARKUP = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'@])")
+
+
+def md_text(value: object) -> str:
+    """`value` as literal text inside an st.markdown string: end users' comments, class names,
+    tags and notes never render as links, images, HTML or emphasis. Newlines become spaces."""
+    return _MARKUP.sub(r"\\\1", " ".join(str(value).split()))
 
 
 def badge(status: str) -> str:

@@ -142,8 +142,9 @@ def settings_form(current: ChannelInfo | None) -> None:
         slots: dict = {"_form": st.empty()}
         values = settings_fields(current, slots)
         submitted = st.form_submit_button(
-            "Create channel" if current is None else "Save changes", type="primary", key="ch_save"
-        )
+            "Create channel" if current is None else "Save changes", type="primary", key="ch_save",
+            **ui.gate("manager"),
+        )  # fmt: skip
     if not submitted:
         return
     try:
@@ -165,14 +166,16 @@ def status_and_key(c: ChannelInfo) -> None:
     with left, st.container(border=True):
         st.markdown(
             f"**Status** {ui.badge(c.status)}"
-            + (f" — {c.status_reason}" if c.status_reason else "")
+            + (f" — {ui.md_text(c.status_reason)}" if c.status_reason else "")
         )
         if c.status == "active":
             reason = st.text_input("Reason shown to API clients", key="ch_pause_reason")
-            if st.button("Pause channel", key="ch_pause", icon=":material/pause:"):
+            if st.button("Pause channel", key="ch_pause", icon=":material/pause:",
+                         **ui.gate("manager")):  # fmt: skip
                 if ui.act(actions.pause_channel, slug=c.slug, reason=reason):
                     st.rerun()
-        elif st.button("Resume channel", key="ch_resume", icon=":material/play_arrow:"):
+        elif st.button("Resume channel", key="ch_resume", icon=":material/play_arrow:",
+                       **ui.gate("manager")):  # fmt: skip
             if ui.act(actions.resume_channel, slug=c.slug):
                 st.rerun()
     with right, st.container(border=True):
@@ -189,6 +192,7 @@ def status_and_key(c: ChannelInfo) -> None:
         if st.button(
             "Rotate key",
             key="ch_rotate",
+            disabled=not ui.allowed("admin"),
             icon=":material/key:",
             help="Clients move to the new key while the old one still works.",
         ):
@@ -213,7 +217,10 @@ def serving_versions(c: ChannelInfo) -> None:
             key="ch_promote",
             format_func=lambda i: "—" if i is None else options[i],
         )
-        if a.button("Promote", key="ch_promote_go", disabled=prod is None):
+        refused = ui.why_not("manager")
+        if a.button(
+            "Promote", key="ch_promote_go", disabled=prod is None or bool(refused), help=refused
+        ):
             if ui.act(actions.promote_version, slug=c.slug, version_id=prod):
                 st.rerun()
         cand = b.selectbox(
@@ -223,7 +230,7 @@ def serving_versions(c: ChannelInfo) -> None:
             format_func=lambda i: "none (end the canary)" if i is None else options[i],
         )
         share = d.number_input("Traffic %", min_value=1, max_value=100, value=10, key="ch_share")
-        if b.button("Set candidate", key="ch_candidate_go"):
+        if b.button("Set candidate", key="ch_candidate_go", disabled=bool(refused), help=refused):
             if cand is None:
                 done = ui.act(actions.end_canary, slug=c.slug)
             else:
@@ -235,7 +242,7 @@ def serving_versions(c: ChannelInfo) -> None:
 
 
 def channel_detail(c: ChannelInfo) -> None:
-    st.subheader(f"{c.name} `{c.slug}` {ui.badge(c.status)}")
+    st.subheader(f"{ui.md_text(c.name)} `{c.slug}` {ui.badge(c.status)}")
     if c.production_version_id:
         st.page_link(
             ui.MODELS,

@@ -148,6 +148,8 @@ def current_position(rows: list[ReviewRow]) -> int:
 
 def bulk_panel(filters: ReviewFilter, sort: str, total: int, actor: str) -> None:
     count = min(total, BULK_LIMIT)
+    if not ui.allowed("annotator"):
+        return  # the verdict form below says why
     with st.expander(f"Bulk verdict on the filtered selection ({count:,} of {total:,} items)"):
         with st.form("bulk"):
             verdict = st.selectbox("Verdict", VERDICTS, key="fb_bulk_verdict")
@@ -181,15 +183,19 @@ def accept_button(filters: ReviewFilter, sort: str, total: int) -> None:
     """One click: every pending item of the selection gets its own suggested verdict."""
     count = min(total, BULK_LIMIT)
     pending = filters.status == "pending"
+    refused = ui.why_not("annotator")
     clicked = st.button(
         f"Accept the suggestions on {count:,} items",
         key="fb_accept",
         type="primary",
         icon=":material/done_all:",
-        disabled=not pending or count == 0,
-        help="Each item gets its own suggested verdict and class (see an item's suggestion below)."
-        if pending
-        else "Only for pending items: set Status to pending.",
+        disabled=bool(refused) or not pending or count == 0,
+        help=refused
+        or (
+            "Each item gets its own suggested verdict and class (see an item's suggestion below)."
+            if pending
+            else "Only for pending items: set Status to pending."
+        ),
     )
     if not clicked:
         return

@@ -262,7 +262,12 @@ def retrain_form(target: dict) -> None:
         )
         slots["device_request"] = st.empty()
         values["note"] = st.text_area("Note", key="rt_note", placeholder="Why this retrain?")
-        submitted = st.form_submit_button("Queue retrain", type="primary")
+        refused = ui.why_not("manager")
+        submitted = st.form_submit_button(
+            "Queue retrain", type="primary", disabled=bool(refused), help=refused
+        )
+    if refused:
+        st.caption(f":material/lock: {refused}")
     if submitted:
         submit_job(target, values, slots)
 
