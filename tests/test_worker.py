@@ -123,6 +123,7 @@ def test_worker_subprocess_takes_a_job_to_a_registered_version(registry):
 
 
 @pytest.mark.slow
+@pytest.mark.both_databases
 def test_two_worker_processes_racing_run_the_job_once(registry):
     job = _queue()
     procs = [_start_worker("--exit-when-idle", "--max-jobs", "1") for _ in range(2)]
@@ -212,32 +213,71 @@ def _feedback_item(channel_id: int, version_id: int, image: np.ndarray) -> int:
     return fb.id
 
 
-@pytest.mark.slow
-def test_fine_tune_with_annotated_feedback_records_lineage(registry):
-    from core.ml.datasets import load_dataset
-    from core.training.worker import TrainingWorker, WorkerOptions
+def _spy_on_training(monkeypatch) -> list[dict]:
+    """Record what each run of core.ml.training.train is given, then run it for real."""
+    import core.ml.training as training
 
-    first = _queue()
+    seen: list[dict] = []
+    real = training.train
+
+    def spy(config, split, *args, **kwargs):
+        extra = kwargs.get("extra_train")
+        seen.append({"split": split, "extra": 0 if extra is None else len(extra[1])})
+        return real(config, split, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train", spy)
+    return seen
+
+
+@pytest.mark.slow
+def test_holdout_is_fixed_across_seeds_and_never_trained_on_along_a_fine_tune_chain(
+    registry, monkeypatch
+):
+    """Base (seed 1) -> fine-tune (seed 2) with annotated feedback: both scored on the
+    dataset's holdout, neither trains on it, and feedback replaying a test image is left out."""
+    from core.ml.datasets import load_dataset
+    from core.ml.holdout import Holdout
+    from core.ml.holdout_predictions import read_holdout_predictions
+    from core.training.worker import TrainingWorker, WorkerOptions
+    from db.repo.datasets import get_holdout_bytes
+
+    seen = _spy_on_training(monkeypatch)
+    first = _queue({**QUICK, "seed": 1})
     TrainingWorker(WorkerOptions(exit_when_idle=True)).run()
     v1 = _job(first.id).result_version_id
     with session_scope() as s:
         web, _ = channels.create_channel(session=s, slug="web", name="Web")
+        holdout = Holdout.from_bytes(get_holdout_bytes(session=s, dataset_id=first.dataset_id))
     digits = load_dataset("digits")
-    fb_id = _feedback_item(web.id, v1, digits.x[7])
-    assert _count_unused() == 1
+    held = {digits.x[i].tobytes() for i in np.union1d(holdout.val_idx, holdout.test_idx)}
+    train_i = next(i for i in range(len(digits.y)) if digits.x[i].tobytes() not in held)
+    fb_id = _feedback_item(web.id, v1, digits.x[train_i])
+    replayed = _feedback_item(web.id, v1, digits.x[holdout.test_idx[0]])
     second = _queue(
-        {"epochs": 1, "augmentation": False, "learning_rate": 1e-4},
+        {"epochs": 1, "augmentation": False, "learning_rate": 1e-4, "seed": 2},
         base_version_id=v1, include_feedback=True,
     )  # fmt: skip
     TrainingWorker(WorkerOptions(exit_when_idle=True)).run()
     done = _job(second.id)
     assert done.status == "succeeded", done.error
     with session_scope() as s:
+        base = models.get_version(session=s, version_id=v1)
         v2 = models.get_version(session=s, version_id=done.result_version_id)
         items = models.training_items_of(session=s, version_id=v2.id)
-    assert v2.parent_version_id == v1 and v2.feedback_samples == 1
+        logs = [m for _, _, m in jobs.job_logs(session=s, job_id=second.id)]
+    assert base.holdout_fingerprint == v2.holdout_fingerprint == holdout.fingerprint
+    held_idx = np.union1d(holdout.val_idx, holdout.test_idx)
+    for run, version in zip(seen, (base, v2), strict=True):
+        assert np.array_equal(run["split"].test_idx, holdout.test_idx)
+        assert not np.intersect1d(run["split"].train_idx, held_idx).size
+        scored = read_holdout_predictions(resolve_artifact(version.test_predictions_path))
+        assert np.array_equal(scored.indices, holdout.test_idx)
+        assert version.evaluation["num_test"] == len(holdout.test_idx)  # no feedback in it
+    assert v2.parent_version_id == v1 and v2.feedback_samples == 1 and seen[1]["extra"] == 1
     assert [(f, c) for f, _, c in items] == [(fb_id, 7)]
-    assert _count_unused() == 0
+    assert any(f"left out 1 feedback images identical to holdout images (feedback {replayed})"
+               in m for m in logs)  # fmt: skip
+    assert _count_unused() == 1  # the replayed item stays unused
 
 
 def _count_unused() -> int:
