@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import sqlalchemy as sa
 
 from core.ml.datasets import load_dataset
-from core.ml.holdout import make_holdout
+from core.ml.holdout import Holdout, make_holdout
 from db.engine import dispose_engines, make_engine
 from db.migrate import upgrade_database
 
@@ -59,13 +60,18 @@ def test_migration_fixes_digits_holdout_and_marks_unknown_versions(tmp_path):
     upgrade_database(engine)
     with engine.connect() as conn:
         fixed = dict(conn.execute(sa.text("SELECT name, holdout_fingerprint FROM datasets")).all())
+        stored = conn.execute(sa.text("SELECT holdout FROM datasets WHERE id = 1")).scalar_one()
         scored = dict(
             conn.execute(sa.text("SELECT id, holdout_fingerprint FROM model_versions")).all()
         )
     engine.dispose()
     dispose_engines()
-    expected = make_holdout(digits).fingerprint
+    today = make_holdout(digits)  # what registering digits gives it now
+    expected = today.fingerprint
     assert fixed == {"digits": expected, "folder": None}
+    derived = Holdout.from_bytes(stored)
+    assert np.array_equal(derived.val_idx, today.val_idx)
+    assert np.array_equal(derived.test_idx, today.test_idx) and derived.fingerprint == expected
     # v1 and its seed-0 fine-tune v2 were scored on it; v3 (seed 3) was not, and v4, though
     # seed 0, fine-tunes v3, which may have trained on those test images; v5 is another dataset.
     assert scored == {1: expected, 2: expected, 3: None, 4: None, 5: None}
