@@ -35,13 +35,13 @@ def canary_summary(state: CanaryState) -> None:
     plan = state.canary
     steps = " → ".join(f"{s:g}" for s in plan.steps)
     st.markdown(
-        f"**Canary** {state.candidate_label} · {plan.step_label} · steps {steps} % · "
+        f"**Canary** {ui.md_text(state.candidate_label)} · {plan.step_label} · steps {steps} % · "
         f"{plan.min_requests} requests per arm and {plan.min_seconds / 60:g} min per step"
     )
     st.progress((plan.step_index + 1) / len(plan.steps))
     last = state.last_decision
     if last is not None:
-        st.caption(f"Last decision: **{last.decision}** — {last.reason}")
+        st.caption(f"Last decision: **{last.decision}** — {ui.md_text(last.reason)}")
     else:
         st.caption("The controller has not judged this step yet.")
 
@@ -60,7 +60,7 @@ def start_form(c: ChannelInfo) -> None:
                                   key="tl_min_requests")  # fmt: skip
         minutes = d.number_input("Minutes per step", min_value=0.0,
                                  value=DEFAULT_MIN_SECONDS / 60, key="tl_min_minutes")  # fmt: skip
-        go = st.form_submit_button("Start stepped canary", key="tl_start")
+        go = st.form_submit_button("Start stepped canary", key="tl_start", **ui.gate("manager"))
     if go and version is None:
         st.error("Choose a candidate version.")
     elif go:
@@ -74,13 +74,15 @@ def start_form(c: ChannelInfo) -> None:
 
 
 def entry_line(e: TimelineEntry) -> str:
-    reason = f" — {e.reason}" if e.reason else ""
-    return f"{ui.when(e.at)} · {ICONS.get(e.action, '')} **{e.title}** · {e.actor}{reason}"
+    reason = f" — {ui.md_text(e.reason)}" if e.reason else ""
+    title, actor = ui.md_text(e.title), ui.md_text(e.actor)
+    return f"{ui.when(e.at)} · {ICONS.get(e.action, '')} **{title}** · {actor}{reason}"
 
 
 def restore_button(c: ChannelInfo, e: TimelineEntry, column, reason: str) -> None:
     label = f"Restore v{e.production_version_id}"
-    if column.button(label, key=f"tl_restore_{e.production_version_id}", icon=":material/history:"):
+    key = f"tl_restore_{e.production_version_id}"
+    if column.button(label, key=key, icon=":material/history:", **ui.gate("manager")):
         if ui.act(restore_version, slug=c.slug, version_id=e.production_version_id, reason=reason):
             ui.flash(f"Restored version {e.production_version_id} on {c.slug}.")
             st.rerun()
