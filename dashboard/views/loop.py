@@ -3,12 +3,15 @@ production, each with its number and at most one primary action."""
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from core.actions.channels import promote_version
 from core.actions.jobs import retrain_channel
 from dashboard import ui
 from db.queries.loop import ChannelLoop, channel_loops
+from db.queries.timeline import CanaryState, canary_states
 
 STAGES = ("Alerts", "To review", "Annotated, not learned", "Retrain", "Canary", "Production")
 
@@ -82,16 +85,21 @@ def retrain_stage(column, c: ChannelLoop) -> None:
     )
 
 
-def canary_stage(column, c: ChannelLoop) -> None:
+def canary_stage(column, c: ChannelLoop, plan: CanaryState | None) -> None:
     if c.candidate_version_id is None:
         _card(column, STAGES[4], "—", "no candidate")
         return
-    box = _card(
-        column,
-        STAGES[4],
-        f"v{c.candidate_version}",
-        f"{c.candidate_traffic:.0%} of traffic; the controller decides each step",
-    )
+    if plan is None:
+        state = f"{c.candidate_traffic:.0%} of traffic, fixed share (no stepped plan)"
+    else:
+        steps = " → ".join(f"{s:g}" for s in plan.canary.steps)
+        last = plan.last_decision
+        state = (
+            f"{c.candidate_traffic:.0%} of traffic, step {plan.canary.step_index + 1} of "
+            f"{len(plan.canary.steps)} ({steps} %)"
+            + (f" · {last.decision}: {last.reason}" if last else " · waiting for traffic")
+        )
+    box = _card(column, STAGES[4], f"v{c.candidate_version}", state)
     if ui.allowed("manager") and box.button(
         "Promote now", key=f"loop_promote_{c.slug}", help="Skip the remaining canary steps"
     ):
@@ -118,11 +126,12 @@ def production_stage(column, c: ChannelLoop) -> None:
     )
 
 
-def channel_row(c: ChannelLoop) -> None:
+def channel_row(c: ChannelLoop, plan: CanaryState | None) -> None:
     st.markdown(f"#### {c.name} `{c.slug}`")
     columns = st.columns(len(STAGES))
+    canary = functools.partial(canary_stage, plan=plan)
     for stage, column in zip(
-        (alerts_stage, review_stage, learn_stage, retrain_stage, canary_stage, production_stage),
+        (alerts_stage, review_stage, learn_stage, retrain_stage, canary, production_stage),
         columns,
         strict=True,
     ):
@@ -135,8 +144,9 @@ def main() -> None:
     if not loops:
         st.info("No channels yet.")
         return
+    plans = ui.read_fresh(canary_states)
     for c in loops:
-        channel_row(c)
+        channel_row(c, plans.get(c.id))
 
 
 main()
