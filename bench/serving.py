@@ -1,9 +1,10 @@
 """Serving benchmark: ChannelHub's API against a naive FastAPI `model.predict` endpoint, same model.
 
-Run: `python bench/serving.py` (about two minutes on 2 CPU cores). It trains `seed-cnn` for one
-epoch on the digits in a temporary registry, starts both servers as uvicorn subprocesses on
+Run: `python bench/serving.py` (about three minutes on 2 CPU cores). It trains `seed-cnn` for
+one epoch on the digits in a temporary registry, starts the servers as uvicorn subprocesses on
 loopback ports, drives each with the same concurrent load and prints the figures; the last line
-is one JSON object.
+is one JSON object. `rollup_ratio` is the throughput of the real API ÷ that of the same API with
+the prediction log's rollups switched off, the load alternating between the two.
 """
 
 from __future__ import annotations
@@ -215,22 +216,53 @@ def print_row(name: str, figures: dict) -> None:
           f"answered {figures['answered']}  failed {figures['failed']}", flush=True)  # fmt: skip
 
 
-def bench_channelhub(
-    env: dict, key: str, bodies: list, args, log_dir: Path
-) -> tuple[dict, dict, int]:
-    """Single-client then concurrent load on the real API; returns both and all answered."""
+def start_api(env: dict, log_path: Path, *, rollups: bool) -> tuple[subprocess.Popen, str]:
+    """The real API (`python -m core.serving.api`), or the same app with rollups switched off;
+    returns the process and its predict URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "core.serving.api", "--port", str(port), "--log-level", "warning"]
-    proc = start(cmd, env, f"http://127.0.0.1:{port}/readyz", log_dir / "channelhub.log")
-    url, headers = f"http://127.0.0.1:{port}/v1/channels/bench/predict", {"X-API-Key": key}
+    if rollups:
+        cmd = [sys.executable, "-m", "core.serving.api", "--port", str(port)]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--api-without-rollups",
+               "--port", str(port)]  # fmt: skip
+    proc = start([*cmd, "--log-level", "warning"], env, f"http://127.0.0.1:{port}/readyz", log_path)
+    return proc, f"http://127.0.0.1:{port}/v1/channels/bench/predict"
+
+
+def bench_channelhub(env: dict, key: str, bodies: list, args, log_dir: Path) -> dict:
+    """Single-client then concurrent load on the real API, then rounds that alternate the same
+    load between it and a twin without rollups (both up, one idle while the other works)."""
+    headers = {"X-API-Key": key}
+    hub, url = start_api(env, log_dir / "channelhub.log", rollups=True)
+    bare, bare_url = start_api(env, log_dir / "bare.log", rollups=False)
+    out: dict = {"with": [], "without": []}
     try:
         warm = single_client(url, headers, bodies, 50)
-        single = single_client(url, headers, bodies, args.single_requests)
-        loaded = asyncio.run(load(url, headers, bodies, args.clients, args.requests))
+        warm_bare = single_client(bare_url, headers, bodies, 50)
+        out["single"] = single_client(url, headers, bodies, args.single_requests)
+        out["loaded"] = asyncio.run(load(url, headers, bodies, args.clients, args.requests))
+        for i in range(args.rollup_rounds):
+            pair = [("with", url), ("without", bare_url)]
+            for name, target in pair if i % 2 == 0 else pair[::-1]:
+                figures = asyncio.run(load(target, headers, bodies, args.clients, args.requests))
+                print_row(f"rollups {name} #{i + 1}", figures)
+                out[name].append(figures)
     finally:
-        proc.terminate()  # a clean shutdown writes every logged prediction
-        proc.wait(60)
-    return single, loaded, warm["answered"] + single["answered"] + loaded["answered"]
+        for proc in (hub, bare):
+            proc.terminate()  # a clean shutdown writes every logged prediction
+        for proc in (hub, bare):
+            proc.wait(60)
+    runs = [warm, warm_bare, out["single"], out["loaded"], *out["with"], *out["without"]]
+    out["answered"] = sum(r["answered"] for r in runs)
+    out["failed"] = sum(r["failed"] for r in runs)
+    return out
+
+
+def rollup_ratio(out: dict) -> float:
+    """Median throughput with rollups ÷ median without, over the alternating rounds."""
+    with_rps = float(np.median([r["rps"] for r in out["with"]]))
+    without_rps = float(np.median([r["rps"] for r in out["without"]]))
+    return with_rps / without_rps if without_rps else float("inf")
 
 
 def bench_naive(env: dict, artifact: str, bodies: list, args, log_dir: Path) -> dict:
@@ -258,20 +290,25 @@ def run(args: argparse.Namespace) -> dict:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         url, key, artifact, images = build_registry(home, args.epochs)
         bodies = [multipart(image) for image in images]
-        single, hub, answered = bench_channelhub(env, key, bodies, args, home)
+        out = bench_channelhub(env, key, bodies, args, home)
+        single, hub, answered = out["single"], out["loaded"], out["answered"]
         print_row("channelhub 1 client", single)
         print_row(f"channelhub {args.clients} clients", hub)
         stored = stored_predictions(url, answered)
         naive = bench_naive(env, artifact, bodies, args, home)
         print_row(f"naive {args.clients} clients", naive)
     ratio = hub["rps"] / naive["rps"] if naive["rps"] else float("inf")
-    print(f"throughput ratio {ratio:.1f}x; stored {stored} of {answered} answered", flush=True)
+    kept = rollup_ratio(out)
+    print(f"throughput ratio {ratio:.1f}x; with rollups ÷ without {kept:.3f}; "
+          f"stored {stored} of {answered} answered", flush=True)  # fmt: skip
     return {
         "throughput_ratio": round(ratio, 2), "rps": hub["rps"], "naive_rps": naive["rps"],
         "p50_ms": hub["p50_ms"], "p95_ms": hub["p95_ms"], "p99_ms": hub["p99_ms"],
-        "single_client_p50_ms": single["p50_ms"], "failed": hub["failed"] + single["failed"],
+        "single_client_p50_ms": single["p50_ms"], "failed": out["failed"],
         "stored": stored, "answered": answered, "naive_p50_ms": naive["p50_ms"],
-        "naive_failed": naive["failed"],
+        "naive_failed": naive["failed"], "rollup_ratio": round(kept, 3),
+        "rollups_rps": [r["rps"] for r in out["with"]],
+        "no_rollups_rps": [r["rps"] for r in out["without"]],
     }  # fmt: skip
 
 
@@ -282,9 +319,22 @@ def main() -> None:
     parser.add_argument("--naive-requests", type=int, default=None, help="default: --requests")
     parser.add_argument("--single-requests", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rollup-rounds", type=int, default=3,
+                        help="alternating rounds with and without rollups (default 3)")  # fmt: skip
     parser.add_argument("--naive-server", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--api-without-rollups", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rollup_rounds < 1:
+        parser.error("--rollup-rounds must be at least 1")
+    if args.api_without_rollups:
+        from core.serving.api import run_server
+        from core.serving.settings import ServingSettings
+
+        settings = ServingSettings.from_env().with_overrides(rollups=False)
+        run_server(port=args.port, settings=settings, log_level=args.log_level)
+        return
     if args.naive_server:
         import uvicorn
 

@@ -82,8 +82,11 @@ class PredictionLog:
         *,
         flush_seconds: float = 0.25,
         flush_rows: int = 256,
+        rollups: bool = True,
     ) -> None:
         self.database_url = database_url
+        # False only in bench/serving.py, which measures what keeping the rollups costs.
+        self.rollups = rollups
         self.artifact_root = artifact_root
         self.flush_seconds = flush_seconds
         self.flush_rows = flush_rows
@@ -158,9 +161,9 @@ class PredictionLog:
             with session_scope(self.database_url) as session:
                 # Rows first: the insert takes SQLite's write lock before the rollups are read.
                 insert_predictions(session=session, records=[e.record for e in batch])
-                add_to_rollups(
-                    session=session, deltas=rollup_deltas([(e.record, e.image) for e in batch])
-                )
+                if self.rollups:
+                    deltas = rollup_deltas([(e.record, e.image) for e in batch])
+                    add_to_rollups(session=session, deltas=deltas)
         except Exception as exc:  # the DB may be locked or away: keep the rows and retry
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("prediction log write of %d rows failed: %s", len(batch), self.last_error)

@@ -37,6 +37,7 @@ class Services:
             artifact_dir(),
             flush_seconds=settings.flush_seconds,
             flush_rows=settings.flush_rows,
+            rollups=settings.rollups,
         )
         cache = ModelCache(
             database_url,

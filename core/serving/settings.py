@@ -20,6 +20,8 @@ class ServingSettings:
     flush_seconds: float = 0.25
     flush_rows: int = 256
     seed: int | None = None
+    # Not configurable: only bench/serving.py turns it off, to measure what rollups cost.
+    rollups: bool = True
 
     @classmethod
     def from_env(cls) -> ServingSettings:
