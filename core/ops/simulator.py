@@ -20,9 +20,14 @@ from db.engine import session_scope
 from db.repo.channels import get_channel
 from db.repo.datasets import get_dataset
 from db.repo.models import get_version
-from db.settings import channel_key_from_env, channel_key_variable
+from db.settings import channel_key_from_env, channel_key_variable, resolve_artifact
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Every request says it is simulated, so the API stores it as such (see routes/predictions.py).
+SIMULATED_HEADERS = {"X-ChannelHub-Simulated": "1"}
+SCENARIOS = ("calm", "drift")
+# In the drift scenario this share of requests carries inverted or noisy images.
+DRIFT_SHARE = 0.7
 MAX_RATE = 500.0
 MAX_DURATION_S = 3600.0
 PRAISE = ("correct, thanks", "spot on", "", "", "quick and right")
@@ -37,6 +42,20 @@ class HeldOut:
     images: list[bytes]
     labels: list[int]
     class_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What is sent: clean holdout images, and in a drift episode a share of drifted ones."""
+
+    clean: HeldOut
+    drifted: HeldOut | None = None
+    drift_share: float = 0.0
+
+    def pick(self, rng: random.Random) -> HeldOut:
+        if self.drifted is not None and rng.random() < self.drift_share:
+            return self.drifted
+        return self.clean
 
 
 @dataclass
@@ -72,20 +91,66 @@ class Tally:
         }
 
 
-def held_out_samples(channel: str, database_url: str | None = None) -> HeldOut:
-    """The test part of the channel's dataset, split as its production version was trained."""
+@dataclass(frozen=True)
+class HoldoutImages:
+    """The serving version's holdout: raw uint8 images (N, H, W, C) and their true labels."""
+
+    x: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def holdout_images(channel: str, database_url: str | None = None) -> HoldoutImages:
+    """The images the production version was scored on (the samples its holdout predictions
+    file names, which the drift reference is computed from); without that file, the test part
+    of the dataset split as the version was trained."""
     with session_scope(database_url) as session:
         info = get_channel(session=session, slug=channel)
-        seed, dataset_id = 0, info.dataset_id
+        version, dataset_id = None, info.dataset_id
         if info.production_version_id is not None:
             version = get_version(session=session, version_id=info.production_version_id)
-            seed, dataset_id = version.split_seed, dataset_id or version.dataset_id
+            dataset_id = dataset_id or version.dataset_id
         if dataset_id is None:
             raise ValueError(f"channel {channel!r} has neither a dataset nor a production version")
         dataset = get_dataset(session=session, dataset_id=dataset_id)
-    test = split_dataset(load_dataset(dataset.source, dataset.location), seed=seed).test
-    images = [encode_png(img) for img in test.x]
-    return HeldOut(images, [int(y) for y in test.y], tuple(test.class_names))
+    data = load_dataset(dataset.source, dataset.location)
+    indices = _holdout_indices(version)
+    if indices is None:
+        indices = split_dataset(data, seed=version.split_seed if version else 0).test_idx
+    return HoldoutImages(data.x[indices], data.y[indices].astype(np.int64), data.class_names)
+
+
+def _holdout_indices(version) -> np.ndarray | None:
+    if version is None or not version.test_predictions_path:
+        return None
+    from core.ml.holdout_predictions import PredictionsFileError, read_holdout_predictions
+
+    try:
+        return read_holdout_predictions(resolve_artifact(version.test_predictions_path)).indices
+    except (PredictionsFileError, OSError):
+        return None
+
+
+def drifted_images(
+    x: np.ndarray, rng: np.random.Generator, *, inverted_share: float = 0.6, noise: float = 80.0
+) -> np.ndarray:
+    """The drift episode's inputs: each image inverted (a scanner with the colours swapped)
+    with probability `inverted_share`, else buried in Gaussian noise of `noise` grey levels."""
+    x = np.asarray(x)
+    inverted = rng.random(len(x)) < inverted_share
+    noisy = x.astype(np.float64) + rng.normal(0.0, noise, x.shape)
+    out = np.clip(noisy, 0, 255).astype(np.uint8)
+    out[inverted] = 255 - x[inverted]
+    return out
+
+
+def held_out_samples(
+    channel: str, database_url: str | None = None, *, drift: bool = False, seed: int = 0
+) -> HeldOut:
+    """The channel's holdout, PNG-encoded; `drift` turns every image into a drifted one."""
+    held = holdout_images(channel, database_url)
+    x = drifted_images(held.x, np.random.default_rng(seed)) if drift else held.x
+    return HeldOut([encode_png(img) for img in x], [int(y) for y in held.y], held.class_names)
 
 
 def check_loopback(base_url: str) -> str:
@@ -115,8 +180,9 @@ def feedback_for(
 
 
 def _one_request(
-    client: httpx.Client, url: str, samples: HeldOut, rng: random.Random, tally: Tally, share: float
+    client: httpx.Client, url: str, traffic: Traffic, rng: random.Random, tally: Tally, share: float
 ) -> None:
+    samples = traffic.pick(rng)
     index = rng.randrange(len(samples.labels))
     files = {"file": ("sample.png", samples.images[index], "image/png")}
     started = time.perf_counter()
@@ -173,17 +239,26 @@ def simulate(
     feedback_share: float = 0.2,
     database_url: str | None = None,
     samples: HeldOut | None = None,
+    scenario: str = "calm",
 ) -> dict:
-    """Send about `rate` requests per second for `duration` seconds; returns a summary."""
+    """Send about `rate` requests per second for `duration` seconds; returns a summary.
+
+    Scenario `drift` reproduces the demo's episode: DRIFT_SHARE of the images are inverted or
+    noisy, and users who get a wrong answer complain, mostly naming the right class."""
     if not 0 < rate <= MAX_RATE or not 0 < duration <= MAX_DURATION_S:
         raise ValueError(f"rate must be in (0, {MAX_RATE}] and duration in (0, {MAX_DURATION_S}]")
+    if scenario not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)} (got {scenario!r})")
     url = f"{check_loopback(base_url)}/v1/channels/{channel}"
-    samples = samples or held_out_samples(channel, database_url)
+    traffic = Traffic(samples or held_out_samples(channel, database_url))
+    if scenario == "drift":
+        drifted = held_out_samples(channel, database_url, drift=True, seed=seed)
+        traffic = Traffic(traffic.clean, drifted, DRIFT_SHARE)
     total = max(1, int(rate * duration))
     workers = min(16, max(1, int(rate // 10) + 1))
     tally = Tally()
     started = time.monotonic()
-    headers = {"X-API-Key": api_key}
+    headers = {"X-API-Key": api_key, **SIMULATED_HEADERS}
 
     def worker(offset: int) -> None:
         rng = random.Random(seed * 1000 + offset)
@@ -194,7 +269,7 @@ def simulate(
                     time.sleep(delay)
                 if time.monotonic() - started > duration + 5:
                     return  # bounded in time even when the server is slow
-                _one_request(client, url, samples, rng, tally, feedback_share)
+                _one_request(client, url, traffic, rng, tally, feedback_share)
 
     with ThreadPoolExecutor(workers, thread_name_prefix="simulate") as pool:
         list(pool.map(worker, range(workers)))
@@ -211,6 +286,12 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key", default=None, help="the channel's key (default: CHANNELHUB_API_KEY_<SLUG>)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="calm",
+        help="drift: a share of inverted or noisy digits, as in the demo's episode",
+    )
     parser.add_argument(
         "--feedback-share", type=float, default=0.2, help="share of right answers that get feedback"
     )
@@ -230,6 +311,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         duration=args.duration,
         seed=args.seed,
         feedback_share=args.feedback_share,
+        scenario=args.scenario,
     )
     print(json.dumps(summary))
     return 0 if summary["answered"] else 1

@@ -17,6 +17,10 @@ from db.repo.predictions import PredictionRecord, new_prediction_id
 
 router = APIRouter(prefix="/v1/channels", tags=["serving"])
 
+# `channelhub simulate` (and any load generator) marks its requests with this header, so its
+# traffic is told apart from real users' wherever predictions are shown.
+SIMULATED_HEADER = "X-ChannelHub-Simulated"
+
 PREDICT_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -74,6 +78,11 @@ def prediction_body(
     }
 
 
+def is_simulated(request: Request) -> bool:
+    """True when the request says it is simulated traffic (header value 1, true or yes)."""
+    return request.headers.get(SIMULATED_HEADER, "").strip().lower() in ("1", "true", "yes")
+
+
 @router.post("/{channel}/predict", openapi_extra=PREDICT_OPENAPI)
 async def predict(state: ChannelDep, services: ServicesDep, request: Request) -> JSONResponse:
     """Classify one image for `channel`; the answer is logged with its input and latency."""
@@ -99,6 +108,7 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
         latency_ms=(time.perf_counter() - started) * 1000,
         input_path=input_path_for(state.routing.slug, prediction_id, now),
         created_at=now,
+        simulated=is_simulated(request),
     )
     services.predictions.submit(record, image)
     return JSONResponse(body)
