@@ -53,9 +53,10 @@ def find_bin_dir() -> Path:
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
             return folder
+    searched = ", ".join(str(c) for c in candidates) or "/usr/lib/postgresql/*/bin, PATH"
     raise PostgresUnavailable(
-        "PostgreSQL is not installed (no initdb/pg_ctl under /usr/lib/postgresql/*/bin or on "
-        "PATH): `apt-get install -y postgresql`, or set CHANNELHUB_PG_BIN"
+        f"PostgreSQL is not installed (no initdb and pg_ctl in {searched}): "
+        "`apt-get install -y postgresql`, or set CHANNELHUB_PG_BIN"
     )
 
 
