@@ -3,6 +3,8 @@
 #   docker run -p 8501:8501 -p 8000:8000 channelhub
 # GPU image (TensorFlow with CUDA; run with `--gpus all`):
 #   docker build --build-arg TF_PACKAGE="tensorflow[and-cuda]==2.21.0" -t channelhub:gpu .
+# One process per container on a shared PostgreSQL (API, dashboard, workers, controller):
+#   docker compose up -d --build   (compose.yaml; the commands there replace this CMD)
 FROM python:3.11-slim
 
 ARG TF_PACKAGE=tensorflow-cpu==2.21.0
