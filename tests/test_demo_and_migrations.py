@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import UTC, timedelta
+from pathlib import Path
+
 from sqlalchemy import func, select
 
+from core.ml.datasets import load_dataset
+from core.ml.images import decode_image
 from db.engine import dispose_engines, get_engine, make_engine, session_scope
 from db.migrate import current_revision, upgrade_database
-from db.models import Feedback, Prediction
-from db.repo import channels, models
+from db.models import Annotation, Channel, Feedback, Prediction, Rollup
+from db.repo import alerts, channels, models
+from db.settings import artifact_dir
 
 
 def test_old_database_is_upgraded_on_first_use(tmp_path):
@@ -40,3 +47,57 @@ def test_demo_has_three_channels_two_trained_versions_traffic_and_feedback(demo_
     assert by_slug["mobile"].candidate_version_id == newest.id
     assert len(served) == 3 and all(count > 0 for _, count in served)
     assert feedback > 0
+
+
+def test_demo_week_is_simulated_traffic_with_a_daily_rhythm(demo_registry):
+    with session_scope() as s:
+        rows = s.execute(select(Prediction.created_at, Prediction.simulated)).all()
+        rollup_requests = s.scalar(
+            select(func.sum(Rollup.requests)).where(Rollup.resolution_s == 3600)
+        )
+    assert all(simulated for _, simulated in rows)
+    times = [at.astimezone(UTC) for at, _ in rows]
+    assert max(times) - min(times) >= timedelta(days=6)
+    assert rollup_requests == len(rows)  # written through the prediction log, rollups and all
+    by_hour = Counter(at.hour for at in times if at < max(times) - timedelta(hours=12))
+    afternoon = sum(by_hour[h] for h in range(12, 17))
+    night = sum(by_hour[h] for h in range(0, 5))
+    assert afternoon > 2.5 * night > 0
+
+
+def test_demo_drift_episode_opens_alerts_on_web_only(demo_registry):
+    with session_scope() as s:
+        open_alerts = alerts.list_alerts(session=s, open_only=True)
+    assert {(a.channel_slug, a.signal) for a in open_alerts} == {
+        ("web", "drift"),
+        ("web", "accuracy"),
+    }
+
+
+def _label_of_inverted(path: Path, labels: dict[bytes, int]) -> int | None:
+    image = decode_image(path.read_bytes())
+    return labels.get((255 - image).tobytes())
+
+
+def test_demo_review_queue_holds_complaints_naming_the_true_class(demo_registry):
+    digits = load_dataset("digits")
+    labels = {img.tobytes(): int(y) for img, y in zip(digits.x, digits.y, strict=True)}
+    with session_scope() as s:
+        pending = s.execute(
+            select(Feedback.claimed_class, Prediction.input_path)
+            .join(Prediction, Prediction.id == Feedback.prediction_id)
+            .join(Channel, Channel.id == Feedback.channel_id)
+            .where(Channel.slug == "web", Feedback.review_status == "pending")
+            .where(Feedback.rating == "down", Feedback.claimed_class.is_not(None))
+        ).all()
+        verdicts = dict(
+            s.execute(select(Feedback.review_status, func.count()).group_by(Feedback.review_status))
+        )
+        reviewers = set(s.scalars(select(Annotation.author)))
+    truths = [(claimed, _label_of_inverted(artifact_dir() / p, labels)) for claimed, p in pending]
+    inverted = [(claimed, truth) for claimed, truth in truths if truth is not None]
+    assert len(inverted) >= 20  # a wave of the episode's mistakes waits for review
+    assert sum(claimed == truth for claimed, truth in inverted) >= 0.95 * len(inverted)
+    assert verdicts["pending"] > 50 and verdicts["confirmed"] > 50
+    assert verdicts["corrected"] > 0 and verdicts["rejected"] > 0
+    assert reviewers == {"demo-manager"}

@@ -7,19 +7,26 @@ import json
 import random
 import time
 
+import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from core.ops.simulator import (
+    SIMULATED_HEADERS,
     add_simulate_arguments,
     check_loopback,
+    drifted_images,
     feedback_for,
     run_simulate,
     simulate,
 )
+from core.serving.api import create_app
+from core.serving.settings import ServingSettings
 from db.engine import session_scope
 from db.models import Feedback
-from tests.serving_helpers import count_feedback, count_rows
+from db.repo.predictions import get_prediction
+from tests.serving_helpers import count_feedback, count_rows, png_of
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -85,3 +92,45 @@ def test_simulator_only_talks_to_loopback():
         check_loopback("http://example.com")
     with pytest.raises(ValueError, match="rate"):
         simulate("http://127.0.0.1:1", "web", "k", rate=10_000, duration=1)
+
+
+def test_drifted_images_are_inverted_or_noisy():
+    rng = np.random.default_rng(0)
+    x = np.random.default_rng(1).integers(0, 256, (400, 8, 8, 1), dtype=np.uint8)
+    out = drifted_images(x, rng, inverted_share=0.6)
+    inverted = np.all(out == 255 - x, axis=(1, 2, 3))
+    assert out.shape == x.shape and out.dtype == np.uint8
+    assert 0.5 < inverted.mean() < 0.7
+    assert not np.any(np.all(out[~inverted] == x[~inverted], axis=(1, 2, 3)))
+
+
+def test_predict_request_with_the_simulated_header_is_stored_as_simulated(serving_registry, digits):
+    app = create_app(serving_registry.database_url, settings=ServingSettings(refresh_seconds=0.2))
+    key = serving_registry.keys["web"]
+    with TestClient(app) as client:
+        answers = {}
+        for label, extra in (("simulated", SIMULATED_HEADERS), ("live", {})):
+            files = {"file": ("x.png", png_of(digits, 1), "image/png")}
+            response = client.post("/v1/channels/web/predict", files=files,
+                                   headers={"X-API-Key": key, **extra})  # fmt: skip
+            assert response.status_code == 200, response.text
+            answers[label] = response.json()["prediction_id"]
+        assert client.app.state.services.predictions.flush(10)
+    with session_scope(serving_registry.database_url) as s:
+        stored = {k: get_prediction(session=s, prediction_id=v) for k, v in answers.items()}
+    assert stored["simulated"].simulated is True
+    assert stored["live"].simulated is False
+
+
+@pytest.mark.slow
+def test_drift_scenario_sends_drifted_images_and_complaints(server, serving_registry):
+    url = serving_registry.database_url
+    calm = simulate(server, "mobile", serving_registry.keys["mobile"], rate=40, duration=2,
+                    seed=2, feedback_share=0.3, database_url=url)  # fmt: skip
+    drift = simulate(server, "mobile", serving_registry.keys["mobile"], rate=40, duration=2,
+                     seed=2, feedback_share=0.3, database_url=url, scenario="drift")  # fmt: skip
+    assert drift["failed"] == 0 and drift["answered"] == 80
+    assert drift["live_accuracy"] < calm["live_accuracy"] - 0.3
+    assert drift["feedback_sent"] > calm["feedback_sent"]
+    with pytest.raises(ValueError, match="scenario"):
+        simulate(server, "mobile", "k", rate=1, duration=1, scenario="storm")

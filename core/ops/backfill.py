@@ -172,8 +172,8 @@ def write_predictions(answered: list[Answered]) -> None:
 
 def annotate_share(age: timedelta) -> float:
     """How much of the feedback the demo's reviewers have already annotated: nearly all of
-    what is older than a day, a third of the last day's, so the queue has recent work."""
-    return 0.9 if age > timedelta(days=1) else 0.35
+    what is older than a day, half of the last day's, so the queue has recent work."""
+    return 0.9 if age > timedelta(days=1) else 0.5
 
 
 def verdict_for(

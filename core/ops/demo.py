@@ -59,7 +59,7 @@ def demo_traffic(quick: bool) -> tuple[list[ChannelTraffic], DriftEpisode]:
 
     scale = 0.35 if quick else 1.0
     channels = [
-        ChannelTraffic("web", int(900 * scale)),
+        ChannelTraffic("web", int(900 * scale), feedback_share=0.2),
         ChannelTraffic("mobile", int(600 * scale)),
         ChannelTraffic("partner-api", int(400 * scale)),
     ]
