@@ -157,6 +157,11 @@ class Channel(Base):
     rate_limit_per_s: Mapped[float | None] = mapped_column(Float)
     # Written by the API at most once a minute per key.
     api_key_last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The promotion gate (core/gate.py): candidate holdout accuracy >= floor (None: no floor),
+    # candidate - production >= -max regression, on the feedback slice once it has min items.
+    gate_min_accuracy: Mapped[float | None] = mapped_column(Float)
+    gate_max_regression: Mapped[float] = mapped_column(Float, default=0.01)
+    gate_min_slice: Mapped[int] = mapped_column(Integer, default=20)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -436,6 +441,31 @@ class CanaryDecision(Base):
     decision: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+GATE_OUTCOMES = ("passed", "overridden", "refused")
+
+
+class GateDecision(Base):
+    """The promotion gate's verdict on making a version production or a canary: the evidence
+    (holdout and feedback-slice accuracy of both versions, per class, with intervals), which
+    rules failed, the outcome, who decided and the override reason."""
+
+    __tablename__ = "gate_decisions"
+    __table_args__ = (Index("ix_gate_decisions_channel_created", "channel_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    production_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    action: Mapped[str] = mapped_column(String(50))  # channel.promote | channel.start_canary
+    outcome: Mapped[str] = mapped_column(String(20))  # passed | overridden | refused
+    holdout_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    failed: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    override_reason: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

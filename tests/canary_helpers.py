@@ -15,7 +15,7 @@ from db.repo.channels import create_channel
 from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.settings import artifact_dir
-from tests.registry_helpers import EVALUATION, add_dataset, add_model_with_version
+from tests.registry_helpers import EVALUATION, HOLDOUT, add_dataset, add_model_with_version
 
 
 def channel_with_versions(count: int = 3, slug: str = "web") -> tuple[int, list[int]]:
@@ -33,6 +33,7 @@ def channel_with_versions(count: int = 3, slug: str = "web") -> tuple[int, list[
                     hyperparameters={"epochs": 1}, dataset_id=dataset_id,
                     dataset_fingerprint="f" * 64, evaluation=EVALUATION, history=[],
                     framework_versions={}, device="cpu", train_seconds=1.0,
+                    holdout_fingerprint=HOLDOUT,
                 ).id
             )  # fmt: skip
         channel, _ = create_channel(session=s, slug=slug, name=slug.title(), model_id=model.id)

@@ -17,7 +17,7 @@ from db.repo.channels import create_channel, promote_version
 from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.repo.workers import register_worker
-from tests.registry_helpers import EVALUATION, add_dataset, add_model_with_version
+from tests.registry_helpers import EVALUATION, HOLDOUT, add_dataset, add_model_with_version
 
 
 def _channel_with_feedback(annotated: bool) -> tuple[int, int]:
@@ -59,7 +59,7 @@ def test_retrain_fine_tunes_production_and_hands_over_to_a_canary_once(registry)
             artifact_sha256="0" * 64, hyperparameters=job.hyperparameters,
             dataset_id=job.dataset_id, dataset_fingerprint="f" * 64, evaluation=EVALUATION,
             history=[], framework_versions={}, device="cpu", train_seconds=1.0,
-            parent_version_id=base_id, job_id=job.id,
+            parent_version_id=base_id, job_id=job.id, holdout_fingerprint=HOLDOUT,
         )  # fmt: skip
         job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
                             result_version_id=version.id)  # fmt: skip

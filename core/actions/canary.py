@@ -122,9 +122,11 @@ def start_canary_plan(
     max_error_increase: float = DEFAULT_MAX_ERROR_INCREASE,
     max_p95_increase: float = DEFAULT_MAX_P95_INCREASE,
     reason: str = "",
+    override_reason: str = "",
 ) -> CanaryInfo:
     """Put a version in a stepped canary: its first step's share now, the controller decides the
-    rest (advance, hold, roll back, promote at 100 %)."""
+    rest (advance, hold, roll back, promote at 100 %). The promotion gate judges the version
+    first (channel.start_canary); a manager may override a refusal with `override_reason`."""
     values = parse_steps(steps)
     _check_limits(min_requests, min_seconds, max_error_increase, max_p95_increase)
     channel = channel_repo.get_channel(session=session, slug=slug)
@@ -141,6 +143,7 @@ def start_canary_plan(
     start_canary(
         session=session, actor=actor, slug=slug, version_id=version_id,
         traffic=values[0] / 100.0, reason=reason or f"canary step 1 of {len(values)}",
+        override_reason=override_reason,
     )  # fmt: skip
     plan = repo.create_canary(
         session=session, channel_id=channel.id, candidate_version_id=version_id,

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.actions.base import Actor, action, audit
+from core.actions.gate import apply_gate
 from db.errors import ConflictError, RegistryError
 from db.repo import channels as repo
 from db.repo.channels import ChannelInfo
@@ -128,16 +129,31 @@ def rotate_channel_key(
 
 @action("channel.promote", role="manager")
 def promote_version(
-    *, session: Session, actor: Actor, slug: str, version_id: int, reason: str = ""
+    *,
+    session: Session,
+    actor: Actor,
+    slug: str,
+    version_id: int,
+    reason: str = "",
+    override_reason: str = "",
 ) -> ChannelInfo:
-    """Make a version the channel's production version (ends its canary if it was the candidate)."""
+    """Make a version the channel's production version (ends its canary if it was the candidate),
+    once the promotion gate passes it (or a manager overrides it with `override_reason`)."""
     before = repo.get_channel(session=session, slug=slug).production_version_id
+    gate = apply_gate(session, actor, slug, version_id, "channel.promote", override_reason)
     info = repo.promote_version(session=session, slug=slug, version_id=version_id)
     audit(
         session, actor, "channel.promote", "channel", slug,
         before=before, after=version_id, version_id=version_id, reason=reason.strip(),
+        **_override(override_reason), **gate,
     )  # fmt: skip
     return info
+
+
+def _override(override_reason: str) -> dict[str, str]:
+    """The audit's override reason, when one was given."""
+    text = (override_reason or "").strip()
+    return {"override_reason": text} if text else {}
 
 
 def _canary(info: ChannelInfo) -> dict[str, Any]:
@@ -153,15 +169,21 @@ def start_canary(
     version_id: int,
     traffic: float,
     reason: str = "",
+    override_reason: str = "",
 ) -> ChannelInfo:
-    """Route a share (0..1] of the channel's requests to a candidate version."""
+    """Route a share (0..1] of the channel's requests to a candidate version, once the promotion
+    gate passes it (or a manager overrides it with `override_reason`)."""
     if version_id is None:
         raise RegistryError("a canary needs a candidate version")
+    if not isinstance(traffic, int | float) or not 0.0 < traffic <= 1.0:
+        raise RegistryError(f"candidate traffic share must be in (0, 1] (got {traffic})")
     before = _canary(repo.get_channel(session=session, slug=slug))
+    gate = apply_gate(session, actor, slug, version_id, "channel.start_canary", override_reason)
     info = repo.set_candidate(session=session, slug=slug, version_id=version_id, traffic=traffic)
     audit(
         session, actor, "channel.start_canary", "channel", slug,
         before=before, after=_canary(info), reason=reason.strip(),
+        **_override(override_reason), **gate,
     )  # fmt: skip
     return info
 

@@ -24,6 +24,7 @@ def add_canary_commands(b: Any) -> None:
     q.add_argument("--max-error-increase", type=float, help="error-rate tolerance, 0-1 (0.02)")
     q.add_argument("--max-p95-increase", type=float, help="p95 tolerance, relative (0.5)")
     q.add_argument("--reason", default="", help="recorded in the audit log")
+    q.add_argument("--override-reason", default="", help="pass a version the gate refuses")
     q = b.command("status", f"{HERE}:cmd_status", "the running canary and its decisions", verbs)
     q.add_argument("slug")
     q.add_argument("--limit", type=int, default=10, help="decisions shown")
@@ -60,7 +61,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     }
     plan = actions.start_canary_plan(
         actor=cli_actor(), slug=args.slug, version_id=args.version_id, steps=args.steps,
-        reason=args.reason, **limits,
+        reason=args.reason, override_reason=args.override_reason, **limits,
     )  # fmt: skip
     steps = " → ".join(f"{s:g}" for s in plan.steps)
     print(

@@ -172,8 +172,9 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     actions.promote_version(
-        actor=cli_actor(), slug=args.slug, version_id=args.version_id, reason=args.reason
-    )
+        actor=cli_actor(), slug=args.slug, version_id=args.version_id, reason=args.reason,
+        override_reason=args.override_reason,
+    )  # fmt: skip
     print(f"{args.slug} now serves version {args.version_id}")
     return 0
 
@@ -194,7 +195,7 @@ def cmd_canary_start(args: argparse.Namespace) -> int:
     share = args.traffic / 100.0 if args.traffic > 1 else args.traffic
     info = actions.start_canary(
         actor=cli_actor(), slug=args.slug, version_id=args.version_id, traffic=share,
-        reason=args.reason,
+        reason=args.reason, override_reason=args.override_reason,
     )  # fmt: skip
     print(
         f"{args.slug}: version {info.candidate_version_id} gets "

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.logs import configure_logging
 from core.ops.canary_commands import add_canary_commands, add_channel_history_commands
+from core.ops.gate_commands import add_gate_commands
 from db.errors import RegistryError
 
 # Each action's command words; tests check that every action has one and that it parses.
@@ -35,6 +36,7 @@ ACTION_COMMANDS = {
     "channel.end_canary": "channel canary-end",
     "channel.set_objectives": "channel objectives",
     "channel.restore": "channel restore",
+    "channel.set_gate": "channel gate-rules",
     "dataset.register": "datasets add",
     "dataset.register_builtin": "init",
     "feedback.submit": "feedback submit",
@@ -230,6 +232,10 @@ def _add_channel_commands(b: Builder) -> None:
         if version:
             q.add_argument("--version-id", type=int, required=True, help="model version id")
         q.add_argument("--reason", default="", help="why (shown to clients when pausing)")
+        if version:
+            q.add_argument(
+                "--override-reason", default="", help="pass a version the gate refuses (recorded)"
+            )
         if verb == "canary-start":
             q.add_argument("--traffic", type=float, required=True, help="share 0-1, or percent")
         if verb == "rotate-key":
@@ -239,6 +245,7 @@ def _add_channel_commands(b: Builder) -> None:
                 help="old key works this long (90s, 30m, 24h, 7d; 0: stops now)",
             )
     add_channel_history_commands(b, verbs)  # timeline, restore
+    add_gate_commands(b, verbs)  # gate, gate-rules
 
 
 def _add_feedback_commands(b: Builder) -> None:

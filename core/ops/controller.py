@@ -15,6 +15,7 @@ from typing import Any
 from core.actions.alerts import clear_alert, open_alert
 from core.actions.base import Actor
 from core.actions.canary import start_canary_plan
+from core.actions.gate import GateRefused, record_gate_refusal
 from core.ml import monitoring_stats as stats
 from core.monitoring import (
     Reference,
@@ -177,6 +178,11 @@ class Controller:
                 actor=CONTROLLER, slug=job.channel_slug, version_id=job.result_version_id,
                 reason=reason,
             )  # fmt: skip
+        except GateRefused as exc:  # stored with its evidence and audited (gate.refuse)
+            decision = record_gate_refusal(CONTROLLER, exc)
+            log.warning("job %d: gate decision %d refused version %s: %s", job.id, decision,
+                        job.result_version_id, exc)  # fmt: skip
+            return f"{job.channel_slug}: job {job.id}'s version not put in a canary: {exc}"
         except RegistryError as exc:
             log.warning("job %d: no canary for version %s: %s", job.id, job.result_version_id, exc)
             return f"{job.channel_slug}: job {job.id}'s version not put in a canary: {exc}"

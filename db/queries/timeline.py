@@ -22,6 +22,7 @@ SERVING_ACTIONS = (
     "channel.start_canary",
     "channel.end_canary",
     "canary.start",
+    "gate.refuse",  # a serving change the promotion gate refused (the controller's hand-over)
 )
 
 
@@ -39,6 +40,8 @@ class TimelineEntry:
     version_id: int | None = None
     production_version_id: int | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
+    # The promotion gate's decision behind a promotion or canary (db.repo.gate), if any.
+    gate_decision_id: int | None = None
 
 
 def version_labels(session: Session, ids: set[int]) -> dict[int, str]:
@@ -75,6 +78,9 @@ def _serving_title(action: str, details: dict[str, Any], label) -> tuple[str, in
         )
     if action == "channel.end_canary":
         return f"canary of {label(_version(details, 'before'))} ended", _version(details, "before")
+    if action == "gate.refuse":
+        version = details.get("version_id")
+        return f"the promotion gate refused {label(version)}", version
     steps = " → ".join(f"{s:g}" for s in details.get("steps", []))
     version = details.get("version_id")
     return f"stepped canary of {label(version)} started: {steps} %", version
@@ -151,6 +157,7 @@ def channel_timeline(*, session: Session, slug: str, limit: int = 100) -> list[T
                 str(details.get("reason") or ""),
                 version,
                 made,
+                gate_decision_id=details.get("gate_decision_id"),
             )  # fmt: skip
         )
     entries.sort(key=lambda t: t.at, reverse=True)
