@@ -26,6 +26,7 @@ VARIABLES: dict[str, str] = {
     "CHANNELHUB_REFRESH_SECONDS": "refresh_seconds",
     "CHANNELHUB_BATCH_WAIT_MS": "batch_wait_ms",
     "CHANNELHUB_MAX_BATCH": "max_batch",
+    "CHANNELHUB_WORKERS": "workers",
     "CHANNELHUB_FORCE_CPU": "force_cpu",
     "CHANNELHUB_SIGNIN_ATTEMPTS": "signin_attempts",
     "CHANNELHUB_LOCKOUT_MINUTES": "lockout_minutes",
@@ -69,6 +70,7 @@ class Settings:
     refresh_seconds: float
     batch_wait_ms: float
     max_batch: int
+    workers: int
     force_cpu: bool
     signin_attempts: int
     lockout_minutes: float
@@ -89,6 +91,7 @@ class Settings:
             refresh_seconds=_number(env, "CHANNELHUB_REFRESH_SECONDS", 1.0, float),
             batch_wait_ms=_number(env, "CHANNELHUB_BATCH_WAIT_MS", 0.0, float),
             max_batch=max(1, _number(env, "CHANNELHUB_MAX_BATCH", 32)),
+            workers=_number(env, "CHANNELHUB_WORKERS", 0),  # 0: one per CPU core (capped)
             force_cpu=env.get("CHANNELHUB_FORCE_CPU") == "1",
             signin_attempts=max(1, _number(env, "CHANNELHUB_SIGNIN_ATTEMPTS", 5)),
             lockout_minutes=_number(env, "CHANNELHUB_LOCKOUT_MINUTES", 15.0, float),

@@ -118,11 +118,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(registry: ServingRegistry, port: int, *extra: str) -> subprocess.Popen:
+def start_server(
+    registry: ServingRegistry, port: int, *extra: str, workers: int = 1
+) -> subprocess.Popen:
     """`python -m core.serving.api` on a loopback port; returns once /readyz answers 200.
     Its output goes to `server-<port>.log` in the registry's folder."""
     cmd = [sys.executable, "-m", "core.serving.api", "--port", str(port), "--log-level",
-           "warning", *extra]  # fmt: skip
+           "warning", "--workers", str(workers), *extra]  # fmt: skip
     env = {**registry.env(), "CHANNELHUB_REFRESH_SECONDS": "0.5"}
     log_path = registry.home / f"server-{port}.log"
     with log_path.open("w") as log_file:

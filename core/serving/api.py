@@ -1,51 +1,76 @@
-"""Serving API entry point: `channelhub serve` / `python -m core.serving.api` run `create_app`."""
+"""Serving API entry point: `channelhub serve` / `python -m core.serving.api` run the app factory
+`core.serving.app:create_app` in one process or in `--workers N` processes sharing the port."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from core.serving.app import create_app
 from core.serving.keys import redact_keys_in_logs
-from core.serving.settings import ServingSettings
+from core.serving.settings import ServingSettings, default_workers
+from core.serving.shared_limiter import shared_limits_path
 
-__all__ = ["add_serve_arguments", "create_app", "run_serve", "run_server"]
+__all__ = ["APP_FACTORY", "add_serve_arguments", "create_app", "run_serve", "run_server"]
+
+APP_FACTORY = "core.serving.app:create_app"
 
 
 def run_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
+    workers: int = 1,
     database_url: str | None = None,
     settings: ServingSettings | None = None,
     log_level: str = "info",
     access_log: bool = False,
+    app: str = APP_FACTORY,
 ) -> None:
-    """Serve until SIGINT/SIGTERM; shutdown answers in-flight requests and writes the log."""
+    """Serve until SIGINT/SIGTERM; shutdown answers in-flight requests and writes the log.
+    Workers are separate processes (each loads the models once) that build `app` from the
+    environment, so the database URL and `settings` travel to them as variables."""
     import uvicorn
 
     from core.logs import configure_logging
+    from db.engine import dispose_engines, get_engine
+    from db.settings import database_url as default_database_url
 
     configure_logging(log_level)
-    app = create_app(database_url, settings=settings)
+    url = database_url or default_database_url()
+    os.environ.update({"DATABASE_URL": url, **(settings or ServingSettings.from_env()).as_env()})
+    get_engine(url)  # create or upgrade the schema once, before the workers race to
+    dispose_engines()
     config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=access_log,
-        timeout_graceful_shutdown=30,
-    )  # configures uvicorn's loggers, so the redaction goes on their handlers after it
+        app, factory=True, host=host, port=port, workers=workers, log_level=log_level,
+        access_log=access_log, timeout_graceful_shutdown=30, loop="uvloop", http="httptools",
+    )  # fmt: skip  # configures uvicorn's loggers: the redaction goes on their handlers after it
     redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
+    server = uvicorn.Server(config)
     try:
-        uvicorn.Server(config).run()
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
     except KeyboardInterrupt:  # SIGINT is re-raised after the graceful shutdown, as uvicorn.run
         pass
+    finally:
+        shared_limits_path(os.getpid()).unlink(missing_ok=True)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `channelhub serve`."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="serving processes sharing the port, each with its own copy of the models "
+        "(default CHANNELHUB_WORKERS, else one per CPU core, at most 8)",
+    )
     parser.add_argument("--database-url", default=None, help="default: DATABASE_URL")
     parser.add_argument(
         "--max-upload-bytes",
@@ -67,12 +92,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run `channelhub serve` with parsed `args`."""
+    workers = default_workers() if args.workers is None else args.workers
+    if workers < 1:
+        raise SystemExit("--workers must be at least 1")
     settings = ServingSettings.from_env().with_overrides(
         max_upload_bytes=args.max_upload_bytes, max_pixels=args.max_pixels
     )
     run_server(
         args.host,
         args.port,
+        workers=workers,
         database_url=args.database_url,
         settings=settings,
         log_level=args.log_level,

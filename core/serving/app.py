@@ -4,12 +4,15 @@ routers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from core.logs import configure_logging
 from core.serving.errors import install_error_handlers
+from core.serving.keys import redact_keys_in_logs
 from core.serving.metrics import MetricsMiddleware, ServingMetrics
 from core.serving.metrics import router as metrics_router
 from core.serving.request_images import BodyLimitMiddleware
@@ -22,13 +25,17 @@ from db.settings import database_url as default_database_url
 def create_app(
     database_url: str | None = None, *, settings: ServingSettings | None = None
 ) -> FastAPI:
-    """The serving app; models load and the prediction log starts in its lifespan."""
+    """The serving app; models load and the prediction log starts in its lifespan. Called with
+    no arguments (`core.serving.app:create_app`, uvicorn's factory) it reads the environment."""
     url = database_url or default_database_url()
     settings = settings or ServingSettings.from_env()
     metrics = ServingMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A worker process starts with uvicorn's logging only: ours, and keys kept out of it.
+        configure_logging(logging.getLogger("uvicorn.error").getEffectiveLevel())
+        redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
         services = await asyncio.to_thread(Services.start, url, settings, metrics)
         app.state.services = services
         try:

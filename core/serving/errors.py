@@ -8,7 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from core.serving.keys import retry_after_header
 from core.serving.model_cache import ModelUnavailable
+from core.serving.prediction_log import LogRefused
 from core.serving.request_images import BodyTooLarge, InputError, too_large_response
 from db.errors import RegistryError
 
@@ -57,6 +59,13 @@ async def on_unavailable(_request: Request, exc: ModelUnavailable) -> JSONRespon
     return detail(503, f"model not available, retry: {exc}")
 
 
+async def on_log_refused(_request: Request, exc: LogRefused) -> JSONResponse:
+    """The prediction could not be stored, so it is not acknowledged: retry later."""
+    answer = detail(503, f"prediction not stored, retry: {exc.reason}")
+    answer.headers["Retry-After"] = retry_after_header(exc.retry_after_s)
+    return answer
+
+
 async def on_crash(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return detail(500, "internal server error")
@@ -69,4 +78,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BodyTooLarge, on_too_large)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(ModelUnavailable, on_unavailable)
+    app.add_exception_handler(LogRefused, on_log_refused)
     app.add_exception_handler(Exception, on_crash)

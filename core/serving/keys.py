@@ -49,6 +49,9 @@ class RateLimiter:
                 return 0.0
             return (1.0 - bucket.tokens) / rate
 
+    def close(self) -> None:
+        """Nothing to release for buckets kept in memory."""
+
 
 def retry_after_header(seconds: float) -> str:
     """`Retry-After` takes whole seconds; round up so a client that obeys it is let through."""

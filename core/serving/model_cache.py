@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from core.artifacts import verified_artifact
 from core.ml.inference import Predictor
+from core.serving.batcher import MicroBatcher, ModelUnavailable
+from core.serving.channel_faults import ServingFaults
 from core.serving.metrics import ServingMetrics
 from db.engine import session_scope
 from db.repo.datasets import get_dataset
@@ -26,110 +22,6 @@ log = logging.getLogger("channelhub.serving")
 
 RETRY_FAILED_LOAD_S = 30.0
 RETIRE_GRACE_S = 30.0
-
-
-class ModelUnavailable(RuntimeError):
-    """The version a request was routed to is no longer being served (retry the request)."""
-
-
-@dataclass
-class _Item:
-    image: np.ndarray
-    future: Future = field(default_factory=Future)
-
-
-class MicroBatcher:
-    """One thread per model version that runs queued images through `predict` in batches.
-
-    A lone request is dispatched at once; when several are queued they go together, and
-    once concurrency is seen the batch waits at most `max_wait_s` for stragglers.
-    """
-
-    def __init__(
-        self,
-        predict,
-        *,
-        max_batch: int = 32,
-        max_wait_s: float = 0.0,
-        name: str = "",
-        on_batch: Callable[[int], None] | None = None,
-    ):
-        self._predict = predict
-        self._on_batch = on_batch
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._closed = False
-        self.batches = 0
-        self.items = 0
-        self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
-
-    def submit(self, image: np.ndarray) -> Future:
-        """Queue one image (already of the model's input shape); the future gets its (K,) probs."""
-        if self._closed:
-            raise ModelUnavailable("this model version is no longer served")
-        item = _Item(image)
-        self._queue.put(item)
-        return item.future
-
-    async def predict(self, image: np.ndarray) -> np.ndarray:
-        return await asyncio.wrap_future(self.submit(image))
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Answer everything already queued, then stop the thread."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            stop = self._fill(batch)
-            self._dispatch(batch)
-            if stop:
-                return
-
-    def _fill(self, batch: list[_Item]) -> bool:
-        """Add queued items to `batch`; True when the close sentinel was met."""
-        deadline = None
-        while len(batch) < self.max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                if len(batch) == 1 or self.max_wait_s <= 0:
-                    return False
-                deadline = deadline or time.monotonic() + self.max_wait_s
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    return False
-            if item is None:
-                return True
-            batch.append(item)
-        return False
-
-    def _dispatch(self, batch: list[_Item]) -> None:
-        try:
-            probs = self._predict(np.stack([item.image for item in batch]))
-        except Exception as exc:  # every waiting request learns of the failure
-            log.exception("batch of %d failed", len(batch))
-            for item in batch:
-                item.future.set_exception(exc)
-            return
-        self.batches += 1
-        self.items += len(batch)
-        if self._on_batch is not None:
-            self._on_batch(len(batch))
-        for item, row in zip(batch, probs, strict=True):
-            item.future.set_result(row)
 
 
 @dataclass(frozen=True)
@@ -150,21 +42,32 @@ class LoadedVersion:
 
 @dataclass(frozen=True)
 class ChannelState:
-    """One channel as the API routes it right now (replaced whole, never mutated)."""
+    """One channel as the API routes it right now (replaced whole, never mutated). When the
+    production version does not load, `fallback` answers in its place: the candidate at 100 %
+    (`fallback_arm` "candidate") or the last earlier production version that loads."""
 
     routing: ChannelRouting
     production: LoadedVersion | None
     candidate: LoadedVersion | None
     load_error: str = ""
+    fallback: LoadedVersion | None = None
+    fallback_arm: str = "production"
 
     def choose(self, rng: random.Random) -> tuple[LoadedVersion, str]:
         """The arm for one request: the candidate with probability `candidate_traffic`."""
         share = self.routing.candidate_traffic
         if self.candidate is not None and share > 0 and rng.random() < share:
             return self.candidate, "candidate"
-        if self.production is None:
-            raise ModelUnavailable(self.load_error or "no production version")
-        return self.production, "production"
+        if self.production is not None:
+            return self.production, "production"
+        if self.fallback is not None:
+            return self.fallback, self.fallback_arm
+        raise ModelUnavailable(self.load_error or "no production version")
+
+    @property
+    def serving(self) -> LoadedVersion | None:
+        """What answers the production share: the production version, or its fallback."""
+        return self.production or self.fallback
 
 
 def load_version(
@@ -231,6 +134,7 @@ class ModelCache:
         self._thread: threading.Thread | None = None
         self.last_refresh = 0.0
         self.last_error = ""
+        self.faults = ServingFaults(database_url)
 
     def start(self) -> None:
         """Load what the registry routes to now, then keep polling it."""
@@ -272,7 +176,26 @@ class ModelCache:
         if routing.production_version_id is None:
             error = "channel has no production version"
         candidate, _ = self._ensure(routing.candidate_version_id)
-        return ChannelState(routing, production, candidate, error)
+        fallback, arm = None, "production"
+        if production is None and routing.production_version_id is not None:
+            fallback, arm = self._fallback(routing, candidate)
+            serving = "nothing" if fallback is None else f"version {fallback.version_id}"
+            self.faults.failed(routing, f"{error}; serving {serving} instead")
+        elif production is not None:
+            self.faults.recovered(routing)
+        return ChannelState(routing, production, candidate, error, fallback, arm)
+
+    def _fallback(
+        self, routing: ChannelRouting, candidate: LoadedVersion | None
+    ) -> tuple[LoadedVersion | None, str]:
+        """The candidate at 100 % when it loaded, else the newest earlier production that loads."""
+        if candidate is not None:
+            return candidate, "candidate"
+        for version_id in self.faults.earlier_productions(routing):
+            loaded, _ = self._ensure(version_id)
+            if loaded is not None:
+                return loaded, "production"
+        return None, "production"
 
     def _ensure(self, version_id: int | None) -> tuple[LoadedVersion | None, str]:
         if version_id is None:
@@ -308,7 +231,7 @@ class ModelCache:
             for state in self._channels.values()
             for v in (state.production, state.candidate)
             if v is not None
-        }
+        } | {state.fallback.version_id for state in self._channels.values() if state.fallback}
         for version_id in list(self._versions):
             if version_id not in routed:
                 self._retired.append((time.monotonic(), self._versions.pop(version_id)))
@@ -326,21 +249,28 @@ class ModelCache:
             self.refresh()
 
     def readiness(self) -> tuple[bool, dict[str, dict]]:
-        """Ready when every active channel that has a production version has it loaded."""
+        """Each channel's readiness, and the process's: ready once the registry was read, unless
+        every active channel that should serve has nothing loaded (one bad channel only turns
+        itself red)."""
         report: dict[str, dict] = {}
-        ready = self.last_refresh > 0
+        expected = servable = 0
         for slug, state in self._channels.items():
             r = state.routing
-            loaded = state.production is not None
-            if r.status == "active" and r.production_version_id is not None and not loaded:
-                ready = False
+            serving = state.serving
+            needed = r.status == "active" and r.production_version_id is not None
+            expected += needed
+            servable += needed and serving is not None
             report[slug] = {
+                "ready": serving is not None or not needed,
                 "status": r.status,
                 "production_version_id": r.production_version_id,
                 "candidate_version_id": r.candidate_version_id,
-                "loaded": loaded,
+                "loaded": state.production is not None,
+                "serving_version_id": serving.version_id if serving else None,
+                "fallback": state.fallback is not None,
                 "error": state.load_error,
             }
+        ready = self.last_refresh > 0 and (expected == 0 or servable > 0)
         return ready, report
 
     def close(self) -> None:

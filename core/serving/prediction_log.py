@@ -1,10 +1,15 @@
-"""Batched prediction log: input PNGs under the artifact folder, rows written off the hot path."""
+"""The prediction log: input PNGs under the artifact folder, rows and rollups group-committed by
+one thread. A request awaits its row's commit before it answers, so an acknowledged prediction is
+stored; the buffer is bounded, and a writer that cannot write refuses rather than acknowledges."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +24,10 @@ from db.repo.rollups import RollupDelta, add_to_rollups, bucket_start
 
 log = logging.getLogger("channelhub.serving")
 
-RETRY_BACKOFF_S = 0.5
+# Pauses between the attempts at one batch while the writer is healthy (a locked or briefly
+# absent database); once a batch has failed, later ones get one attempt until a write succeeds.
+RETRY_BACKOFF_S = (0.05, 0.25)
+MAX_PENDING = 4096
 
 
 def input_path_for(channel_slug: str, prediction_id: str, when: datetime) -> str:
@@ -61,18 +69,42 @@ def _delta(key: tuple, group: list[Logged]) -> RollupDelta:
     )
 
 
+class LogRefused(RuntimeError):
+    """The log cannot take or keep a prediction now (full, closed, or the database refuses the
+    write): the request is answered 503 with `Retry-After`, never 200."""
+
+    def __init__(self, reason: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
+class LogHealth:
+    """What `/readyz` and `/metrics` say about the writer."""
+
+    ok: bool
+    error: str
+    pending: int
+    failed_rows: int
+
+
+@dataclass
 class _Entry:
     seq: int
     record: PredictionRecord
     image: np.ndarray | None
+    future: Future = field(default_factory=Future)
 
 
 class PredictionLog:
-    """Accepts answered predictions and writes them in batches from one background thread.
+    """Accepts answered predictions and group-commits them from one background thread: each
+    transaction takes every row that arrived while the previous one was being written (at most
+    `flush_rows`), so the write cost is shared by all the requests that wait on it.
 
-    `flush()` returns once everything submitted before the call is in the database;
-    `close()` drains the buffer, so nothing acknowledged to a client is lost on a clean stop.
+    `submit` returns a future resolved when the row is committed (or failed with `LogRefused`);
+    `record` is its awaitable form for requests. `flush_seconds` is how long the writer may
+    gather rows before a write when no one waits (0: write at once, the serving default).
     """
 
     def __init__(
@@ -80,8 +112,9 @@ class PredictionLog:
         database_url: str,
         artifact_root: Path,
         *,
-        flush_seconds: float = 0.25,
+        flush_seconds: float = 0.0,
         flush_rows: int = 256,
+        max_pending: int = MAX_PENDING,
         rollups: bool = True,
     ) -> None:
         self.database_url = database_url
@@ -89,7 +122,8 @@ class PredictionLog:
         self.rollups = rollups
         self.artifact_root = artifact_root
         self.flush_seconds = flush_seconds
-        self.flush_rows = flush_rows
+        self.flush_rows = max(1, flush_rows)
+        self.max_pending = max(1, max_pending)
         self._cond = threading.Condition()
         self._buffer: list[_Entry] = []
         self._pending: set[str] = set()
@@ -99,24 +133,49 @@ class PredictionLog:
         self._closing = False
         self._dirs: set[Path] = set()
         self.rows_written = 0
+        self.failed_rows = 0
         self.last_error = ""
+        self._healthy = True
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(self, record: PredictionRecord, image: np.ndarray | None) -> None:
-        """Queue one row (and its input image, written to `record.input_path`)."""
+    def submit(self, record: PredictionRecord, image: np.ndarray | None) -> Future:
+        """Queue one row (and its input image, written to `record.input_path`), waiting for room
+        while the buffer is full (the backfill's pace); the future resolves once it is stored."""
         with self._cond:
-            if self._closing:
-                raise RuntimeError("the prediction log is closed")
-            self._submitted += 1
-            self._buffer.append(_Entry(self._submitted, record, image))
-            self._pending.add(record.id)
-            if len(self._buffer) >= self.flush_rows:
-                self._cond.notify_all()
+            if not self._cond.wait_for(self._has_room, 600):
+                raise LogRefused("the prediction log stayed full for 10 minutes")
+            return self._append(record, image)
+
+    async def record(self, record: PredictionRecord, image: np.ndarray | None) -> None:
+        """Store one row before the caller answers; `LogRefused` when full, closed or failing."""
+        with self._cond:
+            if len(self._buffer) >= self.max_pending:
+                raise LogRefused(f"the prediction log is full ({len(self._buffer)} rows waiting)")
+            entry_future = self._append(record, image)
+        await asyncio.wrap_future(entry_future)
+
+    def _has_room(self) -> bool:
+        return self._closing or len(self._buffer) < self.max_pending
+
+    def _append(self, record: PredictionRecord, image: np.ndarray | None) -> Future:
+        if self._closing:
+            raise LogRefused("the server is shutting down")
+        self._submitted += 1
+        entry = _Entry(self._submitted, record, image)
+        self._buffer.append(entry)
+        self._pending.add(record.id)
+        if len(self._buffer) == 1 or len(self._buffer) >= self.flush_rows:
+            self._cond.notify_all()
+        return entry.future
 
     def is_pending(self, prediction_id: str) -> bool:
         with self._cond:
             return prediction_id in self._pending
+
+    def health(self) -> LogHealth:
+        with self._cond:
+            return LogHealth(self._healthy, self.last_error, len(self._buffer), self.failed_rows)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything submitted so far now; False if that did not finish in `timeout`."""
@@ -127,7 +186,7 @@ class PredictionLog:
             return self._cond.wait_for(lambda: self._written >= target, timeout)
 
     def close(self, timeout: float = 60.0) -> None:
-        """Drain the buffer and stop the writer thread."""
+        """Write what is buffered (its requests are still waiting) and stop the writer."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -138,45 +197,74 @@ class PredictionLog:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(self._should_write, self.flush_seconds)
-                batch = self._buffer[: max(self.flush_rows, 1) * 8]
+                self._cond.wait_for(lambda: self._buffer or self._closing)
+                if self.flush_seconds > 0:
+                    self._cond.wait_for(self._batch_is_due, self.flush_seconds)
+                batch = self._buffer[: self.flush_rows]
                 self._flush_wanted = False
                 if not batch and self._closing:
                     return
-            if batch and not self._write(batch):
-                self._backoff(RETRY_BACKOFF_S)
+            self._finish(batch, self._write_with_retries(batch))
 
-    def _should_write(self) -> bool:
+    def _batch_is_due(self) -> bool:
         return self._closing or self._flush_wanted or len(self._buffer) >= self.flush_rows
 
-    def _backoff(self, seconds: float) -> None:
-        with self._cond:
-            self._cond.wait(seconds)
+    def _write_with_retries(self, batch: list[_Entry]) -> str:
+        """'' once the batch is committed, else why it could not be."""
+        pauses = RETRY_BACKOFF_S if self._healthy else ()
+        error = self._write(batch)
+        for pause in pauses:
+            if not error:
+                break
+            time.sleep(pause)
+            error = self._write(batch)
+        return error
 
-    def _write(self, batch: list[_Entry]) -> bool:
-        """Write files, then rows in one transaction; on failure the batch stays buffered."""
+    def _finish(self, batch: list[_Entry], error: str) -> None:
+        """Take the batch off the buffer and tell its requests how it went."""
+        with self._cond:
+            del self._buffer[: len(batch)]
+            self._pending.difference_update(e.record.id for e in batch)
+            self._written = batch[-1].seq
+            self._healthy = not error
+            if error:
+                self.last_error = error
+                self.failed_rows += len(batch)
+            else:
+                self.rows_written += len(batch)
+            self._cond.notify_all()
+        if error:
+            log.error("prediction log refused %d rows: %s", len(batch), error)
+        refused = LogRefused(f"the prediction log cannot write: {error}") if error else None
+        for entry in batch:
+            try:
+                if refused is None:
+                    entry.future.set_result(None)
+                else:
+                    entry.future.set_exception(refused)
+            except InvalidStateError:  # its client went away; the row is stored all the same
+                pass
+
+    def _write(self, batch: list[_Entry]) -> str:
+        """Files, then rows and rollups in one transaction; '' on success, else the error (and
+        the files written for the batch are removed again, so no input lies without its row)."""
+        written: list[Path] = []
         try:
             for entry in batch:
-                self._write_image(entry)
+                self._write_image(entry, written)
             with session_scope(self.database_url) as session:
                 # Rows first: the insert takes SQLite's write lock before the rollups are read.
                 insert_predictions(session=session, records=[e.record for e in batch])
                 if self.rollups:
                     deltas = rollup_deltas([(e.record, e.image) for e in batch])
                     add_to_rollups(session=session, deltas=deltas)
-        except Exception as exc:  # the DB may be locked or away: keep the rows and retry
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("prediction log write of %d rows failed: %s", len(batch), self.last_error)
-            return False
-        with self._cond:
-            del self._buffer[: len(batch)]
-            self._pending.difference_update(e.record.id for e in batch)
-            self._written = batch[-1].seq
-            self.rows_written += len(batch)
-            self._cond.notify_all()
-        return True
+        except Exception as exc:  # the database may be locked, read-only or away
+            for path in written:
+                path.unlink(missing_ok=True)
+            return f"{type(exc).__name__}: {exc}"
+        return ""
 
-    def _write_image(self, entry: _Entry) -> None:
+    def _write_image(self, entry: _Entry, written: list[Path]) -> None:
         if entry.image is None or entry.record.input_path is None:
             return
         path = self.artifact_root / entry.record.input_path
@@ -184,3 +272,4 @@ class PredictionLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(path.parent)
         path.write_bytes(encode_png(entry.image))
+        written.append(path)

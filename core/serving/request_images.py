@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import json
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from core.ml.images import ImageError, decode_image, fit_to_shape
 
-# Bodies above this are decoded on a worker thread so a large image does not stall the loop.
+# Bodies above this are parsed and decoded on a worker thread so they do not stall the loop...
 INLINE_DECODE_BYTES = 64 * 1024
+# ...and so are images whose header declares more pixels than this, however small the file:
+# a 3 KB PNG can declare 25 megapixels and take a third of a second to decode.
+INLINE_DECODE_PIXELS = 512 * 512
+# What the API accepts, as Pillow detects it from the bytes (not the name or content type).
+ACCEPTED_FORMATS = ("PNG", "JPEG")
+SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # their first bytes
 RAW_IMAGE_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
 # HTTP status per ImageError kind; empty, truncated or corrupt bytes are a plain 400.
 IMAGE_ERROR_STATUS = {"too_large": 413, "not_image": 415}
@@ -42,11 +50,9 @@ async def image_from_request(
         return await _decode(await request.body(), shape, max_pixels)
     if content_type == "application/json" or content_type.endswith("+json"):
         body = await request.body()
-        if len(body) > INLINE_DECODE_BYTES:
-            payload = await asyncio.to_thread(_parse_json, body)
-        else:
-            payload = _parse_json(body)
-        return await _from_json(payload, shape, max_pixels)
+        large = len(body) > INLINE_DECODE_BYTES
+        payload = await asyncio.to_thread(_parse_json, body) if large else _parse_json(body)
+        return await _from_json(payload, shape, max_pixels, large=large)
     raise InputError(
         415,
         f"unsupported content type {content_type or 'none'!r}: send multipart/form-data with a "
@@ -70,12 +76,18 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(400, "body is not valid JSON: arrays or objects nested too deep") from None
 
 
-async def _from_json(payload: Any, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+async def _from_json(
+    payload: Any, shape: tuple[int, int, int], max_pixels: int, *, large: bool
+) -> np.ndarray:
     if not isinstance(payload, dict) or len({"image_base64", "pixels"} & payload.keys()) != 1:
         raise InputError(422, "JSON body needs exactly one of 'image_base64' or 'pixels'")
     if "pixels" in payload:
+        if large:
+            return await asyncio.to_thread(pixels_to_image, payload["pixels"], shape)
         return pixels_to_image(payload["pixels"], shape)
     return await _decode(base64_bytes(payload["image_base64"]), shape, max_pixels)
 
@@ -116,13 +128,50 @@ def pixels_to_image(value: Any, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 async def _decode(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+    """Decode on the loop only what is quick: a small file whose header declares a small image."""
     if len(data) > INLINE_DECODE_BYTES:
+        return await asyncio.to_thread(decode_to_shape, data, shape, max_pixels)
+    if declared_pixels(data, max_pixels) > INLINE_DECODE_PIXELS:
         return await asyncio.to_thread(decode_to_shape, data, shape, max_pixels)
     return decode_to_shape(data, shape, max_pixels)
 
 
+def declared_pixels(data: bytes, max_pixels: int) -> int:
+    """The pixel count the header declares, read before any pixel is decoded (Pillow opens
+    lazily): anything but PNG or JPEG is a 415, more than `max_pixels` a 413."""
+    if not data:
+        raise InputError(400, "empty file: no bytes to decode")
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
+            width, height = img.size
+    except UnidentifiedImageError:
+        found = detected_format(data)
+        if found:
+            raise InputError(415, f"{found} images are not accepted: send PNG or JPEG") from None
+        if data.startswith(SIGNATURES):
+            raise InputError(400, "corrupt or truncated image: its header cannot be read") from None
+        raise InputError(415, "not an image: the bytes are not a PNG or JPEG file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(400, f"corrupt or truncated image: {exc}") from None
+    if width * height > max_pixels:
+        raise InputError(
+            413, f"image too large: {width}x{height} = {width * height} pixels (limit {max_pixels})"
+        )
+    return width * height
+
+
+def detected_format(data: bytes) -> str | None:
+    """The format Pillow recognises in `data` from its header alone (for the refusal's message)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format
+    except Exception:  # any reader's failure only means the format has no name to give
+        return None
+
+
 def decode_to_shape(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
     """Decode PNG/JPEG bytes and fit them to `shape`, as an InputError with a status on failure."""
+    declared_pixels(data, max_pixels)
     try:
         return fit_to_shape(decode_image(data, max_pixels=max_pixels), shape)
     except ImageError as exc:

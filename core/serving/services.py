@@ -10,6 +10,7 @@ from core.serving.metrics import ServingMetrics
 from core.serving.model_cache import ModelCache
 from core.serving.prediction_log import PredictionLog
 from core.serving.settings import ServingSettings
+from core.serving.shared_limiter import limiter_for_this_process
 from db.engine import get_engine
 from db.settings import artifact_dir
 
@@ -24,7 +25,8 @@ class Services:
     predictions: PredictionLog
     key_use: KeyUseRecorder
     metrics: ServingMetrics
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    # Shared by the worker processes of one `channelhub serve --workers N`.
+    limiter: RateLimiter = field(default_factory=limiter_for_this_process)
 
     @classmethod
     def start(
@@ -37,6 +39,7 @@ class Services:
             artifact_dir(),
             flush_seconds=settings.flush_seconds,
             flush_rows=settings.flush_rows,
+            max_pending=settings.max_pending,
             rollups=settings.rollups,
         )
         cache = ModelCache(
@@ -57,3 +60,4 @@ class Services:
         self.cache.close()
         self.predictions.close()
         self.key_use.close()
+        self.limiter.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 
 from db.settings import MiB, settings
+
+MAX_DEFAULT_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -17,8 +20,11 @@ class ServingSettings:
     refresh_seconds: float = 1.0
     max_batch: int = 32
     max_wait_ms: float = 0.0
-    flush_seconds: float = 0.25
+    # The prediction log: 0 s = a request's row is written at once (group-committed with the
+    # rows that arrive meanwhile, at most flush_rows a transaction); max_pending rows wait at most.
+    flush_seconds: float = 0.0
     flush_rows: int = 256
+    max_pending: int = 4096
     seed: int | None = None
     # Not configurable: only bench/serving.py turns it off, to measure what rollups cost.
     rollups: bool = True
@@ -37,3 +43,22 @@ class ServingSettings:
     def with_overrides(self, **values: object) -> ServingSettings:
         """A copy with the given fields replaced; `None` values are ignored."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def as_env(self) -> dict[str, str]:
+        """The variables that carry these settings to worker processes (which read `from_env`)."""
+        return {
+            "CHANNELHUB_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
+            "CHANNELHUB_MAX_PIXELS": str(self.max_pixels),
+            "CHANNELHUB_REFRESH_SECONDS": str(self.refresh_seconds),
+            "CHANNELHUB_MAX_BATCH": str(self.max_batch),
+            "CHANNELHUB_BATCH_WAIT_MS": str(self.max_wait_ms),
+        }
+
+
+def default_workers() -> int:
+    """`CHANNELHUB_WORKERS`, else one serving process per CPU core this process may use,
+    at most MAX_DEFAULT_WORKERS (each holds its own copy of every model)."""
+    configured = settings().workers
+    if configured > 0:
+        return configured
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))

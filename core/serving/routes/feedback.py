@@ -6,11 +6,12 @@ from typing import Literal
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from core.actions.base import Actor
 from core.actions.feedback import submit_feedback
 from core.serving.deps import KeyChannelDep, ServicesDep, SessionDep
+from core.serving.schemas import FEEDBACK_RESPONSES
 from db.errors import NotFoundError
 from db.repo.datasets import get_dataset
 from db.repo.models import get_version
@@ -20,11 +21,16 @@ router = APIRouter(prefix="/v1", tags=["serving"])
 
 
 class FeedbackIn(BaseModel):
-    prediction_id: str = Field(min_length=1, max_length=64)
+    """A verdict on one prediction. `claimed_class` is strictly an integer (`false` is not 0);
+    a comment with control characters or bidirectional overrides is refused (422)."""
+
+    prediction_id: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")
     rating: Literal["up", "down"]
-    claimed_class: int | None = Field(default=None, description="index of the right class")
-    claimed_class_name: str | None = Field(default=None, description="or its name")
-    comment: str = Field(default="", max_length=2000)
+    claimed_class: StrictInt | None = Field(default=None, description="index of the right class")
+    claimed_class_name: str | None = Field(default=None, max_length=200, description="or its name")
+    comment: str = Field(
+        default="", max_length=2000, description="free text; newlines and tabs allowed"
+    )
 
 
 def claimed_class_index(body: FeedbackIn, class_names: list[str]) -> int | None:
@@ -42,7 +48,7 @@ def claimed_class_index(body: FeedbackIn, class_names: list[str]) -> int | None:
     return index
 
 
-@router.post("/feedback", status_code=201)
+@router.post("/feedback", status_code=201, responses=FEEDBACK_RESPONSES)
 def feedback(
     body: FeedbackIn, channel: KeyChannelDep, services: ServicesDep, session: SessionDep
 ) -> JSONResponse:

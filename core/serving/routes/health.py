@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from core.serving.deps import ServicesDep
+from core.serving.schemas import READINESS_RESPONSES
 
 router = APIRouter(tags=["health"])
 
@@ -16,8 +17,22 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=READINESS_RESPONSES)
 def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when every active channel with a production version has its model loaded."""
+    """Ready once the registry was read, while the prediction log can write and unless every
+    channel that should serve has nothing loaded; each channel says whether it is ready."""
     ready, channels = services.cache.readiness()
-    return JSONResponse({"ready": ready, "channels": channels}, status_code=200 if ready else 503)
+    log = services.predictions.health()
+    body = {
+        "ready": ready and log.ok,
+        "channels": channels,
+        "prediction_log": {
+            "ok": log.ok,
+            "error": log.error if not log.ok else "",
+            "pending": log.pending,
+            "failed_rows": log.failed_rows,
+        },
+    }
+    if not log.ok:
+        body["reason"] = f"the prediction log cannot write: {log.error}"
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)

@@ -1,4 +1,5 @@
-"""Predictions: classify one image for a channel, with its canary split, and log the answer."""
+"""Predictions: classify one image for a channel, with its canary split, and log the answer (the
+answer goes out once its row is stored; a log that cannot store it answers 503)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from core.serving.deps import ChannelDep, ServicesDep
 from core.serving.model_cache import ChannelState, LoadedVersion
 from core.serving.prediction_log import input_path_for
 from core.serving.request_images import image_from_request
+from core.serving.schemas import PREDICT_RESPONSES
 from db.models import utcnow
 from db.repo.predictions import PredictionRecord, new_prediction_id
 
@@ -55,7 +57,7 @@ def ensure_servable(state: ChannelState) -> None:
         raise HTTPException(503, f"channel {routing.slug!r} is paused{reason}")
     if routing.production_version_id is None:
         raise HTTPException(503, f"channel {routing.slug!r} has no production model version yet")
-    if state.production is None:
+    if state.serving is None:
         raise HTTPException(503, f"channel {routing.slug!r} is not ready: {state.load_error}")
 
 
@@ -83,7 +85,7 @@ def is_simulated(request: Request) -> bool:
     return request.headers.get(SIMULATED_HEADER, "").strip().lower() in ("1", "true", "yes")
 
 
-@router.post("/{channel}/predict", openapi_extra=PREDICT_OPENAPI)
+@router.post("/{channel}/predict", openapi_extra=PREDICT_OPENAPI, responses=PREDICT_RESPONSES)
 async def predict(state: ChannelDep, services: ServicesDep, request: Request) -> JSONResponse:
     """Classify one image for `channel`; the answer is logged with its input and latency."""
     started = time.perf_counter()
@@ -110,5 +112,5 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
         created_at=now,
         simulated=is_simulated(request),
     )
-    services.predictions.submit(record, image)
+    await services.predictions.record(record, image)  # stored before the answer goes out
     return JSONResponse(body)
