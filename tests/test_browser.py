@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,7 @@ def registry_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "CHANNELHUB_HOME": str(home),
         "DATABASE_URL": f"sqlite:///{home / 'channelhub.db'}",
         "CHANNELHUB_USER": "browser",
+        "CHANNELHUB_SIGNIN_ATTEMPTS": str(LOCK_AFTER),
     }
     env.pop("CHANNELHUB_ARTIFACTS", None)
     with pytest.MonkeyPatch.context() as mp:
@@ -96,6 +98,7 @@ def registry_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         mp.delenv("CHANNELHUB_ARTIFACTS", raising=False)
         dispose_engines()
         fill_registry(home)
+        add_browser_users()
         dispose_engines()
     yield env
 
@@ -149,7 +152,174 @@ def page(browser):
     context.close()
 
 
+PASSWORD = "browser test password"
+LOCK_AFTER = 3
+# name: role; each test signs in as its own user.
+BROWSER_USERS = {
+    "browser-admin": "admin",
+    "browser-erin": "annotator",
+    "browser-keys": "annotator",
+    "browser-reload": "viewer",
+    "browser-lock": "viewer",
+    "browser-review": "annotator",
+}
+
+
+def add_browser_users() -> None:
+    from core.actions.base import SYSTEM
+    from core.actions.users import add_user
+
+    for name, role in BROWSER_USERS.items():
+        add_user(actor=SYSTEM, name=name, role=role, password=PASSWORD)
+
+
+def has_session_cookie(page) -> bool:
+    from dashboard.auth import COOKIE
+
+    return any(c["name"] == COOKIE and c["value"] for c in page.context.cookies())
+
+
+def submit_sign_in(page, name: str, password: str) -> None:
+    page.get_by_label("User name", exact=True).fill(name)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def sign_in(page, dashboard_url: str, name: str) -> None:
+    """Sign in through the form and wait until the browser holds the session cookie."""
+    page.goto(dashboard_url)
+    submit_sign_in(page, name, PASSWORD)
+    page.get_by_text(f"Signed in as {name}").wait_for()
+    deadline = time.monotonic() + 15
+    while not has_session_cookie(page):
+        assert time.monotonic() < deadline, "no session cookie after signing in"
+        page.wait_for_timeout(200)
+
+
+def test_sign_in_survives_a_reload_and_sign_out_ends_it(page, dashboard_url: str):
+    sign_in(page, dashboard_url, "browser-reload")
+    page.goto(f"{dashboard_url}/models")
+    page.get_by_text("Signed in as browser-reload").wait_for()
+    page.reload()
+    page.get_by_text("Signed in as browser-reload").wait_for()
+    assert not page.get_by_role("button", name="Sign in").is_visible()
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_text("You are signed out.").wait_for()
+    page.reload()
+    page.get_by_role("button", name="Sign in").wait_for()
+    assert not page.get_by_text("Signed in as browser-reload").is_visible()
+
+
+def failed_sign_ins(database_url: str, name: str) -> int:
+    from db.engine import session_scope
+    from db.queries.lookups import list_events
+
+    with session_scope(database_url) as s:
+        rows = list_events(session=s, action="user.sign_in_failed", actor=name, limit=100)
+    return len(rows)
+
+
+def test_wrong_passwords_lock_the_account(page, dashboard_url: str, registry_env: dict[str, str]):
+    page.goto(dashboard_url)
+    for attempt in range(1, LOCK_AFTER + 1):
+        submit_sign_in(page, "browser-lock", f"wrong password {attempt}")
+        deadline = time.monotonic() + 30  # the same message stays up: wait for the registry
+        while failed_sign_ins(registry_env["DATABASE_URL"], "browser-lock") < attempt:
+            assert time.monotonic() < deadline, f"attempt {attempt} was not counted"
+            page.wait_for_timeout(200)
+    page.get_by_text(re.compile("locked until")).first.wait_for()
+    submit_sign_in(page, "browser-lock", PASSWORD)
+    page.get_by_text("browser-lock is locked").wait_for()
+    assert not page.get_by_text("Signed in as browser-lock").is_visible()
+
+
+HOSTILE_COMMENTS = [
+    "![x](http://127.0.0.1:9/p.png)",
+    "[link](http://example.invalid)",
+    "**bold**",
+    "<img src=x onerror=alert(1)>",
+]
+
+
+@contextmanager
+def hostile_feedback(env: dict[str, str]) -> Iterator[None]:
+    """Each comment as a user's feedback on a fresh partner-api prediction, sent through the
+    API; rejected afterwards so that the other tests' queue is as before."""
+    from core.actions.base import SYSTEM
+    from core.actions.feedback import bulk_annotate
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("CHANNELHUB_HOME", "DATABASE_URL"):
+            mp.setenv(name, env[name])
+        ids: list[int] = []
+        try:
+            _send_hostile_feedback(env["DATABASE_URL"], ids)
+            yield
+        finally:
+            if ids:
+                bulk_annotate(actor=SYSTEM, feedback_ids=ids, verdict="rejected")
+
+
+def _send_hostile_feedback(database_url: str, sent: list[int]) -> None:
+    from fastapi.testclient import TestClient
+
+    from core.actions import channels as channel_actions
+    from core.actions.base import SYSTEM
+    from core.serving.api import create_app
+    from db.engine import session_scope
+    from db.queries.lookups import get_channel
+    from db.repo import predictions
+
+    key = channel_actions.rotate_channel_key(actor=SYSTEM, slug="partner-api")
+    with session_scope(database_url) as s:
+        channel = get_channel(session=s, slug="partner-api")
+        ids = [predictions.new_prediction_id() for _ in HOSTILE_COMMENTS]
+        predictions.insert_predictions(session=s, records=[
+            predictions.PredictionRecord(pid, channel.id, channel.production_version_id,
+                                         "production", 3, 0.6, [0.1] * 10, 2.0, None)
+            for pid in ids
+        ])  # fmt: skip
+    with TestClient(create_app(database_url)) as client:
+        for pid, comment in zip(ids, HOSTILE_COMMENTS, strict=True):
+            answer = client.post(
+                "/v1/feedback",
+                headers={"X-API-Key": key},
+                json={"prediction_id": pid, "rating": "down", "comment": comment},
+            )
+            assert answer.status_code == 201, answer.text
+            sent.append(answer.json()["feedback_id"])
+
+
+def test_untrusted_comments_stay_text_in_the_review_page(
+    page, dashboard_url: str, registry_env: dict[str, str]
+):
+    with hostile_feedback(registry_env):
+        check_untrusted_comments(page, dashboard_url)
+
+
+def check_untrusted_comments(page, dashboard_url: str) -> None:
+    fetched = []
+    page.on("request", lambda request: fetched.append(request.url))
+    sign_in(page, dashboard_url, "browser-review")
+    page.goto(f"{dashboard_url}/feedback?channel=partner-api&rating=down")
+    seen = set()
+    for step in range(len(HOSTILE_COMMENTS)):
+        if step:
+            page.get_by_role("heading", name="Feedback").click()
+            page.keyboard.press("j")
+            page.get_by_text(re.compile(rf"Item {step + 1} of \d+ on this page")).wait_for()
+        comment = page.get_by_test_id("stText").filter(has_text="Comment: ").first
+        comment.wait_for()
+        seen.add(comment.inner_text().removeprefix("Comment: ").strip())
+        assert page.locator("img[src*='127.0.0.1:9'], img[src='x']").count() == 0
+        assert page.locator("a[href*='example.invalid']").count() == 0
+        assert page.locator("strong", has_text=re.compile(r"^bold$")).count() == 0
+    assert seen == set(HOSTILE_COMMENTS), "the comments are not shown literally"
+    assert not [u for u in fetched if "127.0.0.1:9" in u or "example.invalid" in u]
+
+
 def test_overview_leads_to_a_version_detail(page, dashboard_url: str):
+    sign_in(page, dashboard_url, "browser-admin")
     page.goto(dashboard_url)
     page.get_by_text("Partner API").first.wait_for()
     assert page.get_by_text("misses SLO").first.is_visible()
@@ -161,13 +331,11 @@ def test_overview_leads_to_a_version_detail(page, dashboard_url: str):
 
 
 def test_annotating_feedback_is_counted(page, dashboard_url: str):
+    sign_in(page, dashboard_url, "browser-erin")
     page.goto(f"{dashboard_url}/feedback")
     counter = page.get_by_test_id("stMetric").filter(has_text="not yet used for training")
     counter.wait_for()
     before = int(counter.get_by_test_id("stMetricValue").inner_text().replace(",", ""))
-    acting = page.get_by_label("Acting as", exact=True)
-    acting.fill("browser-erin")
-    acting.press("Enter")
     page.get_by_role("button", name="Correct (E)").click()
     page.get_by_text(re.compile(r"Stored corrected on feedback #\d+ as browser-erin")).wait_for()
     after = int(counter.get_by_test_id("stMetricValue").inner_text().replace(",", ""))
@@ -197,10 +365,8 @@ def test_keyboard_shortcuts_move_through_the_queue_and_confirm(
     from db.engine import session_scope
     from db.repo.feedback import annotation_history
 
+    sign_in(page, dashboard_url, "browser-keys")
     page.goto(f"{dashboard_url}/feedback")
-    acting = page.get_by_label("Acting as", exact=True)
-    acting.fill("browser-keys")
-    acting.press("Enter")
     first = current_item(page)
     page.get_by_role("heading", name="Feedback").click()  # keys go to the page, not a field
     page.keyboard.press("j")
@@ -231,6 +397,7 @@ def test_retrain_runs_to_a_new_version(page, dashboard_url: str, registry_env: d
         command, env=registry_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
+        sign_in(page, dashboard_url, "browser-admin")
         page.goto(f"{dashboard_url}/retrain")
         epochs = page.get_by_label("Epochs", exact=True)
         epochs.fill("1")
