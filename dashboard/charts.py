@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,6 +10,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 PALETTE = ("#2563eb", "#f97316", "#16a34a", "#9333ea", "#dc2626", "#0891b2")
+
+
+def label(value: object) -> str:
+    """A class name as a Plotly label: Plotly renders some HTML tags in labels (<a>, <b>, <br>),
+    so untrusted names are escaped and show as typed."""
+    return html.escape(str(value), quote=False)
 
 
 def _compact(fig: go.Figure, height: int) -> go.Figure:
@@ -27,7 +34,7 @@ def sparkline(x: Sequence[Any], y: Sequence[float], *, title: str = "") -> go.Fi
 
 def per_class_bars(per_class: Sequence[Mapping[str, Any]]) -> go.Figure:
     """Precision, recall and F1 per class, grouped."""
-    names = [str(c.get("name", c.get("class"))) for c in per_class]
+    names = [label(c.get("name", c.get("class"))) for c in per_class]
     fig = go.Figure()
     for metric, colour in zip(("precision", "recall", "f1"), PALETTE, strict=False):
         fig.add_bar(
@@ -43,7 +50,7 @@ def per_class_bars(per_class: Sequence[Mapping[str, Any]]) -> go.Figure:
 
 def confusion_heatmap(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> go.Figure:
     """Counts of true (rows) against predicted (columns) classes."""
-    names = [str(n) for n in class_names] or [str(i) for i in range(len(matrix))]
+    names = [label(n) for n in class_names] or [str(i) for i in range(len(matrix))]
     fig = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -93,7 +100,7 @@ def per_class_delta(
     names, deltas = [], []
     for c in other:
         if c["class"] in by_class:
-            names.append(str(c.get("name", c["class"])))
+            names.append(label(c.get("name", c["class"])))
             deltas.append(c.get(metric, 0.0) - by_class[c["class"]].get(metric, 0.0))
     colours = ["#16a34a" if d >= 0 else "#dc2626" for d in deltas]
     fig = go.Figure(go.Bar(x=names, y=deltas, marker_color=colours))
@@ -112,7 +119,7 @@ def probability_bars(
     claimed: int | None = None,
 ) -> go.Figure:
     """The model's class probabilities; the predicted class blue, the user's claim orange."""
-    names = [str(n) for n in class_names] or [str(i) for i in range(len(probabilities))]
+    names = [label(n) for n in class_names] or [str(i) for i in range(len(probabilities))]
     colours = [
         PALETTE[0] if i == predicted else PALETTE[1] if i == claimed else "#cbd5e1"
         for i in range(len(probabilities))

@@ -127,7 +127,7 @@ def production_stage(column, c: ChannelLoop) -> None:
 
 
 def channel_row(c: ChannelLoop, plan: CanaryState | None) -> None:
-    st.markdown(f"#### {c.name} `{c.slug}`")
+    st.markdown(f"#### {ui.md_text(c.name)} `{c.slug}`")
     columns = st.columns(len(STAGES))
     canary = functools.partial(canary_stage, plan=plan)
     for stage, column in zip(

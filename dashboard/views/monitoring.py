@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.ml import monitoring_stats as stats
 from core.monitoring import MIN_ANNOTATED_FOR_ACCURACY, ArmSummary, summarize
-from dashboard import ui
+from dashboard import charts, ui
 from dashboard.charts import PALETTE
 from db.queries.lookups import list_channels
 from db.queries.monitoring import DEFAULT_WINDOW, WINDOWS, ArmSeries, channel_monitoring
@@ -72,7 +72,7 @@ def distributions(arms: dict[str, ArmSeries], class_names: list[str]) -> None:
         n_conf, n_cls = sum(total.confidence_hist) or 1, sum(total.class_counts) or 1
         confidence.add_bar(x=conf_labels, y=[c / n_conf for c in total.confidence_hist],
                            name=arm, marker_color=colour)  # fmt: skip
-        names = [class_names[i] if i < len(class_names) else str(i)
+        names = [charts.label(class_names[i]) if i < len(class_names) else str(i)
                  for i in range(len(total.class_counts))]  # fmt: skip
         mix.add_bar(x=names, y=[c / n_cls for c in total.class_counts], name=arm,
                     marker_color=colour)  # fmt: skip

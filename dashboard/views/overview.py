@@ -126,7 +126,9 @@ def slo_badge(c: ChannelHealth) -> str:
 def channel_card(c: ChannelHealth, trend: list[TrendPoint]) -> None:
     with st.container(border=True):
         model = f" · {c.model_name}" if c.model_name else ""
-        st.markdown(f"#### {c.name} `{c.slug}`{model} {ui.badge(c.status)} {slo_badge(c)}")
+        st.markdown(
+            f"#### {ui.md_text(c.name)} `{c.slug}`{model} {ui.badge(c.status)} {slo_badge(c)}"
+        )
         if c.status == "paused" and c.status_reason:
             st.caption(f"Paused: {c.status_reason}")
         for alert in c.open_alerts:
