@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import reduce
 from operator import add
 
 from sqlalchemy import Row, and_, or_, select
@@ -37,6 +38,7 @@ WINDOWS = {
     )
 }
 DEFAULT_WINDOW = "24 h"
+_COLUMNS = tuple(Rollup.__table__.columns.keys())  # the order of a `rollup_rows` row
 
 
 @dataclass
@@ -56,6 +58,23 @@ class Signals:
     class_counts: list[int] = field(default_factory=list)
     intensity_hist: list[int] = field(default_factory=list)
     versions: set[int] = field(default_factory=set)
+
+    @classmethod
+    def of_rows(cls, rows: list[Row]) -> Signals:
+        """The sum of rows of `rollup_rows`, column by column: zip and sum run in C, which a
+        page summing thousands of minute rollups needs."""
+        columns = dict(zip(_COLUMNS, zip(*rows, strict=True), strict=False))
+        signals = cls(versions=set(columns.get("version_id", ())))
+        for name in COUNTERS:
+            setattr(signals, name, sum(v or 0 for v in columns.get(name, ())))
+        signals.latency_sum_ms = float(sum(v or 0.0 for v in columns.get("latency_sum_ms", ())))
+        for name in HISTOGRAMS:
+            lists = [v or [] for v in columns.get(name, ())]
+            if len({len(v) for v in lists}) == 1:
+                setattr(signals, name, [sum(bin_) for bin_ in zip(*lists, strict=True)])
+            else:
+                setattr(signals, name, reduce(add_list, lists, []))
+        return signals
 
     def add(self, row: Rollup | Row) -> None:
         """Add one stored rollup (an ORM object or a row of `rollup_rows`)."""
@@ -108,14 +127,16 @@ def channel_monitoring(
         Rollup.resolution_s == w.resolution_s,
         Rollup.bucket_start >= since,
     )
-    arms: dict[str, ArmSeries] = {}
+    grouped: dict[str, dict[datetime, list[Row]]] = {}
     for row in rows:
-        series = arms.setdefault(row.arm, ArmSeries(row.arm, Signals(), {}))
         start = bucket_start(row.bucket_start, w.bucket_s)
-        series.buckets.setdefault(start, Signals()).add(row)
-    for series in arms.values():
-        for signals in series.buckets.values():
-            series.total.merge(signals)
+        grouped.setdefault(row.arm, {}).setdefault(start, []).append(row)
+    arms: dict[str, ArmSeries] = {}
+    for arm, buckets in grouped.items():
+        series = arms[arm] = ArmSeries(arm, Signals(), {})
+        for start, bucket_rows in buckets.items():
+            series.buckets[start] = Signals.of_rows(bucket_rows)
+            series.total.merge(series.buckets[start])
     return ChannelMonitoring(w, since, until, arms)
 
 
@@ -150,10 +171,10 @@ def window_totals(
     rows = rollup_rows(
         session, Rollup.channel_id == channel_id, Rollup.bucket_start >= since, which
     )
-    totals: dict[str, Signals] = {}
+    by_arm: dict[str, list[Row]] = {}
     for row in rows:
-        totals.setdefault(row.arm, Signals()).add(row)
-    return totals
+        by_arm.setdefault(row.arm, []).append(row)
+    return {arm: Signals.of_rows(arm_rows) for arm, arm_rows in by_arm.items()}
 
 
 def recent_buckets(
