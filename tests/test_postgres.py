@@ -138,3 +138,28 @@ def test_concurrent_writers_of_a_new_bucket_keep_every_count(pg_registry):
     for row in rows:
         assert row.requests == writers and row.latency_sum_ms == 2.0 * writers
         assert row.class_counts == [0, writers]
+
+
+def test_a_batch_of_many_buckets_is_written_in_chunks(pg_registry, monkeypatch):
+    import db.repo.rollups as rollups
+
+    monkeypatch.setattr(rollups, "KEYS_PER_STATEMENT", 7)
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        _, version = add_model_with_version(s, dataset_id)
+        channel_id = create_channel(session=s, slug="web", name="Web", kind="web")[0].id
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    deltas = [
+        RollupDelta(
+            channel_id, version.id, arm, start + timedelta(minutes=m), counts={"requests": 1}
+        )
+        for m in range(30)
+        for arm in ("production", "candidate")
+    ]
+    for _ in range(2):  # the second pass finds every row
+        with session_scope() as s:
+            assert add_to_rollups(session=s, deltas=deltas) == 60 + 2
+    with session_scope() as s:
+        rows = s.scalars(select(Rollup)).all()
+    assert len(rows) == 62
+    assert {(r.resolution_s, r.requests) for r in rows} == {(60, 2), (3600, 60)}

@@ -20,6 +20,8 @@ from db.models import ROLLUP_RESOLUTIONS, Rollup
 COUNTERS = ("requests", "errors", "simulated", "thumbs_up", "thumbs_down")
 COUNTERS += ("annotated_right", "annotated_wrong")
 HISTOGRAMS = ("latency_hist", "confidence_hist", "class_counts", "intensity_hist")
+# Bucket keys per statement: well under SQLite's and PostgreSQL's bound-parameter limits.
+KEYS_PER_STATEMENT = 500
 
 
 @dataclass
@@ -91,13 +93,27 @@ def _ensure_rows_pg(session: Session, keys: list[tuple]) -> None:
     session.execute(statement.on_conflict_do_nothing(constraint="uq_rollups_key"))
 
 
+def _locked_rows(session: Session, keys: list[tuple]) -> dict[tuple, Rollup]:
+    """The stored rows of `keys`, read FOR UPDATE in key order (a no-op lock on SQLite)."""
+    columns = (Rollup.channel_id, Rollup.version_id, Rollup.arm, Rollup.resolution_s)
+    columns += (Rollup.bucket_start,)
+    rows = session.scalars(
+        select(Rollup)
+        .where(tuple_(*columns).in_(keys))
+        .order_by(*columns)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {(r.channel_id, r.version_id, r.arm, r.resolution_s, r.bucket_start): r for r in rows}
+
+
 def add_to_rollups(*, session: Session, deltas: list[RollupDelta]) -> int:
     """Add `deltas` to their buckets at every resolution; returns the rows touched.
 
     Call it after the transaction has written something (the prediction insert), so that on
     SQLite it already holds the write lock and no other writer interleaves this
     read-modify-write. On PostgreSQL missing rows are first inserted with ON CONFLICT DO
-    NOTHING, then the rows are read in one SELECT … FOR UPDATE, locked in key order (no
+    NOTHING, then the rows are read with SELECT … FOR UPDATE, locked in key order (no
     deadlock between two writers touching the same buckets)."""
     work = dict(
         sorted(
@@ -108,18 +124,13 @@ def add_to_rollups(*, session: Session, deltas: list[RollupDelta]) -> int:
     )
     if not work:
         return 0
-    if session.get_bind().dialect.name == "postgresql":
-        _ensure_rows_pg(session, list(work))
-    columns = (Rollup.channel_id, Rollup.version_id, Rollup.arm, Rollup.resolution_s)
-    columns += (Rollup.bucket_start,)
-    rows = session.scalars(
-        select(Rollup)
-        .where(tuple_(*columns).in_(list(work)))
-        .order_by(*columns)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).all()
-    found = {(r.channel_id, r.version_id, r.arm, r.resolution_s, r.bucket_start): r for r in rows}
+    keys = list(work)
+    found: dict[tuple, Rollup] = {}
+    for i in range(0, len(keys), KEYS_PER_STATEMENT):  # in key order: locks are taken in order
+        chunk = keys[i : i + KEYS_PER_STATEMENT]
+        if session.get_bind().dialect.name == "postgresql":
+            _ensure_rows_pg(session, chunk)
+        found.update(_locked_rows(session, chunk))
     for key, delta in work.items():
         row = found.get(key)
         if row is None:
