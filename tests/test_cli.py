@@ -76,3 +76,17 @@ def test_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     for name in COMMANDS:
         assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", out), f"{name} not in --help"
+
+
+def test_init_never_prints_the_database_password(pg_registry, capsys, monkeypatch):
+    """A PostgreSQL URL carries its password; `init` shows the URL with it masked. (The test
+    server trusts local connections, so any password connects.)"""
+    from db.engine import dispose_engines
+
+    scheme, rest = pg_registry.split("://", 1)
+    user, host = rest.split("@", 1)
+    monkeypatch.setenv("DATABASE_URL", f"{scheme}://{user}:s3cret-pw@{host}")
+    dispose_engines()
+    code, out, _ = run(capsys, "init")
+    assert code == 0 and "registry  postgresql+psycopg://" in out
+    assert "s3cret-pw" not in out and "***" in out

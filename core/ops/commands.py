@@ -43,7 +43,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     get_engine()
     artifact_dir().mkdir(parents=True, exist_ok=True)
     dataset = dataset_actions.register_builtin_dataset(actor=cli_actor())
-    print(f"registry  {database_url()}")
+    from sqlalchemy.engine import make_url
+
+    # The URL may carry a PostgreSQL password: never print it.
+    print(f"registry  {make_url(database_url()).render_as_string(hide_password=True)}")
     print(f"artifacts {artifact_dir()}")
     print(
         f"dataset   {dataset.name}: {dataset.num_samples} images, "
