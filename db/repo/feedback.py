@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from numbers import Integral
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -18,9 +19,13 @@ from db.models import (
     Prediction,
 )
 from db.repo.rollups import RollupDelta, add_to_rollups
+from db.text import check_text, normalize_newlines
 
 MAX_COMMENT_CHARS = 2000
 MAX_TAGS = 20
+# One end user's verdict per prediction: a repeat is refused (409), so one client cannot weigh
+# a prediction's thumbs or flood the review queue with copies.
+MAX_FEEDBACK_PER_PREDICTION = 1
 
 
 @dataclass(frozen=True)
@@ -79,19 +84,17 @@ def add_feedback(
 ) -> FeedbackInfo:
     """Record an end user's verdict on a prediction made on `channel_id` (another channel's
     prediction is refused as not found, so ids of other channels are not disclosed)."""
-    if rating not in RATINGS:
-        raise RegistryError(f"rating must be 'up' or 'down' (got {rating!r})")
-    prediction = session.get(Prediction, prediction_id)
+    comment = _valid_feedback_fields(rating, claimed_class, comment, num_classes)
+    # FOR UPDATE (PostgreSQL) queues feedback on one prediction, so the count below is current;
+    # SQLite has one writer and refuses a write from a stale snapshot.
+    prediction = session.get(Prediction, prediction_id, with_for_update=True)
     if prediction is None or prediction.channel_id != channel_id:
         raise NotFoundError(f"prediction {prediction_id!r} does not exist on this channel")
-    if claimed_class is not None and (
-        claimed_class < 0 or (num_classes is not None and claimed_class >= num_classes)
-    ):
-        raise RegistryError(
-            f"claimed class must be between 0 and {(num_classes or 1) - 1} (got {claimed_class})"
-        )
-    if len(comment) > MAX_COMMENT_CHARS:
-        raise RegistryError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
+    given = session.scalar(
+        select(func.count()).select_from(Feedback).where(Feedback.prediction_id == prediction_id)
+    )
+    if given >= MAX_FEEDBACK_PER_PREDICTION:
+        raise ConflictError(f"prediction {prediction_id!r} already has its feedback")
     row = Feedback(
         prediction_id=prediction_id, channel_id=channel_id, version_id=prediction.version_id,
         predicted_class=prediction.predicted_class, confidence=prediction.confidence,
@@ -101,6 +104,29 @@ def add_feedback(
     session.flush()  # the insert first: it takes SQLite's write lock before rollups are read
     _count_in_rollups(session, prediction, {f"thumbs_{rating}": 1})
     return _feedback_info(row)
+
+
+def _valid_feedback_fields(
+    rating: str, claimed_class: int | None, comment: str, num_classes: int | None
+) -> str:
+    """The comment to store (newlines normalized), or a RegistryError naming what is wrong."""
+    if rating not in RATINGS:
+        raise RegistryError(f"rating must be 'up' or 'down' (got {rating!r})")
+    if claimed_class is not None:
+        if isinstance(claimed_class, bool) or not isinstance(claimed_class, Integral):
+            raise RegistryError(f"claimed class must be a class index (got {claimed_class!r})")
+        if claimed_class < 0 or (num_classes is not None and claimed_class >= num_classes):
+            raise RegistryError(
+                f"claimed class must be between 0 and {(num_classes or 1) - 1} "
+                f"(got {claimed_class})"
+            )
+    comment = normalize_newlines(comment)
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise RegistryError(f"comment must be at most {MAX_COMMENT_CHARS} characters")
+    problem = check_text("comment", comment)
+    if problem:
+        raise RegistryError(problem)
+    return comment
 
 
 def _outcome(predicted_class: int, true_class: int | None) -> str | None:
@@ -177,6 +203,11 @@ def annotate(
             f"true class must be between 0 and {(num_classes or 1) - 1} (got {resolved})"
         )
     clean_tags = sorted({t.strip() for t in (tags or []) if t.strip()})[:MAX_TAGS]
+    note = normalize_newlines(note)
+    for field, text in [("note", note), *(("tag", t) for t in clean_tags)]:
+        problem = check_text(field, text)
+        if problem:
+            raise RegistryError(problem)
     previous = session.scalar(
         select(Annotation).where(
             Annotation.feedback_id == feedback_id, Annotation.is_current.is_(True)
