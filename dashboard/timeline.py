@@ -13,7 +13,8 @@ from core.actions.canary import (
     restore_version,
     start_canary_plan,
 )
-from dashboard import ui
+from dashboard import gate_view, ui
+from db.queries.gate import gate_decisions_by_id
 from db.queries.lookups import ChannelInfo
 from db.queries.registry import version_choices
 from db.queries.timeline import CanaryState, TimelineEntry, canary_state, channel_timeline
@@ -28,6 +29,7 @@ ICONS = {
     "channel.start_canary": ":material/call_split:",
     "channel.end_canary": ":material/call_merge:",
     "canary.start": ":material/science:",
+    "gate.refuse": ":material/block:",
 }
 
 
@@ -60,14 +62,18 @@ def start_form(c: ChannelInfo) -> None:
                                   key="tl_min_requests")  # fmt: skip
         minutes = d.number_input("Minutes per step", min_value=0.0,
                                  value=DEFAULT_MIN_SECONDS / 60, key="tl_min_minutes")  # fmt: skip
+        override = st.text_input("Override reason (only if the promotion gate refuses it)",
+                                 key="tl_override", placeholder="optional")  # fmt: skip
         go = st.form_submit_button("Start stepped canary", key="tl_start", **ui.gate("manager"))
     if go and version is None:
         st.error("Choose a candidate version.")
     elif go:
         done = ui.act(
             start_canary_plan, slug=c.slug, version_id=version, steps=steps,
-            min_requests=int(requests), min_seconds=round(minutes * 60),
+            min_requests=int(requests), min_seconds=round(minutes * 60), override_reason=override,
         )  # fmt: skip
+        if not done:
+            gate_view.gate_check(c, version, "channel.start_canary", "tl_gate", False)
         if done:
             ui.flash(f"Canary of {options[version]} started at {done.traffic:.0%}.")
             st.rerun()
@@ -103,10 +109,15 @@ def channel_timeline_section(c: ChannelInfo) -> None:
             st.caption("No serving changes yet.")
             return
         reason = st.text_input("Reason for a restore", key="tl_reason", placeholder="required")
+        gated = tuple(sorted({e.gate_decision_id for e in entries if e.gate_decision_id}))
+        decisions = ui.read(gate_decisions_by_id, ids=gated) if gated else {}
         offered: set[int] = set()
         for e in entries:
             text, button = st.columns([6, 1])
             text.markdown(entry_line(e))
+            if e.gate_decision_id in decisions:
+                with text:
+                    gate_view.stored_decision(decisions[e.gate_decision_id], f"tl_gate_{e.at}")
             version = e.production_version_id
             if version and version != c.production_version_id and version not in offered:
                 offered.add(version)

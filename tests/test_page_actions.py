@@ -99,6 +99,8 @@ def test_canary_is_set_then_ended_and_both_are_on_the_timeline(filled_registry: 
     at = open_page("channels", user="ines", channel="mobile")
     at.selectbox(key="ch_candidate").set_value(v1)
     at.number_input(key="ch_share").set_value(25)
+    check_page(at.run(), expected=["The gate refuses this canary"])  # v1 is worse than v2
+    at.text_input(key="ch_gc_override").set_value("the older version on purpose").run()
     check_page(at.button(key="ch_candidate_go").click().run())
     mobile = _channel("mobile")
     assert (mobile.candidate_version_id, mobile.candidate_traffic) == (v1, 0.25)

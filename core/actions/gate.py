@@ -139,3 +139,18 @@ def set_gate(
         before=before.__dict__, after=after.__dict__, reason=reason.strip(),
     )  # fmt: skip
     return after
+
+
+def preview_gate(*, session: Session, slug: str, version_id: int, action_name: str) -> dict:
+    """What the gate would say about `version_id` now, without changing anything (pages and
+    the CLI show it before confirming): {"exempt": why or None, "passed", "failed",
+    "evidence"}; JSON-ready, so pages may cache it."""
+    channel = channel_repo.get_channel(session=session, slug=slug)
+    exempt = gate_exemption(session, channel, version_id, action_name)
+    if exempt is not None:
+        return {"exempt": exempt[0], "passed": True, "failed": [], "evidence": {}}
+    from core.gate import evaluate_gate
+
+    result = evaluate_gate(session=session, slug=slug, version_id=version_id)
+    return {"exempt": None, "passed": result.passed, "failed": result.failed,
+            "evidence": result.evidence}  # fmt: skip

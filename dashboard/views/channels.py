@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.actions import channels as actions
-from dashboard import objectives, timeline, ui
+from dashboard import gate_view, objectives, timeline, ui
 from db.errors import RegistryError
 from db.models import CHANNEL_KINDS
 from db.queries.lookups import ChannelInfo, list_channels, list_datasets, list_events, list_models
@@ -218,11 +218,6 @@ def serving_versions(c: ChannelInfo) -> None:
             format_func=lambda i: "—" if i is None else options[i],
         )
         refused = ui.why_not("manager")
-        if a.button(
-            "Promote", key="ch_promote_go", disabled=prod is None or bool(refused), help=refused
-        ):
-            if ui.act(actions.promote_version, slug=c.slug, version_id=prod):
-                st.rerun()
         cand = b.selectbox(
             "Candidate (canary)",
             [None, *options],
@@ -230,13 +225,32 @@ def serving_versions(c: ChannelInfo) -> None:
             format_func=lambda i: "none (end the canary)" if i is None else options[i],
         )
         share = d.number_input("Traffic %", min_value=1, max_value=100, value=10, key="ch_share")
-        if b.button("Set candidate", key="ch_candidate_go", disabled=bool(refused), help=refused):
+        # The gate's evidence before either button is pressed (below the selectors).
+        go_prod, prod_override = gate_view.gate_check(c, prod, "channel.promote", "ch_gp")
+        go_cand, cand_override = gate_view.gate_check(c, cand, "channel.start_canary", "ch_gc")
+        if a.button(
+            "Promote" + (" (override)" if prod_override else ""),
+            key="ch_promote_go",
+            disabled=prod is None or bool(refused) or not go_prod,
+            help=refused,
+        ):
+            if ui.act(
+                actions.promote_version, slug=c.slug, version_id=prod, override_reason=prod_override
+            ):
+                st.rerun()
+        if b.button(
+            "Set candidate" + (" (override)" if cand_override else ""),
+            key="ch_candidate_go",
+            disabled=bool(refused) or not go_cand,
+            help=refused,
+        ):
             if cand is None:
                 done = ui.act(actions.end_canary, slug=c.slug)
             else:
                 done = ui.act(
-                    actions.start_canary, slug=c.slug, version_id=cand, traffic=share / 100.0
-                )
+                    actions.start_canary, slug=c.slug, version_id=cand, traffic=share / 100.0,
+                    override_reason=cand_override,
+                )  # fmt: skip
             if done:
                 st.rerun()
 

@@ -3,6 +3,7 @@ the gate decisions (evidence, outcome, override) stored with the serving changes
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -163,7 +164,8 @@ def get_gate_decision(*, session: Session, decision_id: int) -> GateDecisionInfo
     return _decision(row)
 
 
-def gate_decisions_by_id(*, session: Session, ids: set[int]) -> dict[int, GateDecisionInfo]:
+def gate_decisions_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, GateDecisionInfo]:
+    ids = list(ids)
     if not ids:
         return {}
     rows = session.scalars(select(GateDecision).where(GateDecision.id.in_(ids)))
