@@ -90,9 +90,8 @@ def test_demo_review_queue_holds_complaints_naming_the_true_class(demo_registry)
             .where(Channel.slug == "web", Feedback.review_status == "pending")
             .where(Feedback.rating == "down", Feedback.claimed_class.is_not(None))
         ).all()
-        verdicts = dict(
-            s.execute(select(Feedback.review_status, func.count()).group_by(Feedback.review_status))
-        )
+        by_status = select(Feedback.review_status, func.count()).group_by(Feedback.review_status)
+        verdicts = dict(s.execute(by_status).tuples().all())
         reviewers = set(s.scalars(select(Annotation.author)))
     truths = [(claimed, _label_of_inverted(artifact_dir() / p, labels)) for claimed, p in pending]
     inverted = [(claimed, truth) for claimed, truth in truths if truth is not None]
