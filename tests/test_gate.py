@@ -189,3 +189,31 @@ def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(regi
     (event,) = _events("gate.refuse")
     assert event.details["gate_decision_id"] == decision.id
     assert event.details["failed"] == decision.failed
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from core.ops.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_cli_prints_the_comparison_refuses_and_takes_an_override(registry, capsys):
+    ids = _channel(worse=30)
+    code, out, _ = _cli(capsys, "channel", "gate", "web", "--version-id", str(ids["worse"]))
+    assert code == 1 and "gate: refuses" in out
+    assert "FAIL holdout regression" in out and "holdout: hhhhhhhhhhhh (both scored on it)" in out
+    assert "85.0% [" in out and "95.0% [" in out and "-10.0" in out
+    code, _, err = _cli(capsys, "channel", "promote", "web", "--version-id", str(ids["worse"]))
+    assert code == 2 and "the promotion gate refuses" in err and _production() == ids["prod"]
+    code, _, _ = _cli(capsys, "channel", "promote", "web", "--version-id", str(ids["worse"]),
+                      "--override-reason", "known good on the new camera")  # fmt: skip
+    assert code == 0 and _production() == ids["worse"]
+    (event,) = _events("channel.promote")
+    assert event.details["override_reason"] == "known good on the new camera"
+    code, out, _ = _cli(capsys, "channel", "gate-rules", "web", "--floor", "0.9",
+                        "--min-slice", "50")  # fmt: skip
+    assert code == 0 and "floor 0.9, max regression 0.01, min slice 50 items" in out
+    code, _, err = _cli(capsys, "channel", "gate-rules", "web", "--min-slice", "many")
+    assert code == 2 and "--min-slice must be a whole number" in err
