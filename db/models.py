@@ -269,6 +269,16 @@ class Feedback(Base):
         Index("ix_feedback_channel_created", "channel_id", "created_at"),
         # Pending counts per channel and the review queue filtered by channel and status.
         Index("ix_feedback_channel_status", "channel_id", "review_status", "created_at"),
+        # Covers the counts per status (pending per channel and rating; annotated, not learned,
+        # per version) so that a million items are counted from the index alone.
+        Index(
+            "ix_feedback_status_counts",
+            "review_status",
+            "channel_id",
+            "rating",
+            "version_id",
+            "used_in_version_id",
+        ),  # fmt: skip
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
