@@ -14,6 +14,9 @@ from core.serving.shared_limiter import shared_limits_path
 __all__ = ["APP_FACTORY", "add_serve_arguments", "create_app", "run_serve", "run_server"]
 
 APP_FACTORY = "core.serving.app:create_app"
+# How long the supervisor waits for a worker's answer before it replaces it: a worker importing
+# TensorFlow on a busy machine can hold off uvicorn's 5 s default.
+WORKER_HEALTHCHECK_S = 60
 
 
 def run_server(
@@ -44,6 +47,7 @@ def run_server(
     config = uvicorn.Config(
         app, factory=True, host=host, port=port, workers=workers, log_level=log_level,
         access_log=access_log, timeout_graceful_shutdown=30, loop="uvloop", http="httptools",
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )  # fmt: skip  # configures uvicorn's loggers: the redaction goes on their handlers after it
     redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
     server = uvicorn.Server(config)

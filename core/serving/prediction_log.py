@@ -17,6 +17,7 @@ import numpy as np
 
 from core.ml import monitoring_stats as stats
 from core.ml.images import encode_png
+from db.artifact_store import ArtifactStore, as_store
 from db.engine import session_scope
 from db.models import ROLLUP_RESOLUTIONS
 from db.repo.predictions import PredictionRecord, insert_predictions
@@ -110,7 +111,7 @@ class PredictionLog:
     def __init__(
         self,
         database_url: str,
-        artifact_root: Path,
+        artifact_root: Path | ArtifactStore,
         *,
         flush_seconds: float = 0.0,
         flush_rows: int = 256,
@@ -120,7 +121,7 @@ class PredictionLog:
         self.database_url = database_url
         # False only in bench/serving.py, which measures what keeping the rollups costs.
         self.rollups = rollups
-        self.artifact_root = artifact_root
+        self.artifacts = as_store(artifact_root)
         self.flush_seconds = flush_seconds
         self.flush_rows = max(1, flush_rows)
         self.max_pending = max(1, max_pending)
@@ -131,7 +132,6 @@ class PredictionLog:
         self._written = 0
         self._flush_wanted = False
         self._closing = False
-        self._dirs: set[Path] = set()
         self.rows_written = 0
         self.failed_rows = 0
         self.last_error = ""
@@ -248,7 +248,7 @@ class PredictionLog:
     def _write(self, batch: list[_Entry]) -> str:
         """Files, then rows and rollups in one transaction; '' on success, else the error (and
         the files written for the batch are removed again, so no input lies without its row)."""
-        written: list[Path] = []
+        written: list[str] = []
         try:
             for entry in batch:
                 self._write_image(entry, written)
@@ -260,16 +260,12 @@ class PredictionLog:
                     add_to_rollups(session=session, deltas=deltas)
         except Exception as exc:  # the database may be locked, read-only or away
             for path in written:
-                path.unlink(missing_ok=True)
+                self.artifacts.delete(path)
             return f"{type(exc).__name__}: {exc}"
         return ""
 
-    def _write_image(self, entry: _Entry, written: list[Path]) -> None:
+    def _write_image(self, entry: _Entry, written: list[str]) -> None:
         if entry.image is None or entry.record.input_path is None:
             return
-        path = self.artifact_root / entry.record.input_path
-        if path.parent not in self._dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(path.parent)
-        path.write_bytes(encode_png(entry.image))
-        written.append(path)
+        self.artifacts.write_bytes(entry.record.input_path, encode_png(entry.image))
+        written.append(entry.record.input_path)

@@ -11,8 +11,8 @@ from core.serving.model_cache import ModelCache
 from core.serving.prediction_log import PredictionLog
 from core.serving.settings import ServingSettings
 from core.serving.shared_limiter import limiter_for_this_process
+from db.artifact_store import artifact_store
 from db.engine import get_engine
-from db.settings import artifact_dir
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Services:
         metrics = metrics or ServingMetrics()
         predictions = PredictionLog(
             database_url,
-            artifact_dir(),
+            artifact_store(),
             flush_seconds=settings.flush_seconds,
             flush_rows=settings.flush_rows,
             max_pending=settings.max_pending,
