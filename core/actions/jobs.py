@@ -1,4 +1,4 @@
-"""Training job actions: queue a retrain, cancel it, retry it."""
+"""Training job actions: queue a retrain, cancel or retry it, mark a vanished worker's job lost."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from core.actions.base import Actor, action, audit
 from db.errors import ConflictError
 from db.repo import jobs as repo
 from db.repo.jobs import JobInfo
+from db.repo.workers import WORKER_STALE_AFTER_S
 
 
 @action("job.enqueue", role="manager")
@@ -63,6 +64,20 @@ def retry_job(*, session: Session, actor: Actor, job_id: int, reason: str = "") 
     job = repo.retry_job(session=session, job_id=job_id, actor=actor.name)
     audit(session, actor, "job.retry", "job", job.id, retry_of=job_id, reason=reason.strip())
     return job
+
+
+@action("job.reap_lost", role="viewer")
+def reap_lost_jobs(
+    *, session: Session, actor: Actor, stale_after_s: float = WORKER_STALE_AFTER_S
+) -> list[int]:
+    """Mark running jobs whose worker stopped heartbeating as lost; returns their ids.
+
+    Any reader of the queue may: a job's worker is gone whoever notices it (the controller,
+    the Jobs page, `jobs list`), and nothing is audited when nothing was lost."""
+    lost = repo.reap_lost_jobs(session=session, stale_after_s=stale_after_s)
+    for job_id in lost:
+        audit(session, actor, "job.reap_lost", "job", job_id, stale_after_s=stale_after_s)
+    return lost
 
 
 # A fine-tune of the serving version needs only a few epochs on top of what it knows.

@@ -46,6 +46,7 @@ ACTION_COMMANDS = {
     "job.enqueue": "enqueue",
     "job.cancel": "jobs cancel",
     "job.retry": "jobs retry",
+    "job.reap_lost": "jobs list",
     "job.retrain_channel": "channel retrain",
     "model.create": "models create",
     "user.add": "user add",

@@ -15,7 +15,6 @@ from core.ops.cli import CommandError
 from db.engine import get_engine, session_scope
 from db.queries import lookups
 from db.queries.review import ReviewFilter, review_ids, review_page
-from db.repo import jobs as job_repo
 from db.repo import models as model_repo
 from db.settings import artifact_dir, current_user, database_url
 
@@ -127,8 +126,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
+    job_actions.reap_lost_jobs(actor=cli_actor())
     with session_scope() as s:
-        job_repo.reap_lost_jobs(session=s)
         rows = lookups.list_jobs(session=s, limit=args.limit)
     table(
         ["id", "status", "model", "arch", "epoch", "device", "by", "created", "result/error"],

@@ -16,6 +16,7 @@ from core.actions.alerts import clear_alert, open_alert
 from core.actions.base import Actor
 from core.actions.canary import start_canary_plan
 from core.actions.gate import GateRefused, record_gate_refusal
+from core.actions.jobs import reap_lost_jobs
 from core.ml import monitoring_stats as stats
 from core.monitoring import (
     Reference,
@@ -32,8 +33,9 @@ from db.errors import RegistryError
 from db.models import utcnow
 from db.queries.monitoring import LiveObjectives, live_objectives, recent_buckets
 from db.repo.alerts import AlertInfo, open_alert_for
-from db.repo.jobs import JobInfo, jobs_awaiting_canary, mark_handed_to_canary, reap_lost_jobs
+from db.repo.jobs import JobInfo, jobs_awaiting_canary, mark_handed_to_canary
 from db.repo.models import get_version
+from db.repo.workers import WORKER_STALE_AFTER_S
 from db.settings import resolve_artifact
 
 log = logging.getLogger("channelhub.controller")
@@ -41,6 +43,9 @@ log = logging.getLogger("channelhub.controller")
 CONTROLLER = Actor("controller", "manager")
 DEFAULT_BUCKET_S = 300
 DEFAULT_INTERVAL_S = 30.0
+# Lost jobs are looked for this often between passes too: a dead worker's job is marked lost
+# within WORKER_STALE_AFTER_S + this (40 s by default), not a whole pass later.
+REAP_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -112,9 +117,16 @@ def _latest_value(states: list[SignalState]) -> SignalState | None:
 class Controller:
     """One evaluation pass per `tick()`; `run()` repeats it every `interval_s`."""
 
-    def __init__(self, *, bucket_s: int = DEFAULT_BUCKET_S, interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(
+        self,
+        *,
+        bucket_s: int = DEFAULT_BUCKET_S,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        lost_after_s: float = WORKER_STALE_AFTER_S,
+    ):
         self.bucket_s = bucket_s
         self.interval_s = interval_s
+        self.lost_after_s = lost_after_s
         self.webhooks = WebhookSender()
         self._references: dict[int, Reference | None] = {}
         self.canaries = CanaryJudge(CONTROLLER, self.reference)
@@ -149,15 +161,19 @@ class Controller:
         """Evaluate every channel once; returns what changed, one line each."""
         now = now or utcnow()
         changes = []
+        changes += self.reap_lost_jobs()
         with session_scope() as s:
-            lost = reap_lost_jobs(session=s)
             objectives = live_objectives(session=s)
-        changes += [f"job {job_id} marked lost" for job_id in lost]
         changes += self.hand_over_finished_retrains()
         for obj in objectives:
             changes += self.evaluate(obj, now)
         changes += self.canaries.tick(now)  # stepped canaries: advance, hold, roll back, promote
         return changes
+
+    def reap_lost_jobs(self) -> list[str]:
+        """Running jobs whose worker stopped heartbeating become "lost" (then retryable)."""
+        lost = reap_lost_jobs(actor=CONTROLLER, stale_after_s=self.lost_after_s)
+        return [f"job {job_id} marked lost" for job_id in lost]
 
     def hand_over_finished_retrains(self) -> list[str]:
         """Versions of "canary when done" retrains go into a canary on their channel."""
@@ -247,8 +263,18 @@ class Controller:
                     log.info(line)
             except Exception:  # one bad pass must not stop the controller
                 log.exception("controller pass failed")
-            stop.wait(self.interval_s)
+            self._reap_until(time.monotonic() + self.interval_s, stop)
         self.webhooks.close()
+
+    def _reap_until(self, deadline: float, stop: threading.Event) -> None:
+        while not stop.wait(min(REAP_INTERVAL_S, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return
+            try:
+                for line in self.reap_lost_jobs():
+                    log.info(line)
+            except Exception:  # a busy database: the next look or pass tries again
+                log.exception("looking for lost jobs failed")
 
 
 def alert_payload(event: str, info: AlertInfo) -> dict[str, Any]:
@@ -321,10 +347,18 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         help="width of one evaluated bucket (alerts need M of the last N)",
     )
     parser.add_argument("--once", action="store_true", help="evaluate once and exit")
+    parser.add_argument(
+        "--lost-after",
+        type=float,
+        default=WORKER_STALE_AFTER_S,
+        help="seconds without a heartbeat after which a running job is marked lost",
+    )
 
 
 def run_controller(args: argparse.Namespace) -> int:
-    controller = Controller(bucket_s=args.bucket_seconds, interval_s=args.interval)
+    controller = Controller(
+        bucket_s=args.bucket_seconds, interval_s=args.interval, lost_after_s=args.lost_after
+    )
     if args.once:
         for line in controller.tick():
             print(line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.actions.jobs import cancel_job, retry_job
+from core.actions.jobs import cancel_job, reap_lost_jobs, retry_job
 from dashboard import charts, ui
 from dashboard.versions import holdout_label, holdout_refusal
 from db.errors import NotFoundError
@@ -114,7 +114,15 @@ def progress_view(job: JobInfo) -> None:
         st.code("\n".join(f"{t:%H:%M:%S} {lvl:5} {msg}" for t, lvl, msg in logs), language=None)
 
 
+def mark_lost_jobs() -> None:
+    """A job whose worker died shows as lost, not running, even with no controller or worker
+    up: reading the queue is one of the places that notices (the action writes only then)."""
+    if reap_lost_jobs(actor=ui.acting_actor()):
+        ui.clear_reads()
+
+
 def live_job(job_id: int) -> None:
+    mark_lost_jobs()
     job = ui.read_fresh(get_job, job_id=job_id)
     if job.status not in ACTIVE_JOB_STATUSES:
         st.rerun()  # finished while we watched: redraw the whole page, which stops the polling
@@ -213,6 +221,7 @@ def job_detail(job_id: int) -> None:
 def main() -> None:
     ui.page_header("Jobs", "Training queue and history, live progress, and workers.")
     try:
+        mark_lost_jobs()
         jobs = jobs_table()
         chosen = ui.int_param("job")
         if chosen is None:
