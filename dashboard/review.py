@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import streamlit as st
 
 from core.actions.feedback import annotate_feedback
 from dashboard import charts, ui
+from db.artifact_store import artifact_store
 from db.queries.lookups import annotation_history
 from db.queries.review import ReviewItem, suggest_verdict
-from db.settings import resolve_artifact
 
 IMAGE_PX = 168
 
@@ -18,11 +20,11 @@ def input_image(relative_path: str | None) -> np.ndarray | None:
     """The stored request image, scaled up with sharp pixels, or None when it is missing."""
     if not relative_path:
         return None
-    path = resolve_artifact(relative_path)
     try:
         from PIL import Image
 
-        with Image.open(path) as img:
+        data = artifact_store().read_bytes(relative_path)
+        with Image.open(io.BytesIO(data)) as img:
             scale = max(1, IMAGE_PX // max(img.size))
             img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
             return np.asarray(img.convert("RGB"))

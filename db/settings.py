@@ -7,6 +7,7 @@ configuration table is checked against it). The helpers below are the common rea
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ VARIABLES: dict[str, str] = {
     "DATABASE_URL": "database_url",
     "CHANNELHUB_HOME": "home",
     "CHANNELHUB_ARTIFACTS": "artifacts",
+    "CHANNELHUB_S3_ENDPOINT": "s3_endpoint",
     "CHANNELHUB_USER": "user",
     "CHANNELHUB_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "CHANNELHUB_MAX_PIXELS": "max_pixels",
@@ -37,7 +39,12 @@ VARIABLES: dict[str, str] = {
 CHANNEL_KEY_PREFIX = "CHANNELHUB_API_KEY_"
 
 # Read by libraries, not by us; documented beside ours.
-LIBRARY_VARIABLES = ("KERAS_BACKEND",)
+LIBRARY_VARIABLES = (
+    "KERAS_BACKEND",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_DEFAULT_REGION",
+)
 
 
 class SettingsError(ValueError):
@@ -57,13 +64,25 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = int)
     return value
 
 
+def is_store_url(location: str | Path) -> bool:
+    """True for an object-store URL (`s3://…`, any fsspec protocol), False for a folder."""
+    return isinstance(location, str) and re.match(r"^[a-z][a-z0-9+.-]*://", location) is not None
+
+
+def _artifact_location(raw: str | None, home: Path) -> Path | str:
+    if not raw:
+        return home / "artifacts"
+    return raw if is_store_url(raw) else Path(raw).resolve()
+
+
 @dataclass(frozen=True)
 class Settings:
     """The values of `VARIABLES` (defaults applied, paths resolved)."""
 
     database_url: str
     home: Path
-    artifacts: Path
+    artifacts: Path | str  # a folder, or an object-store URL such as s3://bucket/prefix
+    s3_endpoint: str
     user: str
     max_upload_bytes: int
     max_pixels: int
@@ -84,7 +103,8 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or f"sqlite:///{home / 'channelhub.db'}",
             home=home,
-            artifacts=Path(artifacts).resolve() if artifacts else home / "artifacts",
+            artifacts=_artifact_location(artifacts, home),
+            s3_endpoint=env.get("CHANNELHUB_S3_ENDPOINT") or "",
             user=env.get("CHANNELHUB_USER") or env.get("USER") or "operator",
             max_upload_bytes=_number(env, "CHANNELHUB_MAX_UPLOAD_BYTES", 10 * MiB),
             max_pixels=_number(env, "CHANNELHUB_MAX_PIXELS", 25_000_000),
@@ -115,8 +135,12 @@ def database_url() -> str:
 
 
 def artifact_dir() -> Path:
-    """`CHANNELHUB_ARTIFACTS`, or `artifacts/` under the home folder. Shared by all machines."""
-    return settings().artifacts
+    """The local folder of artifacts: `CHANNELHUB_ARTIFACTS` (default `artifacts/` under the home
+    folder, shared by all machines); for an object-store URL, its local cache, where training
+    writes before it publishes (db/artifact_store.py)."""
+    from db.artifact_store import artifact_store
+
+    return artifact_store().local_root
 
 
 def current_user() -> str:
@@ -134,10 +158,17 @@ def channel_key_from_env(slug: str) -> str | None:
 
 
 def resolve_artifact(path: str | Path) -> Path:
-    """A stored artifact path: relative ones are under the artifact folder (portable across
-    machines sharing one store), absolute ones are taken as they are."""
-    path = Path(path)
-    return path if path.is_absolute() else artifact_dir() / path
+    """A stored artifact as a local file: relative ones are under the artifact folder (portable
+    across machines sharing one store), absolute ones are taken as they are. On an object store a
+    relative one is downloaded into the local cache first (a missing one gives a path that does
+    not exist, as a missing local file does)."""
+    from db.artifact_store import artifact_store
+
+    store = artifact_store()
+    try:
+        return store.local_copy(path)
+    except FileNotFoundError:
+        return store.local_path(path)
 
 
 def relative_artifact(path: str | Path) -> str:

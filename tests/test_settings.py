@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme_variables() -> set[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([A-Z_<>]+)`", section, flags=re.M))
+    return set(re.findall(r"^\| `([A-Z0-9_<>]+)`", section, flags=re.M))
 
 
 def test_readme_table_matches_the_settings_object():

@@ -160,9 +160,10 @@ def past_prediction_id(at: datetime) -> str:
 def write_predictions(answered: list[Answered]) -> None:
     """Rows, input PNGs and rollups, through the serving API's prediction log."""
     from core.serving.prediction_log import PredictionLog
-    from db.settings import artifact_dir, database_url
+    from db.artifact_store import artifact_store
+    from db.settings import database_url
 
-    log = PredictionLog(database_url(), artifact_dir(), flush_seconds=0.25, flush_rows=256)
+    log = PredictionLog(database_url(), artifact_store(), flush_seconds=0.25, flush_rows=256)
     for item in answered:
         log.submit(item.record, item.image)
     if not log.flush(timeout=600):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from core.actions.base import Actor, audit
+from db.artifact_store import artifact_store
 from db.engine import session_scope
 from db.repo import feedback as feedback_repo
 from db.repo import jobs as job_repo
@@ -24,7 +25,7 @@ from db.repo import workers as worker_repo
 from db.repo.datasets import get_dataset
 from db.repo.jobs import JobInfo
 from db.repo.models import get_version, register_version
-from db.settings import artifact_dir, relative_artifact, resolve_artifact
+from db.settings import artifact_dir, relative_artifact
 
 log = logging.getLogger("channelhub.worker")
 
@@ -247,8 +248,8 @@ class JobRunner:
         from core.ml.images import ImageError, decode_image, fit_to_shape
 
         try:
-            path = resolve_artifact(item.input_path)
-            image = fit_to_shape(decode_image(path.read_bytes()), input_shape)
+            data = artifact_store().read_bytes(item.input_path)
+            image = fit_to_shape(decode_image(data), input_shape)
         except (OSError, ImageError) as exc:
             self.log(f"skipped feedback {item.feedback_id}: {exc}")
             return None
@@ -295,6 +296,8 @@ class JobRunner:
     def _register(self, result, fingerprint: str, device: str, items, holdout) -> None:
         artifact = relative_artifact(result.artifact_path)
         predictions = result.predictions_path and relative_artifact(result.predictions_path)
+        for path in filter(None, (artifact, predictions)):
+            artifact_store().publish(path)  # an object store holds them before the registry does
         with session_scope() as s:
             version = register_version(
                 session=s, model_id=self.job.model_id, architecture=self.job.architecture,
