@@ -249,3 +249,19 @@ def test_the_registry_refuses_the_same_input(registry):
 def test_forbidden_character_names_the_first_one():
     assert forbidden_character("plain text,\n\ttabbed; ünïcödé ✓ 日本") is None
     assert forbidden_character("ab\x00\x1b") == "a control character (U+0000) at position 2"
+
+
+def test_every_refusal_is_documented_as_the_one_error_model():
+    spec = create_app("sqlite://", settings=ServingSettings()).openapi()
+    expected = {
+        ("post", "/v1/channels/{channel}/predict"): {400, 401, 404, 413, 415, 422, 429, 503},
+        ("post", "/v1/feedback"): {400, 401, 404, 409, 413, 422, 429},
+    }
+    for (method, path), statuses in expected.items():
+        responses = spec["paths"][path][method]["responses"]
+        assert {int(s) for s in responses if int(s) >= 400} == statuses
+        for status in statuses:
+            schema = responses[str(status)]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (path, status)
+    assert spec["components"]["schemas"]["ErrorOut"]["properties"]["detail"]["type"] == "string"
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
