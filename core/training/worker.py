@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import traceback
 from contextlib import nullcontext
@@ -41,6 +42,8 @@ class WorkerOptions:
     lost_after_s: float = worker_repo.WORKER_STALE_AFTER_S
     exit_when_idle: bool = False
     max_jobs: int | None = None
+    gpu_ids: list[int] | None = None  # pinned by `run_worker` (--gpus); None: every GPU seen
+    cpu_devices: int = 1  # >1: the CPU split into logical devices, trained on as replicas
 
 
 class TrainingWorker:
@@ -50,7 +53,7 @@ class TrainingWorker:
         from core.training.devices import detect_gpus
 
         self.options = options or WorkerOptions()
-        self.gpus = detect_gpus()
+        self.gpus = _physical_names(detect_gpus(), self.options.gpu_ids)
         self.stop_event = threading.Event()
         self.current_job_id: int | None = None
         with session_scope() as s:
@@ -156,6 +159,7 @@ class JobRunner:
             return job_repo.is_cancel_requested(session=s, job_id=self.job.id)
 
     def run(self) -> None:
+        from core.ml.distribution import strategy_scope
         from core.ml.training import TrainConfig, train
 
         split, fingerprint, dataset, holdout = self._load_data()
@@ -167,14 +171,16 @@ class JobRunner:
             base_model_path=self._base_artifact(holdout.fingerprint),
             mixed_precision=self.use_gpu,
         )
-        device = self._device_label()
+        device, replicas = self._devices()
         with session_scope() as s:
             job_repo.start_job(
                 session=s, job_id=self.job.id, worker_id=self.worker.worker_id, device=device,
                 total_epochs=self.hp.epochs,
             )  # fmt: skip
         self.log(f"device {device}; mixed precision {'on' if self.use_gpu else 'off'}")
-        with _device_scope(self.use_gpu, bool(self.worker.gpus)):
+        with _device_scope(self.use_gpu, bool(self.worker.gpus)), strategy_scope(replicas) as n:
+            if n > 1:
+                self.log(f"{n} replicas in sync on {', '.join(replicas)}")
             result = train(
                 config, split, self.report, self.should_cancel, extra_train=extra, log=self.log
             )
@@ -278,8 +284,16 @@ class JobRunner:
             )
         return path
 
-    def _device_label(self) -> str:
-        return f"gpu ({self.worker.gpus[0]})" if self.use_gpu else "cpu"
+    def _devices(self) -> tuple[str, list[str]]:
+        """The version's device label and the devices to replicate over (none: just one)."""
+        from core.ml.distribution import device_label, local_devices
+
+        if self.use_gpu:
+            replicas = local_devices("gpu") if len(self.worker.gpus) > 1 else []
+            name = self.worker.gpus[0].split(" ", 1)[-1]
+            return device_label("gpu", len(replicas), name), replicas
+        replicas = local_devices("cpu") if self.worker.options.cpu_devices > 1 else []
+        return device_label("cpu", len(replicas)), replicas
 
     def _finish_cancelled(self) -> None:
         reason = "job lost by this worker" if self.lost else "cancelled at an epoch end"
@@ -345,6 +359,14 @@ def _device_scope(use_gpu: bool, has_gpu: bool):
     return keras.device("cpu:0")
 
 
+def _physical_names(gpus: list[str], pinned: list[int] | None) -> list[str]:
+    """Pinned GPUs renumber from 0 inside the process: the worker record shows the machine's
+    numbers (`CUDA 1: gpu:0 NVIDIA …`) so two workers on one machine are told apart."""
+    if not pinned:
+        return gpus
+    return [f"CUDA {pinned[i]}: {name}" if i < len(pinned) else name for i, name in enumerate(gpus)]
+
+
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
     parser.add_argument("--exit-when-idle", action="store_true", help="stop when no job is waiting")
@@ -355,14 +377,39 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         default=worker_repo.WORKER_STALE_AFTER_S,
         help="seconds without a heartbeat after which a running job is marked lost",
     )
+    parser.add_argument(
+        "--gpus",
+        default=None,
+        help="GPU numbers this worker uses, like 0,1 (several: one replica each); "
+        "default every GPU; start one worker per set to share a machine",
+    )
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=1,
+        help="split the CPU into this many devices and replicate across them "
+        "(runs the multi-GPU path without a GPU: tests, CI)",
+    )
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from core.training.devices import DeviceError, parse_gpu_ids, pin_gpus, split_cpu
+
+    try:  # before anything starts TensorFlow or JAX
+        gpu_ids = parse_gpu_ids(args.gpus) if args.gpus is not None else None
+        if gpu_ids is not None:
+            pin_gpus(gpu_ids)
+        split_cpu(args.cpu_devices)
+    except DeviceError as exc:
+        print(f"channelhub worker: {exc}", file=sys.stderr)
+        return 2
     options = WorkerOptions(
         poll_interval_s=args.poll_interval,
         exit_when_idle=args.exit_when_idle,
         max_jobs=args.max_jobs,
         lost_after_s=args.lost_after,
+        gpu_ids=gpu_ids,
+        cpu_devices=args.cpu_devices,
     )
     worker = TrainingWorker(options)
 
