@@ -58,7 +58,7 @@ def test_every_channel_action_writes_one_audit_row_with_its_name(registry):
     assert (info.name, info.slo_min_accuracy, info.candidate_version_id) == ("Web", 0.9, None)
 
 
-def test_a_refused_action_changes_nothing_and_audits_nothing(registry):
+def test_a_refused_action_changes_nothing_and_audits_only_the_refusal(registry):
     _, model_id, version_id = _setup()
     channel_actions.create_channel(actor=ANN, slug="web", name="Web", model_id=model_id)
     before = _events()
@@ -74,7 +74,13 @@ def test_a_refused_action_changes_nothing_and_audits_nothing(registry):
         channel_actions.end_canary(actor=ANN, slug="web")
     with pytest.raises(RegistryError, match="no setting colour"):
         channel_actions.update_channel(actor=ANN, slug="web", colour="red")
-    assert _events() == before
+    # Invalid requests leave no row; refusals by role leave exactly one access.denied row each.
+    events = _events()
+    assert events[: len(before)] == before
+    assert sorted(events[len(before) :]) == [
+        ("ann", "access.denied", "channel.rotate_key"),
+        ("vic", "access.denied", "channel.promote"),
+    ]
     with session_scope() as s:
         assert get_channel(session=s, slug="web").production_version_id is None
 
