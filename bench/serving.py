@@ -1,10 +1,15 @@
-"""Serving benchmark: ChannelHub's API against a naive FastAPI `model.predict` endpoint, same model.
+"""Serving benchmark: ChannelHub's API against LitServe serving the same artifact, and against a
+naive FastAPI `model.predict` endpoint.
 
-Run: `python bench/serving.py` (about three minutes on 2 CPU cores). It trains `seed-cnn` for
-one epoch on the digits in a temporary registry, starts the servers as uvicorn subprocesses on
-loopback ports, drives each with the same concurrent load and prints the figures; the last line
-is one JSON object. `rollup_ratio` is the throughput of the real API ÷ that of the same API with
-the prediction log's rollups switched off, the load alternating between the two.
+Run: `python bench/serving.py` (about five minutes on 2 CPU cores). It trains `seed-cnn` for one
+epoch on the digits in a temporary registry, starts the servers as subprocesses on loopback ports
+(ChannelHub with `--workers`, default one per core), drives each with the same closed-loop load
+(32 clients × 2,000 requests of the same PNG uploads) and prints the figures; the last line is one
+JSON object. The rounds alternate ChannelHub, LitServe (batching on: batch 32, 2 ms timeout, fast
+queue) and ChannelHub with the prediction log's rollups off; figures are medians over the rounds.
+`peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` ChannelHub's ÷ the twin's
+without rollups. Every ChannelHub answer is stored before it is sent: `stored` must equal
+`answered`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,14 @@ def naive_app(model_path: str):
     return app
 
 
+def create_app_without_rollups():
+    """The serving app with the prediction log's rollups off (uvicorn factory of the twin)."""
+    from core.serving.app import create_app
+    from core.serving.settings import ServingSettings
+
+    return create_app(settings=ServingSettings.from_env().with_overrides(rollups=False))
+
+
 def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]:
     """Train seed-cnn, serve it on channel `bench`; returns url, key, artifact, test PNGs."""
     from core.datasets import register_loaded_dataset
@@ -85,7 +98,7 @@ def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]
 def start(cmd: list[str], env: dict, ready_url: str, log_path: Path) -> subprocess.Popen:
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{cmd} exited:\n{log_path.read_text()[-3000:]}")
@@ -216,7 +229,7 @@ def print_row(name: str, figures: dict) -> None:
           f"answered {figures['answered']}  failed {figures['failed']}", flush=True)  # fmt: skip
 
 
-def start_api(env: dict, log_path: Path, *, rollups: bool) -> tuple[subprocess.Popen, str]:
+def start_api(env: dict, log_path: Path, workers: int, *, rollups: bool):
     """The real API (`python -m core.serving.api`), or the same app with rollups switched off;
     returns the process and its predict URL."""
     port = free_port()
@@ -225,43 +238,57 @@ def start_api(env: dict, log_path: Path, *, rollups: bool) -> tuple[subprocess.P
     else:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--api-without-rollups",
                "--port", str(port)]  # fmt: skip
-    proc = start([*cmd, "--log-level", "warning"], env, f"http://127.0.0.1:{port}/readyz", log_path)
+    cmd += ["--workers", str(workers), "--log-level", "warning"]
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/readyz", log_path)
     return proc, f"http://127.0.0.1:{port}/v1/channels/bench/predict"
 
 
-def bench_channelhub(env: dict, key: str, bodies: list, args, log_dir: Path) -> dict:
-    """Single-client then concurrent load on the real API, then rounds that alternate the same
-    load between it and a twin without rollups (both up, one idle while the other works)."""
+def start_litserve(env: dict, artifact: str, args, log_path: Path):
+    port = free_port()
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--litserve-server", artifact,
+           "--port", str(port), "--peer-batch-timeout", str(args.peer_batch_timeout)]  # fmt: skip
+    proc = start(cmd, env, f"http://127.0.0.1:{port}/health", log_path)
+    return proc, f"http://127.0.0.1:{port}/predict"
+
+
+def bench_servers(env: dict, key: str, artifact: str, bodies: list, args, log_dir: Path) -> dict:
+    """Single-client load on ChannelHub, then rounds that alternate the same concurrent load
+    between ChannelHub, LitServe and ChannelHub without rollups (all up, the others idle)."""
     headers = {"X-API-Key": key}
-    hub, url = start_api(env, log_dir / "channelhub.log", rollups=True)
-    bare, bare_url = start_api(env, log_dir / "bare.log", rollups=False)
-    out: dict = {"with": [], "without": []}
+    hub, url = start_api(env, log_dir / "channelhub.log", args.workers, rollups=True)
+    bare, bare_url = start_api(env, log_dir / "bare.log", args.workers, rollups=False)
+    peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
+    targets = {"with": (url, headers), "peer": (peer_url, {}), "without": (bare_url, headers)}
+    out: dict = {name: [] for name in targets}
     try:
-        warm = single_client(url, headers, bodies, 50)
-        warm_bare = single_client(bare_url, headers, bodies, 50)
+        warm = [single_client(u, h, bodies, 100) for u, h in targets.values()]
         out["single"] = single_client(url, headers, bodies, args.single_requests)
-        out["loaded"] = asyncio.run(load(url, headers, bodies, args.clients, args.requests))
-        for i in range(args.rollup_rounds):
-            pair = [("with", url), ("without", bare_url)]
-            for name, target in pair if i % 2 == 0 else pair[::-1]:
-                figures = asyncio.run(load(target, headers, bodies, args.clients, args.requests))
-                print_row(f"rollups {name} #{i + 1}", figures)
+        names = list(targets)
+        for i in range(args.rounds):
+            for name in names[i % 3 :] + names[: i % 3]:
+                target, target_headers = targets[name]
+                figures = asyncio.run(load(target, target_headers, bodies, args.clients,
+                                           args.requests))  # fmt: skip
+                print_row(f"{name} #{i + 1}", figures)
                 out[name].append(figures)
     finally:
-        for proc in (hub, bare):
-            proc.terminate()  # a clean shutdown writes every logged prediction
-        for proc in (hub, bare):
+        for proc in (hub, bare, peer):
+            proc.terminate()  # a clean shutdown: nothing acknowledged is left unwritten
+        for proc in (hub, bare, peer):
             proc.wait(60)
-    runs = [warm, warm_bare, out["single"], out["loaded"], *out["with"], *out["without"]]
-    out["answered"] = sum(r["answered"] for r in runs)
-    out["failed"] = sum(r["failed"] for r in runs)
+    hub_runs = [warm[0], warm[2], out["single"], *out["with"], *out["without"]]
+    out["answered"] = sum(r["answered"] for r in hub_runs)
+    out["failed"] = sum(r["failed"] for r in hub_runs)
     return out
+
+
+def median_of(runs: list[dict], key: str) -> float:
+    return round(float(np.median([r[key] for r in runs])), 2)
 
 
 def rollup_ratio(out: dict) -> float:
     """Median throughput with rollups ÷ median without, over the alternating rounds."""
-    with_rps = float(np.median([r["rps"] for r in out["with"]]))
-    without_rps = float(np.median([r["rps"] for r in out["without"]]))
+    with_rps, without_rps = median_of(out["with"], "rps"), median_of(out["without"], "rps")
     return with_rps / without_rps if without_rps else float("inf")
 
 
@@ -290,50 +317,70 @@ def run(args: argparse.Namespace) -> dict:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         url, key, artifact, images = build_registry(home, args.epochs)
         bodies = [multipart(image) for image in images]
-        out = bench_channelhub(env, key, bodies, args, home)
-        single, hub, answered = out["single"], out["loaded"], out["answered"]
-        print_row("channelhub 1 client", single)
-        print_row(f"channelhub {args.clients} clients", hub)
+        out = bench_servers(env, key, artifact, bodies, args, home)
+        answered = out["answered"]
         stored = stored_predictions(url, answered)
-        naive = bench_naive(env, artifact, bodies, args, home)
-        print_row(f"naive {args.clients} clients", naive)
-    ratio = hub["rps"] / naive["rps"] if naive["rps"] else float("inf")
+        naive = bench_naive(env, artifact, bodies, args, home) if args.naive_requests else None
+    hub = {k: median_of(out["with"], k) for k in ("rps", "p50_ms", "p95_ms", "p99_ms")}
+    peer = {k: median_of(out["peer"], k) for k in ("rps", "p50_ms", "p99_ms")}
+    peer_ratio = hub["rps"] / peer["rps"] if peer["rps"] else float("inf")
     kept = rollup_ratio(out)
-    print(f"throughput ratio {ratio:.1f}x; with rollups ÷ without {kept:.3f}; "
-          f"stored {stored} of {answered} answered", flush=True)  # fmt: skip
-    return {
-        "throughput_ratio": round(ratio, 2), "rps": hub["rps"], "naive_rps": naive["rps"],
+    print(f"peer ratio {peer_ratio:.2f}x (LitServe {peer['rps']} rps, p99 {peer['p99_ms']} ms); "
+          f"with rollups ÷ without {kept:.3f}; stored {stored} of {answered} answered",
+          flush=True)  # fmt: skip
+    result = {
+        "peer_ratio": round(peer_ratio, 3), "rps": hub["rps"], "peer_rps": peer["rps"],
         "p50_ms": hub["p50_ms"], "p95_ms": hub["p95_ms"], "p99_ms": hub["p99_ms"],
-        "single_client_p50_ms": single["p50_ms"], "failed": out["failed"],
-        "stored": stored, "answered": answered, "naive_p50_ms": naive["p50_ms"],
-        "naive_failed": naive["failed"], "rollup_ratio": round(kept, 3),
-        "rollups_rps": [r["rps"] for r in out["with"]],
+        "peer_p50_ms": peer["p50_ms"], "peer_p99_ms": peer["p99_ms"],
+        "single_client_p50_ms": out["single"]["p50_ms"], "failed": out["failed"],
+        "peer_failed": sum(r["failed"] for r in out["peer"]),
+        "stored": stored, "answered": answered, "stored_equals_answered": stored == answered,
+        "rollup_ratio": round(kept, 3), "workers": args.workers,
+        "rounds_rps": [r["rps"] for r in out["with"]],
+        "peer_rounds_rps": [r["rps"] for r in out["peer"]],
         "no_rollups_rps": [r["rps"] for r in out["without"]],
     }  # fmt: skip
+    if naive is not None:
+        print_row(f"naive {args.clients} clients", naive)
+        ratio = round(hub["rps"] / naive["rps"], 2) if naive["rps"] else None
+        result.update(naive_rps=naive["rps"], naive_p50_ms=naive["p50_ms"], throughput_ratio=ratio)
+    return result
 
 
 def main() -> None:
+    from core.serving.settings import default_workers
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--naive-requests", type=int, default=None, help="default: --requests")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of ChannelHub, LitServe, no rollups (default 2)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="ChannelHub's serving processes (default: one per core)")  # fmt: skip
+    parser.add_argument("--naive-requests", type=int, default=500,
+                        help="requests for the naive endpoint (0: leave it out)")  # fmt: skip
     parser.add_argument("--single-requests", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--rollup-rounds", type=int, default=3,
-                        help="alternating rounds with and without rollups (default 3)")  # fmt: skip
+    parser.add_argument("--peer-batch-timeout", type=float, default=0.002,
+                        help="LitServe's batch timeout, s (default its best, 2 ms)")  # fmt: skip
     parser.add_argument("--naive-server", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--litserve-server", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--api-without-rollups", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rollup_rounds < 1:
-        parser.error("--rollup-rounds must be at least 1")
+    if args.rounds < 1 or args.workers < 1:
+        parser.error("--rounds and --workers must be at least 1")
     if args.api_without_rollups:
         from core.serving.api import run_server
-        from core.serving.settings import ServingSettings
 
-        settings = ServingSettings.from_env().with_overrides(rollups=False)
-        run_server(port=args.port, settings=settings, log_level=args.log_level)
+        run_server(port=args.port, workers=args.workers, log_level=args.log_level,
+                   app="bench.serving:create_app_without_rollups")  # fmt: skip
+        return
+    if args.litserve_server:
+        from bench.litserve_peer import run_litserve
+
+        run_litserve(args.litserve_server, args.port, 32, args.peer_batch_timeout)
         return
     if args.naive_server:
         import uvicorn

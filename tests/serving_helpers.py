@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +130,7 @@ def start_server(
     log_path = registry.home / f"server-{port}.log"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 180  # TensorFlow's import, per worker, on a busy machine
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {log_path.read_text()[-3000:]}")
@@ -140,8 +141,53 @@ def start_server(
             pass
         time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("server not ready in 90 s")
+    raise RuntimeError("server not ready in 180 s")
 
 
 def sample_pixels(digits: LabelledImages, index: int = 0) -> list:
     return np.asarray(digits.x[index, :, :, 0], dtype=int).tolist()
+
+
+def predict(client: httpx.Client, base: str, key: str, image: bytes) -> httpx.Response:
+    return client.post(
+        f"{base}/v1/channels/web/predict",
+        files={"file": ("digit.png", image, "image/png")},
+        headers={"X-API-Key": key},
+    )
+
+
+class Hammer:
+    """Client threads sending predictions until stopped; records every answer and failure."""
+
+    def __init__(self, base: str, key: str, image: bytes, threads: int = 4) -> None:
+        self.base, self.key, self.image = base, key, image
+        self.answers: list[tuple[float, dict]] = []
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def __enter__(self) -> Hammer:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self.stop.is_set():
+                try:
+                    response = predict(client, self.base, self.key, self.image)
+                except httpx.HTTPError as exc:
+                    with self.lock:
+                        self.failures.append(type(exc).__name__)
+                    continue
+                with self.lock:
+                    if response.status_code == 200:
+                        self.answers.append((time.monotonic(), response.json()))
+                    else:
+                        self.failures.append(f"{response.status_code} {response.text}")

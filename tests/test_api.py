@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -280,7 +281,7 @@ def test_feedback_refusals(client, serving_registry, digits):
 
 
 def test_health_and_readiness(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "worker": os.getpid()}
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["channels"]["web"]["loaded"] is True

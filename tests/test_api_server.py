@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 import httpx
@@ -13,17 +12,16 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.models import Prediction
 from db.repo.channels import promote_version
-from tests.serving_helpers import count_feedback, free_port, png_of, start_server
+from tests.serving_helpers import (
+    Hammer,
+    count_feedback,
+    free_port,
+    png_of,
+    predict,
+    start_server,
+)
 
 pytest_plugins = ["tests.serving_fixtures"]
-
-
-def predict(client: httpx.Client, base: str, key: str, image: bytes) -> httpx.Response:
-    return client.post(
-        f"{base}/v1/channels/web/predict",
-        files={"file": ("digit.png", image, "image/png")},
-        headers={"X-API-Key": key},
-    )
 
 
 @pytest.mark.slow
@@ -44,43 +42,6 @@ def test_predict_and_feedback_round_trip(server, serving_registry, digits):
         assert count_feedback(serving_registry.database_url) == before + 1
         docs = client.get(f"{server}/openapi.json").json()
         assert "/v1/channels/{channel}/predict" in docs["paths"]
-
-
-class Hammer:
-    """Client threads sending predictions until stopped; records every answer and failure."""
-
-    def __init__(self, base: str, key: str, image: bytes, threads: int = 4) -> None:
-        self.base, self.key, self.image = base, key, image
-        self.answers: list[tuple[float, dict]] = []
-        self.failures: list[str] = []
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run) for _ in range(threads)]
-
-    def __enter__(self) -> Hammer:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10) as client:
-            while not self.stop.is_set():
-                try:
-                    response = predict(client, self.base, self.key, self.image)
-                except httpx.HTTPError as exc:
-                    with self.lock:
-                        self.failures.append(type(exc).__name__)
-                    continue
-                with self.lock:
-                    if response.status_code == 200:
-                        self.answers.append((time.monotonic(), response.json()))
-                    else:
-                        self.failures.append(f"{response.status_code} {response.text}")
 
 
 @pytest.mark.slow

@@ -7,9 +7,8 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from core.artifacts import verified_artifact
-from core.ml.inference import Predictor
 from core.serving.batcher import MicroBatcher, ModelUnavailable
 from core.serving.channel_faults import ServingFaults
 from core.serving.metrics import ServingMetrics
@@ -17,6 +16,9 @@ from db.engine import session_scope
 from db.repo.datasets import get_dataset
 from db.repo.models import get_version
 from db.repo.serving_queries import ChannelRouting, channel_for_api_key, channel_routing
+
+if TYPE_CHECKING:
+    from core.ml.inference import Predictor
 
 log = logging.getLogger("channelhub.serving")
 
@@ -79,6 +81,11 @@ def load_version(
     metrics: ServingMetrics | None = None,
 ) -> LoadedVersion:
     """Load one version after checking its artifact's sha256 against the registry."""
+    # Imported here: Keras takes seconds to import, and the supervisor of `--workers N`
+    # (which imports this module but serves nothing) should start its workers at once.
+    from core.artifacts import verified_artifact
+    from core.ml.inference import Predictor
+
     with session_scope(database_url) as session:
         info = get_version(session=session, version_id=version_id)
         class_names = list(get_dataset(session=session, dataset_id=info.dataset_id).class_names)

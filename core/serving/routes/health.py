@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -12,9 +14,9 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
-    """The process is up and answering."""
-    return {"status": "ok"}
+def healthz() -> dict[str, str | int]:
+    """The process is up and answering; `worker` is its process id (one of `--workers N`)."""
+    return {"status": "ok", "worker": os.getpid()}
 
 
 @router.get("/readyz", responses=READINESS_RESPONSES)
