@@ -13,6 +13,7 @@ from db.engine import session_scope
 from db.errors import ConflictError
 from db.queries.lookups import get_channel, get_job, list_events
 from db.repo import jobs as job_repo
+from db.repo.canary import running_canary
 from db.repo.channels import create_channel, promote_version
 from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
@@ -49,7 +50,7 @@ def test_retrain_fine_tunes_production_and_hands_over_to_a_canary_once(registry)
     job = retrain_channel(actor="mia", slug="web")
     assert (job.base_version_id, job.include_feedback, job.channel_slug) == (base_id, True, "web")
     assert job.hyperparameters["epochs"] <= 5
-    controller = Controller()
+    controller = Controller(canary_min_requests=20, canary_min_seconds=5)  # a quick plan
     assert controller.hand_over_finished_retrains() == []  # not finished yet
     with session_scope() as s:  # a worker finishes the job with a new version
         worker = register_worker(session=s, host="h", pid=1, gpus=[])
@@ -68,8 +69,10 @@ def test_retrain_fine_tunes_production_and_hands_over_to_a_canary_once(registry)
     assert controller.hand_over_finished_retrains() == []  # handed over once
     with session_scope() as s:
         channel = get_channel(session=s, slug="web")
+        plan = running_canary(session=s, channel_id=channel.id)
         assert get_job(session=s, job_id=job.id).status == "succeeded"
         actions = [(e.actor, e.action) for e in list_events(session=s, limit=20)]
     assert channel.candidate_version_id == version.id and channel.candidate_traffic == 0.10
+    assert (plan.min_requests, plan.min_seconds, plan.steps) == (20, 5, [10.0, 25.0, 50.0, 100.0])
     assert ("mia", "job.retrain_channel") in actions
     assert ("controller", "channel.start_canary") in actions

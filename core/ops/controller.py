@@ -14,7 +14,7 @@ from typing import Any
 
 from core.actions.alerts import clear_alert, open_alert
 from core.actions.base import Actor
-from core.actions.canary import start_canary_plan
+from core.actions.canary import DEFAULT_MIN_REQUESTS, DEFAULT_MIN_SECONDS, start_canary_plan
 from core.actions.gate import GateRefused, record_gate_refusal
 from core.actions.jobs import reap_lost_jobs
 from core.ml import monitoring_stats as stats
@@ -123,10 +123,14 @@ class Controller:
         bucket_s: int = DEFAULT_BUCKET_S,
         interval_s: float = DEFAULT_INTERVAL_S,
         lost_after_s: float = WORKER_STALE_AFTER_S,
+        canary_min_requests: int = DEFAULT_MIN_REQUESTS,
+        canary_min_seconds: int = DEFAULT_MIN_SECONDS,
     ):
         self.bucket_s = bucket_s
         self.interval_s = interval_s
         self.lost_after_s = lost_after_s
+        # What each step of a "canary when done" plan needs: requests per arm, seconds.
+        self.canary_limits = dict(min_requests=canary_min_requests, min_seconds=canary_min_seconds)
         self.webhooks = WebhookSender()
         self._references: dict[int, Reference | None] = {}
         self.canaries = CanaryJudge(CONTROLLER, self.reference)
@@ -192,7 +196,7 @@ class Controller:
         try:
             start_canary_plan(  # stepped: the canary judge takes it from its first step
                 actor=CONTROLLER, slug=job.channel_slug, version_id=job.result_version_id,
-                reason=reason,
+                reason=reason, **self.canary_limits,
             )  # fmt: skip
         except GateRefused as exc:  # stored with its evidence and audited (gate.refuse)
             decision = record_gate_refusal(CONTROLLER, exc)
@@ -353,11 +357,27 @@ def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
         default=WORKER_STALE_AFTER_S,
         help="seconds without a heartbeat after which a running job is marked lost",
     )
+    parser.add_argument(
+        "--canary-min-requests",
+        type=int,
+        default=DEFAULT_MIN_REQUESTS,
+        help="requests per arm each step of a 'canary when done' plan needs before a decision",
+    )
+    parser.add_argument(
+        "--canary-min-seconds",
+        type=int,
+        default=DEFAULT_MIN_SECONDS,
+        help="seconds each step of a 'canary when done' plan lasts at least",
+    )
 
 
 def run_controller(args: argparse.Namespace) -> int:
     controller = Controller(
-        bucket_s=args.bucket_seconds, interval_s=args.interval, lost_after_s=args.lost_after
+        bucket_s=args.bucket_seconds,
+        interval_s=args.interval,
+        lost_after_s=args.lost_after,
+        canary_min_requests=args.canary_min_requests,
+        canary_min_seconds=args.canary_min_seconds,
     )
     if args.once:
         for line in controller.tick():
