@@ -3,6 +3,7 @@ never shows "database is locked" (a real API, worker, training job, promotion an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,6 +12,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def soak_module():
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["soak"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_summary_counts_what_was_lost_and_locked(registry, tmp_path):
+    soak = soak_module()
+    tally = soak.Tally()
+    tally.predictions["never-stored"] = "web"
+    tally.feedback[12345] = "never-stored"
+    tally.problem("page overview", "OperationalError: database is locked")
+    log = tmp_path / "api.log"
+    log.write_text("sqlite3.OperationalError: database is locked\n")
+    result = soak.summary(tally, soak.Orchestra(), 1.0, [log, tmp_path / "absent.log"])
+    assert (result["acknowledged_predictions"], result["stored_predictions"]) == (1, 0)
+    assert (result["lost_predictions"], result["lost_feedback"]) == (1, 1)
+    assert result["lock_errors"] == 2 and result["ok"] is False
 
 
 @pytest.mark.slow
