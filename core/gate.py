@@ -248,11 +248,14 @@ def evaluate_gate(*, session: Session, slug: str, version_id: int) -> GateResult
         str(c) for c in get_dataset(session=session, dataset_id=candidate.dataset_id).class_names
     ]
     note = holdout_note(candidate, production)
+    known = candidate.holdout_fingerprint is not None
+    # Figures from different or unknown holdouts are never set side by side (only the
+    # candidate's own, on a known holdout, for the floor).
     holdout = {
-        "fingerprint": candidate.holdout_fingerprint, "note": note,
-        "known": candidate.holdout_fingerprint is not None,
-        "candidate": holdout_score(candidate, class_names),
-        "production": holdout_score(production, class_names) if production else None,
+        "fingerprint": candidate.holdout_fingerprint, "note": note, "known": known,
+        "candidate": holdout_score(candidate, class_names) if known else None,
+        "production": holdout_score(production, class_names)
+        if production and note is None else None,
     }  # fmt: skip
     versions = [candidate] + ([production] if production else [])
     sliced = (

@@ -129,6 +129,7 @@ def test_versions_scored_on_different_or_unknown_holdouts_are_refused(registry):
         assert get_channel(session=s, slug="web").candidate_version_id == unknown
         (decision,) = list_gate_decisions(session=s, channel_id=1)
     assert decision.outcome == "overridden" and decision.holdout_fingerprint is None
+    assert decision.evidence["holdout"]["production"] is None  # never set side by side
     assert ids["better"]
 
 
