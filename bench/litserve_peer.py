@@ -1,11 +1,16 @@
 """The peer in bench/serving.py: LitServe serving the same artifact through the same compiled
-predictor as ChannelHub (multipart PNG in, batched predict, the full probability vector out)."""
+predictor as ChannelHub (the PNG in, batched predict, the full probability vector out).
+
+The PNG comes as JSON `{"image_base64": ...}`: LitServe 0.2.19 hands a multipart upload to its
+inference process by pickling the form, which fails for an uploaded file, so JSON is its working
+upload. (ChannelHub gets the same PNGs as multipart uploads, the costlier parse of the two.)"""
 
 from __future__ import annotations
 
+import base64
+
 import litserve as ls
 import numpy as np
-from fastapi import Request
 
 from core.ml.images import decode_image, fit_to_shape
 from core.ml.inference import Predictor
@@ -21,8 +26,8 @@ class DigitsAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         self.predictor = Predictor(self.model_path)
 
-    def decode_request(self, request: Request) -> np.ndarray:
-        data = request["file"].file.read()
+    def decode_request(self, request: dict) -> np.ndarray:
+        data = base64.b64decode(request["image_base64"])
         return fit_to_shape(decode_image(data), self.predictor.input_shape)
 
     def batch(self, inputs: list) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -128,6 +129,13 @@ def multipart(image: bytes, boundary: str = "chbenchboundary") -> tuple[bytes, s
         head + image + f"\r\n--{boundary}--\r\n".encode(),
         f"multipart/form-data; boundary={boundary}",
     )
+
+
+def json_upload(image: bytes) -> tuple[bytes, str]:
+    """The same PNG as `{"image_base64": ...}` (the peer's working upload, see litserve_peer)."""
+    return json.dumps(
+        {"image_base64": base64.b64encode(image).decode()}
+    ).encode(), "application/json"
 
 
 def summarise(latencies: list[float], failed: int, seconds: float) -> dict:
@@ -251,23 +259,27 @@ def start_litserve(env: dict, artifact: str, args, log_path: Path):
     return proc, f"http://127.0.0.1:{port}/predict"
 
 
-def bench_servers(env: dict, key: str, artifact: str, bodies: list, args, log_dir: Path) -> dict:
+def bench_servers(
+    env: dict, key: str, artifact: str, images: list[bytes], args, log_dir: Path
+) -> dict:
     """Single-client load on ChannelHub, then rounds that alternate the same concurrent load
     between ChannelHub, LitServe and ChannelHub without rollups (all up, the others idle)."""
     headers = {"X-API-Key": key}
     hub, url = start_api(env, log_dir / "channelhub.log", args.workers, rollups=True)
     bare, bare_url = start_api(env, log_dir / "bare.log", args.workers, rollups=False)
     peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
-    targets = {"with": (url, headers), "peer": (peer_url, {}), "without": (bare_url, headers)}
+    bodies, peer_bodies = [multipart(i) for i in images], [json_upload(i) for i in images]
+    targets = {"with": (url, headers, bodies), "peer": (peer_url, {}, peer_bodies),
+               "without": (bare_url, headers, bodies)}  # fmt: skip
     out: dict = {name: [] for name in targets}
     try:
-        warm = [single_client(u, h, bodies, 100) for u, h in targets.values()]
+        warm = [single_client(u, h, b, 100) for u, h, b in targets.values()]
         out["single"] = single_client(url, headers, bodies, args.single_requests)
         names = list(targets)
         for i in range(args.rounds):
             for name in names[i % 3 :] + names[: i % 3]:
-                target, target_headers = targets[name]
-                figures = asyncio.run(load(target, target_headers, bodies, args.clients,
+                target, target_headers, target_bodies = targets[name]
+                figures = asyncio.run(load(target, target_headers, target_bodies, args.clients,
                                            args.requests))  # fmt: skip
                 print_row(f"{name} #{i + 1}", figures)
                 out[name].append(figures)
@@ -316,10 +328,10 @@ def run(args: argparse.Namespace) -> dict:
         os.environ.update(paths)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         url, key, artifact, images = build_registry(home, args.epochs)
-        bodies = [multipart(image) for image in images]
-        out = bench_servers(env, key, artifact, bodies, args, home)
+        out = bench_servers(env, key, artifact, images, args, home)
         answered = out["answered"]
         stored = stored_predictions(url, answered)
+        bodies = [multipart(image) for image in images]
         naive = bench_naive(env, artifact, bodies, args, home) if args.naive_requests else None
     hub = {k: median_of(out["with"], k) for k in ("rps", "p50_ms", "p95_ms", "p99_ms")}
     peer = {k: median_of(out["peer"], k) for k in ("rps", "p50_ms", "p99_ms")}
