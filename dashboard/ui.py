@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 # Paths relative to dashboard/app.py, as st.page_link and st.switch_page want them.
 OVERVIEW = "views/overview.py"
+LOOP = "views/loop.py"
 MODELS = "views/models.py"
 RETRAIN = "views/retrain.py"
 JOBS = "views/jobs.py"

@@ -3,13 +3,15 @@ channel's production version with its annotated items, canary when done."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from core.actions.alerts import open_alert
 from core.actions.base import SYSTEM
 from core.actions.feedback import annotate_feedback, submit_feedback
 from db.engine import session_scope
-from db.queries.lookups import list_jobs
+from db.queries.lookups import count_training_items, list_jobs
 from db.repo.channels import create_channel, promote_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
@@ -44,7 +46,9 @@ def test_stages_show_their_numbers_and_retrain_is_one_click(registry):
     assert shown.count("### 1") == 1  # one open alert
     assert "### 2" in shown and "### 3" in shown  # 2 still to review, 3 annotated not learned
     assert "accuracy" in [c.value for c in at.caption]
+    assert "loop_live_until" not in at.session_state  # nothing moves: no polling
     check_page(at.button(key="loop_retrain_web").click().run())
+    assert at.session_state["loop_live_until"] > time.monotonic()  # redraws while it runs
     with session_scope() as s:
         (job,) = list_jobs(session=s)
     assert job.include_feedback and job.channel_slug == "web" and job.base_version == 1
@@ -58,3 +62,16 @@ def test_a_viewer_sees_the_loop_but_no_retrain_button(registry):
     at = open_page("loop", user="vic", role="viewer")
     assert not [b for b in at.button if b.key == "loop_retrain_web"]
     assert any("Needs the manager role" in c.value for c in at.caption)
+
+
+def test_accepting_the_suggestions_from_the_loop_returns_to_it(registry):
+    _loop_registry()
+    at = open_page("loop", user="lena", role="manager")
+    (review,) = [link for link in at.get("page_link") if link.proto.label == "Review 2"]
+    assert review.proto.query_string == "channel=web&back=loop"
+    at = open_page("feedback", user="lena", role="manager", channel="web", back="loop")
+    check_page(at.button(key="fb_accept").click().run())
+    with session_scope() as s:
+        assert count_training_items(session=s, unused_only=True) == 5  # 3 confirmed + 2 accepted
+    assert [t.value for t in at.title] == ["Loop"]
+    assert "Accepted the suggestion on 2 items." in [s.value for s in at.success]

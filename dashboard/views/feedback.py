@@ -203,6 +203,8 @@ def accept_button(filters: ReviewFilter, sort: str, total: int) -> None:
     result = ui.act(accept_suggestions, feedback_ids=ids)
     if result is not None:
         ui.flash(f"Accepted the suggestion on {len(result.applied):,} items.")
+        if st.query_params.get("back") == "loop":  # opened from the Loop: its next step is there
+            st.switch_page(ui.LOOP)
         st.rerun()
 
 

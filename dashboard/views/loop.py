@@ -4,16 +4,23 @@ production, each with its number and at most one primary action."""
 from __future__ import annotations
 
 import functools
+import time
 
 import streamlit as st
 
 from core.actions.channels import promote_version
 from core.actions.jobs import retrain_channel
 from dashboard import ui
+from db.queries.counting import shown
 from db.queries.loop import ChannelLoop, channel_loops
 from db.queries.timeline import CanaryState, canary_states
 
 STAGES = ("Alerts", "To review", "Annotated, not learned", "Retrain", "Canary", "Production")
+# The page redraws itself this often while a retrain or a stepped canary moves, and for
+# LIVE_GRACE_S after the last movement it saw (the controller hands a finished version to the
+# gate in between), so nobody reloads to see the job finish or the canary advance.
+LIVE_REFRESH_S = 3.0
+LIVE_GRACE_S = 120.0
 
 
 def _card(column, title: str, number: str, state: str):
@@ -37,24 +44,24 @@ def alerts_stage(column, c: ChannelLoop) -> None:
 
 
 def review_stage(column, c: ChannelLoop) -> None:
-    box = _card(column, STAGES[1], f"{c.to_review:,}", f"{c.to_review_down:,} thumbs down")
+    box = _card(column, STAGES[1], shown(c.to_review), f"{shown(c.to_review_down)} thumbs down")
     if c.to_review:
         box.page_link(
             ui.FEEDBACK,
-            label=f"Review {c.to_review:,}",
+            label=f"Review {shown(c.to_review)}",
             icon=":material/rate_review:",
-            query_params={"channel": c.slug},
+            query_params={"channel": c.slug, "back": "loop"},  # accepting returns here
         )
 
 
 def learn_stage(column, c: ChannelLoop) -> None:
     n = c.annotated_not_learned
-    box = _card(column, STAGES[2], f"{n:,}", "confirmed or corrected, waiting for a retrain")
+    box = _card(column, STAGES[2], shown(n), "confirmed or corrected, waiting for a retrain")
     busy = c.retrain is not None
     if n and c.production_version_id and ui.allowed("manager"):
         canary = box.checkbox("canary when done", value=True, key=f"loop_canary_{c.slug}")
         if box.button(
-            f"Retrain with {n:,} items",
+            f"Retrain with {shown(n)} items",
             key=f"loop_retrain_{c.slug}",
             type="primary",
             disabled=busy,
@@ -138,15 +145,35 @@ def channel_row(c: ChannelLoop, plan: CanaryState | None) -> None:
         stage(column, c)
 
 
-def main() -> None:
-    ui.page_header("Loop", "From wrong predictions to a fixed version serving the channel.")
+def watching(loops: list[ChannelLoop], plans: dict[int, CanaryState]) -> bool:
+    """True while a retrain runs or awaits its canary, or a stepped canary runs, and for
+    LIVE_GRACE_S after that was last seen in this browser session."""
+    now = time.monotonic()
+    if any(c.retrain is not None or c.id in plans for c in loops):
+        st.session_state["loop_live_until"] = now + LIVE_GRACE_S
+    return now < st.session_state.get("loop_live_until", 0.0)
+
+
+def rows(live: bool = False) -> None:
+    """Every channel's row; a live redraw that sees nothing moving any more redraws the whole
+    page once, which stops the polling."""
     loops = ui.read_fresh(channel_loops)
     if not loops:
         st.info("No channels yet.")
         return
     plans = ui.read_fresh(canary_states)
+    if live and not watching(loops, plans):
+        st.rerun()
     for c in loops:
         channel_row(c, plans.get(c.id))
+
+
+def main() -> None:
+    ui.page_header("Loop", "From wrong predictions to a fixed version serving the channel.")
+    if watching(ui.read_fresh(channel_loops), ui.read_fresh(canary_states)):
+        st.fragment(rows, run_every=LIVE_REFRESH_S)(live=True)
+    else:
+        rows()
 
 
 main()
