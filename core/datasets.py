@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from core.ml.catalog import default_flip_safe
 from core.ml.datasets import DatasetError, LabelledImages, check_source, load_dataset
 from core.ml.holdout import Holdout, make_holdout
 from db.errors import RegistryError
@@ -22,9 +23,12 @@ from db.repo.datasets import (
 
 
 def register_loaded_dataset(
-    *, session: Session, name: str, source: str, location: str | None, data: LabelledImages
-) -> DatasetInfo:
-    """Record `data` (already loaded from `source`/`location`) under `name`, with its holdout."""
+    *, session: Session, name: str, source: str, location: str | None, data: LabelledImages,
+    flip_safe: bool | None = None,
+) -> DatasetInfo:  # fmt: skip
+    """Record `data` (already loaded from `source`/`location`) under `name`, with its holdout.
+
+    `flip_safe` None takes the source's default (core.ml.catalog.default_flip_safe)."""
     try:
         check_source(source)
         holdout = make_holdout(data)
@@ -36,6 +40,7 @@ def register_loaded_dataset(
         num_samples=data.num_samples, fingerprint=data.fingerprint,
         holdout=holdout.to_bytes(), holdout_fingerprint=holdout.fingerprint,
         holdout_summary=holdout.summary(),
+        flip_safe=default_flip_safe(source, location) if flip_safe is None else bool(flip_safe),
     )  # fmt: skip
 
 

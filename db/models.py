@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, ORMExecuteState, Session, mapped_column
 
@@ -63,6 +64,8 @@ class Dataset(Base):
     holdout: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
     holdout_fingerprint: Mapped[str | None] = mapped_column(String(64))
     holdout_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Whether a mirrored image keeps its class: the default augmentation flips only where true.
+    flip_safe: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Model(Base):
@@ -279,6 +282,8 @@ class Feedback(Base):
             "version_id",
             "used_in_version_id",
         ),  # fmt: skip
+        # What a retrain would add: the few annotated items not learned yet, per version.
+        Index("ix_feedback_unlearned", "used_in_version_id", "review_status", "version_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

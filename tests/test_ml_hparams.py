@@ -9,7 +9,9 @@ from core.ml.hparams import LIMITS, HyperparameterError, Hyperparameters
 def test_defaults_round_trip() -> None:
     hp = Hyperparameters()
     assert Hyperparameters.from_dict(hp.to_dict()) == hp
-    assert hp.to_dict()["optimizer"] == "adam"
+    assert hp.to_dict()["optimizer"] == "adamw"
+    assert hp.schedule == "warmup-cosine" and hp.budget_seconds is None
+    assert Hyperparameters(time_budget_minutes=2).budget_seconds == 120.0
 
 
 @pytest.mark.parametrize(
@@ -17,8 +19,12 @@ def test_defaults_round_trip() -> None:
     [
         ("epochs", 100_000, "epochs must be between 1 and 500 (got 100000)"),
         ("epochs", 0, "epochs must be between 1 and 500 (got 0)"),
-        ("batch_size", 10_000, "batch_size must be between 1 and 4096 (got 10000)"),
-        ("batch_size", -1, "batch_size must be between 1 and 4096 (got -1)"),
+        ("batch_size", 10_000, "batch_size must be between 0 and 4096 (got 10000)"),
+        ("batch_size", -1, "batch_size must be between 0 and 4096 (got -1)"),
+        ("label_smoothing", 0.6, "label_smoothing must be between 0 and 0.5 (got 0.6)"),
+        ("warmup_fraction", -0.1, "warmup_fraction must be between 0 and 0.5"),
+        ("weight_decay", 2.0, "weight_decay must be between 0 and 1 (got 2)"),
+        ("time_budget_minutes", -1, "time_budget_minutes must be between 0 and 10080 (got -1)"),
         ("learning_rate", 10.0, "learning_rate must be between 1e-06 and 1 (got 10)"),
         ("learning_rate", 0.0, "learning_rate must be between 1e-06 and 1 (got 0)"),
         ("seed", -5, "seed must be between 0 and 2147483647 (got -5)"),
@@ -45,6 +51,9 @@ def test_out_of_range_refused_with_range(field: str, value: object, message: str
         ("optimizer", "adagrad", "adam, adamw, rmsprop, sgd"),
         ("optimizer", None, "optimizer must be one of"),
         ("augmentation", 1, "true or false"),
+        ("schedule", "step", "schedule must be one of warmup-cosine, constant"),
+        ("precision", "fp8", "precision must be one of auto, mixed, float32"),
+        ("time_budget_minutes", "5", "must be a number"),
     ],
 )
 def test_wrong_types_refused(field: str, value: object, message: str) -> None:
@@ -86,5 +95,5 @@ def test_every_bad_field_is_named_in_field_errors() -> None:
 
 def test_a_single_bad_field_names_only_that_field() -> None:
     with pytest.raises(HyperparameterError) as info:
-        Hyperparameters(batch_size=0)
+        Hyperparameters(batch_size=-1)
     assert list(info.value.field_errors) == ["batch_size"]

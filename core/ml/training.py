@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -14,11 +15,13 @@ from typing import Any
 import keras
 import numpy as np
 
+from core.ml import budget
 from core.ml.architectures import build_model
 from core.ml.datasets import Split
 from core.ml.evaluation import predict_probabilities, scores_from_probabilities
 from core.ml.holdout_predictions import write_holdout_predictions
 from core.ml.hparams import Hyperparameters
+from core.ml.recipe import make_loss, make_optimizer, pick_batch_size, pick_precision
 
 Report = Callable[[dict[str, Any]], None]
 ShouldCancel = Callable[[], bool]
@@ -35,7 +38,10 @@ class TrainConfig:
     hyperparameters: Hyperparameters
     output_dir: Path
     base_model_path: Path | None = None
+    # True on a GPU: mixed float16 unless the hyperparameters ask for float32 (core.ml.recipe).
     mixed_precision: bool = False
+    # Whether a mirrored image keeps its class (the dataset's setting): chooses the augmentation.
+    flip_safe: bool = False
 
 
 @dataclass
@@ -52,6 +58,8 @@ class TrainResult:
     framework_versions: dict[str, str] = field(default_factory=dict)
     # Test-split predictions (read with core.ml.holdout_predictions); None when cancelled.
     predictions_path: Path | None = None
+    # What the recipe chose: batch size, precision, epochs (fitted to a time budget), steps.
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 class ProgressCallback(keras.callbacks.Callback):
@@ -84,6 +92,8 @@ class ProgressCallback(keras.callbacks.Callback):
         row: dict[str, Any] = {"epoch": epoch + 1, "epochs_total": self.epochs_total}
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             row[key] = float(logs[key]) if key in logs else None
+        # The rate of the next step: at the last epoch's end, where the schedule finished.
+        row["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = time.perf_counter() - self._epoch_started
         self.rows.append(row)
         if self.log:
@@ -104,17 +114,6 @@ def _format_epoch(row: dict[str, Any]) -> str:
             parts.append(f"{key}={row[key]:.4f}")
     parts.append(f"({row['seconds']:.1f}s)")
     return " ".join(parts)
-
-
-def make_optimizer(hp: Hyperparameters) -> keras.optimizers.Optimizer:
-    """The optimizer named in `hp`, at its learning rate."""
-    factories: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
-        "adam": lambda: keras.optimizers.Adam(hp.learning_rate),
-        "adamw": lambda: keras.optimizers.AdamW(hp.learning_rate),
-        "rmsprop": lambda: keras.optimizers.RMSprop(hp.learning_rate),
-        "sgd": lambda: keras.optimizers.SGD(hp.learning_rate, momentum=0.9, nesterov=True),
-    }
-    return factories[hp.optimizer]()
 
 
 def framework_versions() -> dict[str, str]:
@@ -151,34 +150,51 @@ def _load_base_model(path: Path, input_shape: tuple[int, ...], num_classes: int)
     return model
 
 
-def _prepare_model(config: TrainConfig, split: Split) -> keras.Model:
+def _prepare_model(config: TrainConfig, split: Split, policy: str) -> keras.Model:
     hp = config.hyperparameters
     previous_policy = keras.mixed_precision.global_policy().name
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(policy)
     try:
         if config.base_model_path is not None:
-            model = _load_base_model(
+            return _load_base_model(
                 Path(config.base_model_path), split.train.input_shape, split.train.num_classes
             )
-        else:
-            model = build_model(
-                config.architecture,
-                split.train.input_shape,
-                split.train.num_classes,
-                augmentation=hp.augmentation,
-                seed=hp.seed,
-            )
-        model.compile(
-            optimizer=make_optimizer(hp),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+        return build_model(
+            config.architecture,
+            split.train.input_shape,
+            split.train.num_classes,
+            augmentation=hp.augmentation,
+            seed=hp.seed,
+            flip_safe=config.flip_safe,
         )
     finally:
-        keras.mixed_precision.set_global_policy(
-            "float32" if config.mixed_precision else previous_policy
-        )
-    return model
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _plan(
+    config: TrainConfig, model: keras.Model, split: Split, x: np.ndarray, y: np.ndarray,
+    started: float, log: Log | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Batch size, epochs and steps of this run; with a time budget, the epochs that fit it."""
+    hp = config.hyperparameters
+    batch = pick_batch_size(hp, len(y), config.mixed_precision)
+    plan: dict[str, Any] = {"batch_size": batch, "epochs": hp.epochs}
+    plan["steps_per_epoch"] = math.ceil(len(y) / batch)
+    if hp.budget_seconds is not None:
+        timing = budget.time_training_steps(model, make_loss(hp), x, y, batch)
+        remaining = hp.budget_seconds - (time.perf_counter() - started)
+        plan["epochs"] = budget.epochs_for_budget(
+            remaining, timing, num_train=len(y), num_val=len(split.val.y),
+            num_test=len(split.test.y), max_epochs=hp.epochs,
+        )  # fmt: skip
+        plan["budget_images_per_s"] = round(timing.images_per_s, 1)
+        if log:
+            log(
+                f"time budget {hp.time_budget_minutes:g} min: {timing.images_per_s:.0f} images/s, "
+                f"{timing.trace_s:.0f}s tracing "
+                f"measured, so {plan['epochs']} of at most {hp.epochs} epochs"
+            )
+    return plan
 
 
 def _training_arrays(
@@ -250,38 +266,50 @@ def train(
     """
     hp = config.hyperparameters
     _require_disjoint(split)
+    started = time.perf_counter()  # a time budget counts from here
     keras.utils.set_random_seed(hp.seed)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     x_train, y_train = _training_arrays(split, extra_train)
-    model = _prepare_model(config, split)
-    progress = ProgressCallback(hp.epochs, report, should_cancel, log)
+    policy = pick_precision(hp, config.mixed_precision)
+    model = _prepare_model(config, split, policy)
+    plan = _plan(config, model, split, x_train, y_train, started, log) | {"precision": policy}
+    model.compile(
+        optimizer=make_optimizer(hp, plan["steps_per_epoch"], plan["epochs"]),
+        loss=make_loss(hp),
+        metrics=["accuracy"],
+    )
+    progress = ProgressCallback(plan["epochs"], report, should_cancel, log)
     if log:
-        log(f"training {model.name} on {len(y_train)} images for up to {hp.epochs} epochs")
-    started = time.perf_counter()
+        log(
+            f"training {model.name} on {len(y_train)} images for up to {plan['epochs']} epochs "
+            f"(batch {plan['batch_size']}, {policy}, {hp.optimizer}, {hp.schedule})"
+        )
     model.fit(
         x_train,
         y_train,
-        batch_size=hp.batch_size,
-        epochs=hp.epochs,
+        batch_size=plan["batch_size"],
+        epochs=plan["epochs"],
         validation_data=(split.val.x, split.val.y),
         callbacks=_callbacks(hp, progress),
         verbose=0,
     )
-    train_seconds = time.perf_counter() - started
     artifact_path = output_dir / ARTIFACT_NAME
     result = TrainResult(
         history=progress.rows,
         evaluation={},
         artifact_path=artifact_path,
         artifact_sha256="",
-        train_seconds=train_seconds,
+        train_seconds=0.0,
         epochs_run=len(progress.rows),
         cancelled=progress.cancelled,
         framework_versions=framework_versions(),
+        recipe=plan,
     )
     if not progress.cancelled:
         _finish(model, split, result, log)
+    # Everything a time budget covers: planning, epochs, saving and scoring.
+    result.train_seconds = time.perf_counter() - started
     return result
 
 

@@ -38,6 +38,7 @@ ACTION_COMMANDS = {
     "channel.restore": "channel restore",
     "channel.set_gate": "channel gate-rules",
     "dataset.register": "datasets add",
+    "dataset.set_flip_safe": "datasets set-flip",
     "dataset.register_builtin": "init",
     "feedback.submit": "feedback submit",
     "feedback.annotate": "feedback annotate",
@@ -134,6 +135,10 @@ def _add_enqueue_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--optimizer", default=d.optimizer, help=f"one of {', '.join(OPTIMIZERS)}")
     p.add_argument("--no-augmentation", action="store_true")
+    p.add_argument(
+        "--time-budget-minutes", type=float, default=d.time_budget_minutes,
+        help="train for at most N minutes: the schedule's epochs are fitted to it (0 = none)",
+    )  # fmt: skip
     p.add_argument("--patience", type=int, default=d.early_stopping_patience, help="0 = off")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"])
@@ -152,6 +157,16 @@ def _add_registry_commands(b: Builder) -> None:
     p.add_argument("--name")
     p.add_argument("--source", default="folder", choices=DATASET_SOURCES)
     p.add_argument("--location", help="folder, .npz file, or keras dataset name")
+    p.add_argument(
+        "--flip-safe", action=argparse.BooleanOptionalAction, default=None,
+        help="a mirrored image keeps its class (default: by source; folders and .npz no)",
+    )  # fmt: skip
+    p = b.command(
+        "set-flip", f"{COMMANDS}:cmd_datasets_set_flip",
+        "say whether a mirrored image of a dataset keeps its class", verbs,
+    )  # fmt: skip
+    p.add_argument("name", help="dataset name")
+    p.add_argument("--flip-safe", action=argparse.BooleanOptionalAction, required=True)
     p = b.command("models", f"{COMMANDS}:cmd_models_list", "list model versions or add a model")
     p.add_argument("--limit", type=int, default=30)
     verbs = p.add_subparsers(dest="verb", metavar="VERB")

@@ -58,9 +58,26 @@ def cmd_datasets_add(args: argparse.Namespace) -> int:
     if not args.name:
         raise CommandError("datasets add needs --name")
     info = dataset_actions.register_dataset(
-        actor=cli_actor(), name=args.name, source=args.source, location=args.location
+        actor=cli_actor(),
+        name=args.name,
+        source=args.source,
+        location=args.location,
+        flip_safe=args.flip_safe,
     )
-    print(f"registered dataset {info.name} ({info.num_samples} images)")
+    flips = "mirror-safe" if info.flip_safe else "not mirror-safe"
+    print(f"registered dataset {info.name} ({info.num_samples} images, {flips})")
+    return 0
+
+
+def cmd_datasets_set_flip(args: argparse.Namespace) -> int:
+    with session_scope() as s:
+        dataset = lookups.get_dataset_by_name(session=s, name=args.name)
+    info = dataset_actions.set_dataset_flip_safe(
+        actor=cli_actor(), dataset_id=dataset.id, flip_safe=args.flip_safe
+    )
+    print(
+        f"dataset {info.name}: mirrored images {'keep' if info.flip_safe else 'change'} their class"
+    )
     return 0
 
 
@@ -68,9 +85,9 @@ def cmd_datasets_list(args: argparse.Namespace) -> int:
     with session_scope() as s:
         rows = lookups.list_datasets(session=s)
     table(
-        ["name", "source", "samples", "classes", "shape", "fingerprint"],
-        [[d.name, d.source, d.num_samples, len(d.class_names), d.input_shape, d.fingerprint[:12]]
-         for d in rows],
+        ["name", "source", "samples", "classes", "shape", "flips", "fingerprint"],
+        [[d.name, d.source, d.num_samples, len(d.class_names), d.input_shape,
+          "yes" if d.flip_safe else "no", d.fingerprint[:12]] for d in rows],
     )  # fmt: skip
     return 0
 
@@ -102,6 +119,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
         "learning_rate": args.learning_rate, "optimizer": args.optimizer,
         "augmentation": not args.no_augmentation, "early_stopping_patience": args.patience,
+        "time_budget_minutes": args.time_budget_minutes,
     }  # fmt: skip
     actor = cli_actor()
     with session_scope() as s:

@@ -170,6 +170,7 @@ class JobRunner:
             output_dir=artifact_dir() / "models" / self.job.model_name / f"job-{self.job.id}",
             base_model_path=self._base_artifact(holdout.fingerprint),
             mixed_precision=self.use_gpu,
+            flip_safe=dataset.flip_safe,
         )
         device, replicas = self._devices()
         with session_scope() as s:

@@ -32,6 +32,8 @@ class DatasetInfo:
     # None while the dataset has no holdout yet (registered before holdouts existed).
     holdout_fingerprint: str | None = None
     holdout_summary: dict[str, Any] | None = None
+    # Whether a mirrored image keeps its class (core.ml.catalog.default_flip_safe by source).
+    flip_safe: bool = False
 
 
 def _info(row: Dataset) -> DatasetInfo:
@@ -47,6 +49,7 @@ def _info(row: Dataset) -> DatasetInfo:
         row.created_at,
         row.holdout_fingerprint,
         dict(row.holdout_summary) if row.holdout_summary else None,
+        bool(row.flip_safe),
     )
 
 
@@ -63,6 +66,7 @@ def register_dataset(
     holdout: bytes | None = None,
     holdout_fingerprint: str | None = None,
     holdout_summary: dict[str, Any] | None = None,
+    flip_safe: bool = False,
 ) -> DatasetInfo:
     """Record a dataset that `core.ml.datasets.load_dataset` has read successfully, with the
     holdout fixed for it (core.datasets.register_loaded_dataset passes all three)."""
@@ -79,6 +83,7 @@ def register_dataset(
         holdout=holdout,
         holdout_fingerprint=holdout_fingerprint,
         holdout_summary=holdout_summary,
+        flip_safe=flip_safe,
     )
     session.add(row)
     session.flush()
@@ -102,6 +107,16 @@ def get_dataset_by_name(*, session: Session, name: str) -> DatasetInfo:
     if info is None:
         raise NotFoundError(f"dataset {name!r} does not exist")
     return info
+
+
+def set_flip_safe(*, session: Session, dataset_id: int, flip_safe: bool) -> DatasetInfo:
+    """Record whether a mirrored image of the dataset keeps its class."""
+    row = session.get(Dataset, dataset_id)
+    if row is None:
+        raise NotFoundError(f"dataset {dataset_id} does not exist")
+    row.flip_safe = bool(flip_safe)
+    session.flush()
+    return _info(row)
 
 
 def list_datasets(*, session: Session) -> list[DatasetInfo]:
