@@ -8,7 +8,9 @@ import asyncio
 import base64
 import io
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -265,3 +267,32 @@ def test_every_refusal_is_documented_as_the_one_error_model():
             assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (path, status)
     assert spec["components"]["schemas"]["ErrorOut"]["properties"]["detail"]["type"] == "string"
     assert "HTTPValidationError" not in spec["components"]["schemas"]
+
+
+@pytest.mark.both_databases
+def test_racing_feedback_on_one_prediction_stores_one(registry):
+    """Eight writers at once on each of five predictions: one feedback each, the others 409."""
+    with session_scope() as s:
+        _, version = add_model_with_version(s, add_dataset(s))
+        web, _ = create_channel(session=s, slug="web", name="Web")
+        pids = [new_prediction_id() for _ in range(5)]
+        records = [PredictionRecord(p, web.id, version.id, "production", 3, 0.8, [0.1] * 10, 2.0,
+                                    None) for p in pids]  # fmt: skip
+        insert_predictions(session=s, records=records)
+
+    def give(pid: str, start: threading.Barrier) -> str:
+        start.wait()
+        try:
+            with session_scope() as s:
+                add_feedback(session=s, prediction_id=pid, channel_id=web.id, rating="up")
+            return "stored"
+        except ConflictError:
+            return "refused"
+
+    for pid in pids:
+        start = threading.Barrier(8)
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(give, [pid] * 8, [start] * 8))
+        assert sorted(outcomes) == ["refused"] * 7 + ["stored"], outcomes
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Feedback)) == 5

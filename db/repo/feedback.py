@@ -85,16 +85,11 @@ def add_feedback(
     """Record an end user's verdict on a prediction made on `channel_id` (another channel's
     prediction is refused as not found, so ids of other channels are not disclosed)."""
     comment = _valid_feedback_fields(rating, claimed_class, comment, num_classes)
-    # FOR UPDATE (PostgreSQL) queues feedback on one prediction, so the count below is current;
-    # SQLite has one writer and refuses a write from a stale snapshot.
+    # FOR UPDATE queues feedback on one prediction on PostgreSQL; on SQLite the insert takes
+    # the one write lock. Either way the count after the insert sees every earlier feedback.
     prediction = session.get(Prediction, prediction_id, with_for_update=True)
     if prediction is None or prediction.channel_id != channel_id:
         raise NotFoundError(f"prediction {prediction_id!r} does not exist on this channel")
-    given = session.scalar(
-        select(func.count()).select_from(Feedback).where(Feedback.prediction_id == prediction_id)
-    )
-    if given >= MAX_FEEDBACK_PER_PREDICTION:
-        raise ConflictError(f"prediction {prediction_id!r} already has its feedback")
     row = Feedback(
         prediction_id=prediction_id, channel_id=channel_id, version_id=prediction.version_id,
         predicted_class=prediction.predicted_class, confidence=prediction.confidence,
@@ -102,6 +97,13 @@ def add_feedback(
     )  # fmt: skip
     session.add(row)
     session.flush()  # the insert first: it takes SQLite's write lock before rollups are read
+    given = session.scalar(
+        select(func.count()).select_from(Feedback).where(Feedback.prediction_id == prediction_id)
+    )
+    if given > MAX_FEEDBACK_PER_PREDICTION:
+        session.delete(row)  # gone even from a caller that goes on with this session
+        session.flush()
+        raise ConflictError(f"prediction {prediction_id!r} already has its feedback")
     _count_in_rollups(session, prediction, {f"thumbs_{rating}": 1})
     return _feedback_info(row)
 
