@@ -44,6 +44,7 @@ CHANNELS = ("web", "mobile", "partner-api")
 PROMOTED_ON = "partner-api"
 LOCKED = "database is locked"
 MAX_EXTRA_S = 240.0  # how long traffic may go on past --duration for the job and promotion
+READY_TIMEOUT_S = 600.0  # a busy 2-core machine took over 3 minutes to start the API
 PAGES = ("overview", "loop", "monitoring", "feedback", "jobs", "channels")
 FEEDBACK_SHARE = 0.3  # of acknowledged predictions
 # A connection idle this long is not reused: uvicorn closes idle ones after 5 s, and a request
@@ -152,7 +153,7 @@ def start_process(cmd: list[str], env: dict, log_path: Path, ready_url: str | No
     """A child process logging to `log_path`; with `ready_url`, returns once it answers 200."""
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + READY_TIMEOUT_S
     while ready_url and time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{cmd} exited:\n{log_path.read_text()[-3000:]}")
@@ -164,7 +165,8 @@ def start_process(cmd: list[str], env: dict, log_path: Path, ready_url: str | No
         time.sleep(0.3)
     if ready_url:
         proc.kill()
-        raise RuntimeError(f"{cmd} not ready in 180 s:\n{log_path.read_text()[-3000:]}")
+        tail = log_path.read_text()[-3000:]
+        raise RuntimeError(f"{cmd} not ready in {READY_TIMEOUT_S:.0f} s:\n{tail}")
     return proc
 
 
@@ -475,17 +477,18 @@ def run(args: argparse.Namespace, home: Path) -> dict:
     orchestra = Orchestra()
     orchestra.enqueue()  # the worker starts on it while the API loads its models
     worker = start_process([*cli, "worker", "--poll-interval", "0.5"], dict(os.environ), logs[1])
-    api = start_process(
-        [*cli, "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(args.api_workers), "--log-level", "warning"],
-        dict(os.environ), logs[0], f"{base}/readyz",
-    )  # fmt: skip
-    tally = Tally()
+    api, tally = None, Tally()
     try:
+        api = start_process(
+            [*cli, "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(args.api_workers), "--log-level", "warning"],
+            dict(os.environ), logs[0], f"{base}/readyz",
+        )  # fmt: skip
         seconds = drive(args, orchestra, base, keys, images, classes, tally)
     finally:
         stop(worker)
-        stop(api)
+        if api is not None:
+            stop(api)
     return summary(tally, orchestra, seconds, logs)
 
 
@@ -499,7 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration <= 0 or args.rate <= 0:
         parser.error("--duration and --rate must be positive")
     home = args.home or Path(tempfile.mkdtemp(prefix="channelhub-soak-"))
-    result = run(args, home.resolve())
+    try:
+        result = run(args, home.resolve())
+    except RuntimeError as exc:  # a child that would not start: still one JSON line last
+        result = {"ok": False, "error": str(exc)[-2000:]}
     if args.home is None and result["ok"]:
         shutil.rmtree(home, ignore_errors=True)
     else:

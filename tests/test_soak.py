@@ -45,6 +45,7 @@ def test_a_one_minute_soak_loses_nothing(tmp_path):
     lines = done.stdout.strip().splitlines()
     assert lines, done.stderr[-3000:]
     result = json.loads(lines[-1])
+    assert "error" not in result, result["error"]
     logs = "\n".join(
         (tmp_path / "soak" / name).read_text()[-2000:] for name in ("api.log", "worker.log")
     )
