@@ -113,3 +113,19 @@ def test_an_unreachable_store_is_an_oserror_naming_it(tmp_path, monkeypatch):
     store.fs.retries = 1
     with pytest.raises(ArtifactStoreError, match="cannot read inputs/a.png in s3://nowhere/x"):
         store.read_bytes("inputs/a.png")
+
+
+def test_the_review_page_shows_inputs_from_the_store(tmp_path, monkeypatch, memory_url):
+    import numpy as np
+
+    from core.ml.images import encode_png
+    from dashboard.review import IMAGE_PX, input_image
+
+    monkeypatch.setenv("CHANNELHUB_HOME", str(tmp_path))
+    monkeypatch.setenv("CHANNELHUB_ARTIFACTS", memory_url)
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
+    artifact_store().write_bytes("inputs/web/p.png", encode_png(pixels))
+    shown = input_image("inputs/web/p.png")
+    assert shown is not None and shown.shape == (IMAGE_PX, IMAGE_PX, 3)
+    assert shown[0, 0, 0] == 0 and shown[-1, -1, 0] == 63
+    assert input_image("inputs/web/missing.png") is None
