@@ -42,6 +42,10 @@ def run_server(
     configure_logging(log_level)
     url = database_url or default_database_url()
     os.environ.update({"DATABASE_URL": url, **(settings or ServingSettings.from_env()).as_env()})
+    if workers > 1:  # N TensorFlow thread pools of every core each would fight over the cores
+        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     get_engine(url)  # create or upgrade the schema once, before the workers race to
     dispose_engines()
     config = uvicorn.Config(
