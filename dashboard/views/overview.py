@@ -9,6 +9,7 @@ import streamlit as st
 from core.monitoring import live_slo_misses, summarize
 from dashboard import charts, ui
 from db.models import utcnow
+from db.queries.counting import COUNT_CAP, shown
 from db.queries.overview import ChannelHealth, TrendPoint, channel_health, hourly_traffic
 
 
@@ -23,6 +24,12 @@ def slo_misses(c: ChannelHealth) -> tuple[list[str], list[str]]:
     )
 
 
+def to_review_total(channels: list[ChannelHealth]) -> str:
+    """The sum of the channels' (capped) counts; "+" when any of them reached the cap."""
+    total = sum(min(c.pending_feedback, COUNT_CAP) for c in channels)
+    return f"{total:,}+" if any(c.pending_feedback > COUNT_CAP for c in channels) else f"{total:,}"
+
+
 def summary(channels: list[ChannelHealth]) -> None:
     missing = [c for c in channels if c.open_alerts or slo_misses(c)[0]]
     ui.metric_row(
@@ -32,7 +39,10 @@ def summary(channels: list[ChannelHealth]) -> None:
                 f"{sum(c.status == 'active' for c in channels)} of {len(channels)}",
             ),
             ("Requests 24 h", f"{sum(c.requests_24h for c in channels):,}"),
-            ("To review", f"{sum(c.pending_feedback for c in channels):,}"),
+            (
+                "To review",
+                shown(sum(c.pending_feedback for c in channels), COUNT_CAP * len(channels)),
+            ),
             ("Retrains active", str(sum(c.active_jobs for c in channels))),
             ("Missing an SLO (live, 24 h)", str(len(missing))),
         ]
@@ -69,7 +79,7 @@ def links_cell(c: ChannelHealth) -> None:
     st.page_link(
         ui.FEEDBACK,
         query_params={"channel": c.id},
-        label=f"{c.pending_feedback:,} feedback to review",
+        label=f"{shown(c.pending_feedback)} feedback to review",
         icon=":material/rate_review:",
     )
     st.page_link(

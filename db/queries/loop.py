@@ -17,8 +17,8 @@ from db.models import (
     ModelVersion,
     TrainingJob,
 )
+from db.queries.counting import capped_count
 from db.repo.alerts import AlertInfo, list_alerts
-from db.repo.feedback import count_training_items
 
 
 @dataclass(frozen=True)
@@ -50,26 +50,31 @@ class ChannelLoop:
     retrain: RetrainState | None = None
 
 
-def _pending(session: Session) -> dict[int, tuple[int, int]]:
-    """channel id -> (pending items, of which thumbs-down)."""
-    rows = session.execute(
-        select(Feedback.channel_id, Feedback.rating, func.count())
-        .where(Feedback.review_status == "pending")
-        .group_by(Feedback.channel_id, Feedback.rating)
-    )
-    counts: dict[int, list[int]] = {}
-    for channel_id, rating, n in rows:
-        c = counts.setdefault(channel_id, [0, 0])
-        c[0] += n
-        c[1] += n if rating == "down" else 0
-    return {k: (v[0], v[1]) for k, v in counts.items()}
+def _pending(session: Session, channel_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """channel id -> (pending items, of which thumbs-down), each counted up to COUNT_CAP."""
+    counts = {}
+    for channel_id in channel_ids:
+        pending = select(Feedback.id).where(
+            Feedback.review_status == "pending", Feedback.channel_id == channel_id
+        )
+        down = pending.where(Feedback.rating == "down")
+        counts[channel_id] = (capped_count(session, pending), capped_count(session, down))
+    return counts
 
 
 def _not_learned(session: Session, model_ids: set[int]) -> dict[int, int]:
-    """model id -> annotated items that no version of it has learned (what a retrain adds)."""
-    return {
-        m: count_training_items(session=session, model_id=m, unused_only=True) for m in model_ids
-    }
+    """model id -> annotated items no version of it has learned (what a retrain adds), counted
+    up to COUNT_CAP; the same rows as `count_training_items(unused_only=True)`."""
+    counts = {}
+    for model_id in model_ids:
+        versions = select(ModelVersion.id).where(ModelVersion.model_id == model_id)
+        query = select(Feedback.id).where(
+            Feedback.used_in_version_id.is_(None),
+            Feedback.review_status.in_(("confirmed", "corrected")),
+            Feedback.version_id.in_(versions),
+        )
+        counts[model_id] = capped_count(session, query)
+    return counts
 
 
 def _latest_jobs(session: Session) -> dict[int, RetrainState]:
@@ -116,7 +121,7 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
     )
     channels = list(channels)
     model_ids = {c.model_id for c, _, _ in channels if c.model_id is not None}
-    pending, jobs = _pending(session), _latest_jobs(session)
+    pending, jobs = _pending(session, [c.id for c, _, _ in channels]), _latest_jobs(session)
     learned = _not_learned(session, model_ids)
     since = _production_since(session)
     alerts: dict[int, list[AlertInfo]] = {}

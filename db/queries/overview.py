@@ -19,6 +19,7 @@ from db.models import (
     TrainingJob,
     utcnow,
 )
+from db.queries.counting import capped_count
 from db.queries.monitoring import Signals, window_totals
 from db.repo.alerts import AlertInfo, list_alerts
 
@@ -77,13 +78,17 @@ def _channel_rows(session: Session) -> list:
     return list(session.execute(query))
 
 
-def _pending_counts(session: Session) -> dict[int, int]:
-    rows = session.execute(
-        select(Feedback.channel_id, func.count())
-        .where(Feedback.review_status == "pending")
-        .group_by(Feedback.channel_id)
-    )
-    return dict(rows.tuples().all())
+def _pending_counts(session: Session, channel_ids: list[int]) -> dict[int, int]:
+    """channel id -> pending feedback, counted up to COUNT_CAP (shown as "10,000+")."""
+    return {
+        channel_id: capped_count(
+            session,
+            select(Feedback.id).where(
+                Feedback.review_status == "pending", Feedback.channel_id == channel_id
+            ),
+        )
+        for channel_id in channel_ids
+    }
 
 
 def _active_job_counts(session: Session) -> dict[int, int]:
@@ -103,7 +108,7 @@ def channel_health(*, session: Session) -> list[ChannelHealth]:
     """One row per channel: serving versions, 24 h of live signals from rollups, open alerts,
     feedback waiting for review and active retrains."""
     rows = _channel_rows(session)
-    pending = _pending_counts(session)
+    pending = _pending_counts(session, [row[0].id for row in rows])
     jobs = _active_job_counts(session)
     alerts: dict[int, list[AlertInfo]] = {}
     for alert in list_alerts(session=session, open_only=True, limit=1000):
