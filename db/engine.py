@@ -34,7 +34,8 @@ def make_engine(url: str) -> Engine:
     """A new engine for `url` (a SQLite file is created 0600, its folder 0700)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
-        if path and not path.startswith(":memory:"):
+        # A "file:…?mode=ro&uri=true" URL opens an existing file as SQLite's URI: never create it.
+        if path and not path.startswith((":memory:", "file:")):
             # SQLite gives its -wal and -shm files the database file's mode.
             create_private_file(Path(path))
         engine = create_engine(
