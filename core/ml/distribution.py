@@ -27,6 +27,13 @@ def local_devices(kind: str) -> list[str]:
     return []
 
 
+def replicates_any_batch() -> bool:
+    """Whether a last, smaller batch can be split over the replicas. JAX's DataParallel needs
+    every batch (training, validation, the test predictions) to divide evenly by the device
+    count, so the worker trains on one device there until the data are padded for it."""
+    return keras.backend.backend() == "tensorflow"
+
+
 def strategy_name() -> str:
     """How the active backend replicates a model: shown in the version's device label."""
     return "mirrored" if keras.backend.backend() == "tensorflow" else "data-parallel"

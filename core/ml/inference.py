@@ -32,7 +32,26 @@ def _compiled_call(model: keras.Model) -> tuple[Callable[[np.ndarray], object], 
             return model(x, training=False)
 
         return call, True
+    if keras.backend.backend() == "jax":
+        return _jax_call(model), True
     return lambda x: model(x, training=False), False
+
+
+def _jax_call(model: keras.Model) -> Callable[[np.ndarray], object]:
+    """The model's stateless call under `jax.jit`, its weights passed in as arguments (a jitted
+    closure would bake them in as constants): one compiled program per batch bucket, safe to
+    run from many threads once traced."""
+    import jax  # serving-only fast path, as tf.function is above
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    @jax.jit
+    def call(trainable: list, non_trainable: list, x: object) -> object:
+        outputs, _ = model.stateless_call(trainable, non_trainable, x, training=False)
+        return outputs
+
+    return lambda x: call(trainable, non_trainable, x)
 
 
 class Predictor:

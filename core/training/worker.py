@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -287,14 +288,17 @@ class JobRunner:
 
     def _devices(self) -> tuple[str, list[str]]:
         """The version's device label and the devices to replicate over (none: just one)."""
-        from core.ml.distribution import device_label, local_devices
+        from core.ml.distribution import device_label, local_devices, replicates_any_batch
 
-        if self.use_gpu:
-            replicas = local_devices("gpu") if len(self.worker.gpus) > 1 else []
-            name = self.worker.gpus[0].split(" ", 1)[-1]
-            return device_label("gpu", len(replicas), name), replicas
-        replicas = local_devices("cpu") if self.worker.options.cpu_devices > 1 else []
-        return device_label("cpu", len(replicas)), replicas
+        kind = "gpu" if self.use_gpu else "cpu"
+        several = len(self.worker.gpus) > 1 if self.use_gpu else self.worker.options.cpu_devices > 1
+        replicas = local_devices(kind) if several else []
+        if len(replicas) > 1 and not replicates_any_batch():
+            self.log(f"{len(replicas)} {kind.upper()}s seen; this backend trains on one of them")
+            replicas = []
+        # "CUDA 2: gpu:0 NVIDIA H200" (a pinned worker's record) -> "NVIDIA H200"
+        name = re.sub(r"^(CUDA \d+: )?\S+:\d+ ", "", self.worker.gpus[0]) if self.use_gpu else ""
+        return device_label(kind, len(replicas), name), replicas
 
     def _finish_cancelled(self) -> None:
         reason = "job lost by this worker" if self.lost else "cancelled at an epoch end"
