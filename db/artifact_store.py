@@ -68,6 +68,16 @@ class ArtifactStore:
             return
         self._call("write", relative_path, self.fs.pipe_file, self._key(relative_path), data)
 
+    def write_many(self, files: dict[str, bytes]) -> None:
+        """Write several files (an object store takes them in parallel, not one by one)."""
+        remote = {path: data for path, data in files.items() if not self._is_local(path)}
+        for path, data in files.items():
+            if path not in remote:
+                self.write_bytes(path, data)
+        if remote:
+            keys = {self._key(path): data for path, data in remote.items()}
+            self._call("write", f"{len(keys)} files", self.fs.pipe, keys)
+
     def read_bytes(self, relative_path: str | Path) -> bytes:
         cached = self.local_path(relative_path)
         if self._is_local(relative_path) or cached.is_file():

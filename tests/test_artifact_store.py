@@ -73,6 +73,14 @@ def test_a_remote_store_round_trip_and_cached_copy(tmp_path, memory_url):
         store.read_bytes("models/m/job-1/model.keras")
 
 
+def test_several_files_written_at_once(tmp_path, memory_url):
+    for store in (ArtifactStore(tmp_path / "a"), ArtifactStore(memory_url, cache=tmp_path)):
+        store.write_many({"inputs/1.png": b"one", "inputs/sub/2.png": b"two"})
+        assert store.read_bytes("inputs/1.png") == b"one"
+        assert store.read_bytes("inputs/sub/2.png") == b"two"
+        store.write_many({})
+
+
 def test_training_output_is_published_from_the_cache(tmp_path, memory_url):
     store = ArtifactStore(memory_url, cache=tmp_path / "cache")
     written = store.local_path("models/m/job-2/model.keras")
@@ -129,3 +137,37 @@ def test_the_review_page_shows_inputs_from_the_store(tmp_path, monkeypatch, memo
     assert shown is not None and shown.shape == (IMAGE_PX, IMAGE_PX, 3)
     assert shown[0, 0, 0] == 0 and shown[-1, -1, 0] == 63
     assert input_image("inputs/web/missing.png") is None
+
+
+class _StoreAwayOnDelete(ArtifactStore):
+    def delete(self, relative_path):
+        raise ArtifactStoreError(f"cannot delete {relative_path}: the store is away")
+
+
+@pytest.mark.parametrize("store_fails_too", [False, True])
+def test_inputs_of_a_refused_batch_are_removed_and_the_writer_goes_on(
+    registry, tmp_path, memory_url, store_fails_too
+):
+    import numpy as np
+
+    from core.serving.prediction_log import LogRefused, PredictionLog
+    from db.models import utcnow
+    from db.repo.predictions import PredictionRecord, new_prediction_id
+
+    kind = _StoreAwayOnDelete if store_fails_too else ArtifactStore
+    store = kind(memory_url, cache=tmp_path / "cache")
+    read_only = f"sqlite:///file:{registry.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    log = PredictionLog(read_only, store)
+    try:
+        for n in range(2):  # the second write shows the writer outlived the first failure
+            record = PredictionRecord(
+                id=new_prediction_id(), channel_id=1, version_id=1, arm="production",
+                predicted_class=1, confidence=0.9, probabilities=[0.1, 0.9], latency_ms=1.0,
+                input_path=f"inputs/web/{n}.png", created_at=utcnow(),
+            )  # fmt: skip
+            future = log.submit(record, np.zeros((8, 8, 1), dtype=np.uint8))
+            with pytest.raises(LogRefused, match="cannot write"):
+                future.result(timeout=60)
+            assert store.exists(record.input_path) is store_fails_too
+    finally:
+        log.close()

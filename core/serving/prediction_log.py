@@ -248,10 +248,11 @@ class PredictionLog:
     def _write(self, batch: list[_Entry]) -> str:
         """Files, then rows and rollups in one transaction; '' on success, else the error (and
         the files written for the batch are removed again, so no input lies without its row)."""
-        written: list[str] = []
+        images: dict[str, bytes] = {}
         try:
-            for entry in batch:
-                self._write_image(entry, written)
+            images = {e.record.input_path: encode_png(e.image) for e in batch
+                      if e.image is not None and e.record.input_path is not None}  # fmt: skip
+            self.artifacts.write_many(images)  # at once: an object store takes them in parallel
             with session_scope(self.database_url) as session:
                 # Rows first: the insert takes SQLite's write lock before the rollups are read.
                 insert_predictions(session=session, records=[e.record for e in batch])
@@ -259,13 +260,13 @@ class PredictionLog:
                     deltas = rollup_deltas([(e.record, e.image) for e in batch])
                     add_to_rollups(session=session, deltas=deltas)
         except Exception as exc:  # the database may be locked, read-only or away
-            for path in written:
-                self.artifacts.delete(path)
+            self._remove_inputs(list(images))
             return f"{type(exc).__name__}: {exc}"
         return ""
 
-    def _write_image(self, entry: _Entry, written: list[str]) -> None:
-        if entry.image is None or entry.record.input_path is None:
-            return
-        self.artifacts.write_bytes(entry.record.input_path, encode_png(entry.image))
-        written.append(entry.record.input_path)
+    def _remove_inputs(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                self.artifacts.delete(path)
+            except OSError as exc:  # the store is away too: the writer must go on all the same
+                log.warning("could not remove %s after a failed write: %s", path, exc)
