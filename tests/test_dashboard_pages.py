@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.ml.hparams import Hyperparameters
 from db.engine import session_scope
 from db.queries.registry import version_choices
 from db.repo.audit import list_events
@@ -120,7 +121,7 @@ def test_invalid_retrain_shows_messages_beside_fields_and_queues_nothing(filled_
         expected=(
             "epochs must be between 1 and 500",
             "learning_rate must be a number",
-            "batch_size must be between 1 and 4096",
+            "batch_size must be between 0 and 4096",
         ),
         rt_epochs=0,
         rt_learning_rate="fast",
@@ -143,11 +144,17 @@ def test_valid_retrain_queues_exactly_the_values_entered(filled_registry: Filled
         rt_patience=3,
         rt_seed=11,
         rt_augmentation=False,
+        rt_time_budget=12.5,
+        rt_schedule="constant",
+        rt_precision="float32",
         rt_include_feedback=True,
         rt_device="cpu",
         rt_note="more sevens",
     )
     assert any("Queued job" in s.value for s in at.success)
+    # digits: the form says what augmentation runs, and that it has no flips.
+    shown = " ".join(c.value for c in at.caption)
+    assert "mirrored images do not keep their class" in shown and "horizontal flip" not in shown
     with session_scope() as s:
         job = list_jobs(session=s, statuses=("queued",))[0]
     assert job.hyperparameters == {
@@ -158,6 +165,13 @@ def test_valid_retrain_queues_exactly_the_values_entered(filled_registry: Filled
         "augmentation": False,
         "seed": 11,
         "early_stopping_patience": 3,
+        "time_budget_minutes": 12.5,
+        "schedule": "constant",
+        "precision": "float32",
+        # The recipe fields left as the form shows them: the defaults.
+        "weight_decay": Hyperparameters().weight_decay,
+        "label_smoothing": Hyperparameters().label_smoothing,
+        "warmup_fraction": Hyperparameters().warmup_fraction,
     }
     assert (job.architecture, job.device_request, job.include_feedback) == ("seed-cnn", "cpu", True)
     assert (job.requested_by, job.note, job.base_version_id) == ("dana", "more sevens", None)

@@ -141,17 +141,18 @@ def test_schedule_in_training_is_what_the_hyperparameters_say(split: Split, tmp_
     rates = [row["learning_rate"] for row in result.history]
     # At the end of the warm-up epoch the next step is the first past the peak.
     assert rates[0] == pytest.approx(0.004, rel=0.02)
-    assert rates[2] == pytest.approx(0.002, rel=0.1)  # half-way down the cosine
+    # After 21 of 35 steps the next is step 22: 15 of the 28 steps of the cosine.
+    assert rates[2] == pytest.approx(0.002 * (1 + np.cos(np.pi * 15 / 28)), rel=1e-4)
     assert rates[-1] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_time_budget_respected_within_ten_percent(split: Split, tmp_path: Path) -> None:
     hp = Hyperparameters(
-        epochs=500, batch_size=16, time_budget_minutes=0.4, augmentation=False,
+        epochs=500, batch_size=16, time_budget_minutes=1.0, augmentation=False,
         precision="float32",
     )  # fmt: skip
     result = train(TrainConfig("seed-cnn", hp, tmp_path), split)
-    assert result.train_seconds <= 1.1 * 24.0
+    assert result.train_seconds <= 1.1 * 60.0
     assert 1 <= result.epochs_run == result.recipe["epochs"] < 500
     # The schedule ran to its end rather than being cut: the last rate is the schedule's zero.
     assert result.history[-1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)

@@ -84,7 +84,9 @@ def test_cancel_stops_after_first_epoch(split: Split, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_fine_tune_from_artifact(trained: TrainResult, split: Split, tmp_path: Path) -> None:
     lines: list[str] = []
-    hp = Hyperparameters(epochs=1, learning_rate=1e-4, optimizer="sgd", augmentation=False)
+    hp = Hyperparameters(
+        epochs=1, learning_rate=1e-4, optimizer="sgd", augmentation=False, schedule="constant"
+    )
     config = TrainConfig("seed-cnn", hp, tmp_path, base_model_path=trained.artifact_path)
     result = train(config, split, log=lines.append)
     assert result.artifact_path.is_file()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.actions.jobs import enqueue_retrain
-from core.ml.catalog import ARCHITECTURE_NAMES
-from core.ml.hparams import LIMITS, OPTIMIZERS, Hyperparameters
+from core.ml.catalog import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURE, augmentation_layers
+from core.ml.hparams import LIMITS, OPTIMIZERS, PRECISIONS, SCHEDULES, Hyperparameters
 from core.training.jobs import JobRequestError
 from dashboard import ui
 from db.errors import NotFoundError, RegistryError
@@ -24,6 +24,13 @@ from db.queries.lookups import (
 from db.queries.registry import version_choices
 
 DEFAULTS = Hyperparameters()
+# Number fields typed as text, so the one validator (Hyperparameters) names a bad entry.
+TEXT_NUMBERS = {
+    "learning_rate": ("Learning rate", "rt_learning_rate"),
+    "weight_decay": ("Weight decay", "rt_weight_decay"),
+    "label_smoothing": ("Label smoothing", "rt_label_smoothing"),
+    "warmup_fraction": ("Warm-up (share of steps)", "rt_warmup_fraction"),
+}
 PREFILL_PARAMS = ("channel", "model", "base", "include_feedback")
 
 
@@ -131,7 +138,7 @@ def worker_notice() -> None:
 
 def _base_defaults(base_id: int | None) -> tuple[dict, str]:
     if base_id is None:
-        return DEFAULTS.to_dict(), ARCHITECTURE_NAMES[0]
+        return DEFAULTS.to_dict(), DEFAULT_ARCHITECTURE
     base = ui.read(get_version, version_id=base_id)
     return {**DEFAULTS.to_dict(), **base.hyperparameters}, base.architecture
 
@@ -143,6 +150,13 @@ def _limits(name: str) -> str:
 
 def _number(slots: dict, hp: dict, name: str, label: str, key: str) -> int:
     value = st.number_input(label, value=int(hp[name]), step=1, key=key, help=_limits(name))
+    slots[name] = st.empty()
+    return value
+
+
+def _text_number(slots: dict, hp: dict, name: str) -> str:
+    label, key = TEXT_NUMBERS[name]
+    value = st.text_input(label, value=f"{hp[name]:g}", key=key, help=_limits(name))
     slots[name] = st.empty()
     return value
 
@@ -171,12 +185,10 @@ def hyperparameter_fields(target: dict, slots: dict) -> dict:
             "epochs": _number(slots, hp, "epochs", "Epochs", "rt_epochs"),
         }
     with b:
-        values["batch_size"] = _number(slots, hp, "batch_size", "Batch size", "rt_batch_size")
-        values["learning_rate"] = st.text_input(
-            "Learning rate", value=f"{hp['learning_rate']:g}", key="rt_learning_rate",
-            help=_limits("learning_rate"),
-        )  # fmt: skip
-        slots["learning_rate"] = st.empty()
+        values["batch_size"] = _number(
+            slots, hp, "batch_size", "Batch size (0 = for the device)", "rt_batch_size"
+        )
+        values["learning_rate"] = _text_number(slots, hp, "learning_rate")
     with c:
         values["optimizer"] = _choice(
             slots, "optimizer", "Optimizer", OPTIMIZERS, hp["optimizer"], "rt_optimizer"
@@ -188,6 +200,49 @@ def hyperparameter_fields(target: dict, slots: dict) -> dict:
         values["seed"] = _number(slots, hp, "seed", "Seed", "rt_seed")
         values["augmentation"] = st.checkbox(
             "Augmentation", value=bool(hp["augmentation"]), key="rt_augmentation"
+        )
+    augmentation_notice(target["dataset_id"])
+    return values | recipe_fields(hp, slots)
+
+
+def augmentation_notice(dataset_id: int | None) -> None:
+    """What the augmentation applies to the chosen dataset, and why flips are in or out."""
+    dataset = next((d for d in ui.read(list_datasets) if d.id == dataset_id), None)
+    if dataset is None:
+        return
+    keeps = "keep" if dataset.flip_safe else "do not keep"
+    st.caption(
+        f"Augmentation on {dataset.name}: {', '.join(augmentation_layers(dataset.flip_safe))} "
+        f"(mirrored images {keeps} their class; change it with `channelhub datasets set-flip`)."
+    )
+
+
+def recipe_fields(hp: dict, slots: dict) -> dict:
+    """The schedule, regularisation, precision and time budget of the recipe."""
+    a, b, c, d = st.columns(4)
+    with a:
+        values = {
+            "time_budget_minutes": st.number_input(
+                "Time budget, minutes (0 = none)",
+                value=float(hp["time_budget_minutes"]),
+                step=1.0,
+                key="rt_time_budget",
+                help="the epochs are fitted so the whole "
+                "schedule ends within it; Epochs is then the most it may use",
+            )  # fmt: skip
+        }
+        slots["time_budget_minutes"] = st.empty()
+        values["schedule"] = _choice(
+            slots, "schedule", "Schedule", SCHEDULES, hp["schedule"], "rt_schedule"
+        )
+    with b:
+        values["warmup_fraction"] = _text_number(slots, hp, "warmup_fraction")
+    with c:
+        values["weight_decay"] = _text_number(slots, hp, "weight_decay")
+        values["label_smoothing"] = _text_number(slots, hp, "label_smoothing")
+    with d:
+        values["precision"] = _choice(
+            slots, "precision", "Precision", PRECISIONS, hp["precision"], "rt_precision"
         )
     return values
 
@@ -204,7 +259,8 @@ def _as_number(text: object) -> object:
 def submit_job(target: dict, values: dict, slots: dict) -> None:
     """Queue through the job action; each refused field's message goes below that field."""
     hyperparameters = {name: values[name] for name in DEFAULTS.to_dict()}
-    hyperparameters["learning_rate"] = _as_number(values["learning_rate"])
+    for name in TEXT_NUMBERS:
+        hyperparameters[name] = _as_number(values[name])
     try:
         job = ui.perform(
             enqueue_retrain, **target, architecture=values["architecture"],
@@ -224,7 +280,12 @@ def submit_job(target: dict, values: dict, slots: dict) -> None:
 def queued_message(job) -> None:
     st.success(
         f"Queued job #{job.id}: {job.model_name}, {job.architecture}, "
-        f"{job.hyperparameters.get('epochs')} epochs on {job.device_request}."
+        f"{job.hyperparameters.get('epochs')} epochs on {job.device_request}"
+        + (
+            f", within {job.hyperparameters['time_budget_minutes']:g} minutes."
+            if job.hyperparameters.get("time_budget_minutes")
+            else "."
+        )
     )
     st.page_link(
         ui.JOBS,
