@@ -51,7 +51,8 @@ def test_monitoring_shows_each_arm_with_window_and_counts(registry):
     assert "Last 24 h: 10 requests (5 simulated)." in shown
     metrics = [(m.label, m.value) for m in at.metric]
     assert ("requests", "90") in metrics and ("requests", "10") in metrics
-    assert ("accuracy on annotated feedback", "no annotated feedback") in metrics
+    assert ("accuracy on annotated feedback", "—") in metrics
+    assert "Accuracy: no annotated feedback in this window." in shown
 
 
 def test_monitoring_says_when_there_is_no_traffic(registry):

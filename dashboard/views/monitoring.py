@@ -15,28 +15,32 @@ from db.queries.monitoring import DEFAULT_WINDOW, WINDOWS, ArmSeries, channel_mo
 ARM_ORDER = ("production", "candidate")
 
 
-def accuracy_text(a: ArmSummary) -> str:
+def accuracy_note(a: ArmSummary) -> str:
+    """What the accuracy figure rests on: its interval and sample size, or why there is none."""
     if a.accuracy is None:
-        return "no annotated feedback"
+        return "Accuracy: no annotated feedback in this window."
     low, high = a.accuracy_interval or (0.0, 0.0)
-    few = " · too few to judge" if a.annotated < MIN_ANNOTATED_FOR_ACCURACY else ""
-    return f"{a.accuracy:.1%} (95 % CI {low:.0%}–{high:.0%}, n={a.annotated}){few}"
+    few = " Too few to judge." if a.annotated < MIN_ANNOTATED_FOR_ACCURACY else ""
+    return f"Accuracy: 95 % interval {low:.0%}–{high:.0%}, n={a.annotated} annotated items.{few}"
 
 
 def arm_cards(series: ArmSeries, window: str) -> None:
     a = summarize(series.total)
-    st.subheader(f"{series.arm} · v{', v'.join(str(v) for v in sorted(series.total.versions))}")
+    ids = ", ".join(str(v) for v in sorted(series.total.versions))
+    st.subheader(f"{series.arm} · version id {ids}")
     simulated = f" ({a.simulated:,} simulated)" if a.simulated else ""
     st.caption(f"Last {window}: {a.requests:,} requests{simulated}.")
     ui.metric_row(
         [
             ("requests", f"{a.requests:,}"),
             ("errors", "—" if a.error_rate is None else f"{a.errors:,} ({a.error_rate:.1%})"),
-            ("p50 / p95", f"{ui.ms(a.p50_ms)} / {ui.ms(a.p95_ms)}"),
+            ("p50", ui.ms(a.p50_ms)),
+            ("p95", ui.ms(a.p95_ms)),
         ]
     )
     up = "—" if a.thumbs_up_share is None else f"{a.thumbs_up_share:.0%} of {a.thumbs:,}"
-    ui.metric_row([("thumbs up", up), ("accuracy on annotated feedback", accuracy_text(a))])
+    ui.metric_row([("thumbs up", up), ("accuracy on annotated feedback", ui.pct(a.accuracy))])
+    st.caption(accuracy_note(a))
 
 
 def over_time(arms: dict[str, ArmSeries]) -> go.Figure:
