@@ -164,7 +164,8 @@ def rows(live: bool = False) -> None:
     plans = ui.read_fresh(canary_states)
     if live and not watching(loops, plans):
         st.rerun()
-    for c in loops:
+    # Channels with open alerts first: that is where the loop needs a manager now.
+    for c in sorted(loops, key=lambda c: (-len(c.alerts), c.slug)):
         channel_row(c, plans.get(c.id))
 
 
