@@ -3,6 +3,8 @@ items, and with "canary when done" the controller puts the finished version in a
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from db.engine import session_scope
 from db.errors import ConflictError
 from db.queries.lookups import get_channel, get_job, list_events
 from db.repo import jobs as job_repo
-from db.repo.canary import running_canary
+from db.repo.canary import list_decisions, running_canary
 from db.repo.channels import create_channel, promote_version
 from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
@@ -39,6 +41,23 @@ def _channel_with_feedback(annotated: bool) -> tuple[int, int]:
     return model.id, version.id
 
 
+def _finish(job, model_id: int, base_id: int):
+    """A worker finishes the job with a new version."""
+    with session_scope() as s:
+        worker = register_worker(session=s, host="h", pid=1, gpus=[])
+        assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
+        version = register_version(
+            session=s, model_id=model_id, architecture="seed-cnn", artifact_path="/x.keras",
+            artifact_sha256="0" * 64, hyperparameters=job.hyperparameters,
+            dataset_id=job.dataset_id, dataset_fingerprint="f" * 64, evaluation=EVALUATION,
+            history=[], framework_versions={}, device="cpu", train_seconds=1.0,
+            parent_version_id=base_id, job_id=job.id, holdout_fingerprint=HOLDOUT,
+        )  # fmt: skip
+        job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
+                            result_version_id=version.id)  # fmt: skip
+    return version
+
+
 def test_retrain_needs_annotated_feedback(registry):
     _channel_with_feedback(annotated=False)
     with pytest.raises(ConflictError, match="no annotated feedback"):
@@ -52,18 +71,7 @@ def test_retrain_fine_tunes_production_and_hands_over_to_a_canary_once(registry)
     assert job.hyperparameters["epochs"] <= 5
     controller = Controller(canary_min_requests=20, canary_min_seconds=5)  # a quick plan
     assert controller.hand_over_finished_retrains() == []  # not finished yet
-    with session_scope() as s:  # a worker finishes the job with a new version
-        worker = register_worker(session=s, host="h", pid=1, gpus=[])
-        assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
-        version = register_version(
-            session=s, model_id=model_id, architecture="seed-cnn", artifact_path="/x.keras",
-            artifact_sha256="0" * 64, hyperparameters=job.hyperparameters,
-            dataset_id=job.dataset_id, dataset_fingerprint="f" * 64, evaluation=EVALUATION,
-            history=[], framework_versions={}, device="cpu", train_seconds=1.0,
-            parent_version_id=base_id, job_id=job.id, holdout_fingerprint=HOLDOUT,
-        )  # fmt: skip
-        job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
-                            result_version_id=version.id)  # fmt: skip
+    version = _finish(job, model_id, base_id)
     changes = controller.hand_over_finished_retrains()
     assert changes == [f"web: version {version.version} of job {job.id} in a canary"]
     assert controller.hand_over_finished_retrains() == []  # handed over once
@@ -76,3 +84,23 @@ def test_retrain_fine_tunes_production_and_hands_over_to_a_canary_once(registry)
     assert (plan.min_requests, plan.min_seconds, plan.steps) == (20, 5, [10.0, 25.0, 50.0, 100.0])
     assert ("mia", "job.retrain_channel") in actions
     assert ("controller", "channel.start_canary") in actions
+
+
+def test_a_canary_handed_over_in_a_pass_is_judged_after_it_started(registry, monkeypatch):
+    """The gate takes seconds: the pass that starts the canary judges it at a later time."""
+    from core.ops import controller as controller_module
+
+    model_id, base_id = _channel_with_feedback(annotated=True)
+    _finish(retrain_channel(actor="mia", slug="web"), model_id, base_id)
+    slow_gate = controller_module.start_canary_plan
+
+    def after_a_while(**kw):
+        time.sleep(1.5)
+        return slow_gate(**kw)
+
+    monkeypatch.setattr(controller_module, "start_canary_plan", after_a_while)
+    Controller().tick()
+    with session_scope() as s:
+        plan = running_canary(session=s, channel_id=get_channel(session=s, slug="web").id)
+        (hold,) = list_decisions(session=s, canary_id=plan.id)
+    assert hold.decision == "hold" and hold.evidence["step_seconds"] >= 0, hold

@@ -162,16 +162,18 @@ class Controller:
             return None
 
     def tick(self, now: datetime | None = None) -> list[str]:
-        """Evaluate every channel once; returns what changed, one line each."""
-        now = now or utcnow()
+        """Evaluate every channel once; returns what changed, one line each. The canaries are
+        judged at `now`, else at the time their turn comes: a hand-over in this pass (the gate
+        takes seconds) starts a step after the pass began."""
+        started = now or utcnow()
         changes = []
         changes += self.reap_lost_jobs()
         with session_scope() as s:
             objectives = live_objectives(session=s)
         changes += self.hand_over_finished_retrains()
         for obj in objectives:
-            changes += self.evaluate(obj, now)
-        changes += self.canaries.tick(now)  # stepped canaries: advance, hold, roll back, promote
+            changes += self.evaluate(obj, started)
+        changes += self.canaries.tick(now or utcnow())  # advance, hold, roll back, promote
         return changes
 
     def reap_lost_jobs(self) -> list[str]:
