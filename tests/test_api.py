@@ -362,6 +362,11 @@ def test_a_refused_request_writes_nothing(errors_client, registry):
 
 
 def test_every_registry_error_kind_has_a_status():
+    import core.actions.base  # noqa: F401 - load every module that defines a registry error
+    import core.actions.gate  # noqa: F401
+    import core.actions.sign_in  # noqa: F401
+    import db.models  # noqa: F401
+
     kinds, pending = set(), [RegistryError]
     while pending:
         cls = pending.pop()

@@ -22,6 +22,7 @@ STATUS_BY_KIND: dict[str, int] = {
     "not_found": 404,
     "conflict": 409,
     "forbidden": 403,
+    "unauthorized": 401,
 }
 
 
