@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from core.ml.catalog import DEFAULT_ARCHITECTURE
 from tests.dashboard_fixtures import fill_registry
 
 pytestmark = pytest.mark.browser
@@ -413,7 +414,7 @@ def test_retrain_runs_to_a_new_version(page, dashboard_url: str, registry_env: d
         done = page.get_by_text(re.compile(r"Finished: produced digits v\d+"))
         done.wait_for(timeout=240_000)
         page.get_by_role("link", name=re.compile(r"^Open digits v\d+")).click()
-        page.get_by_text(re.compile(r"digits v\d+ · resnet-small")).wait_for()
+        page.get_by_text(re.compile(rf"digits v\d+ · {DEFAULT_ARCHITECTURE}")).wait_for()
         page.get_by_text("Test samples").first.wait_for()
     finally:
         stop(worker)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from core.ml.catalog import DEFAULT_ARCHITECTURE
 from core.ml.datasets import load_dataset
 from core.ml.images import decode_image
 from db.engine import dispose_engines, get_engine, make_engine, session_scope
@@ -41,7 +42,7 @@ def test_demo_has_three_channels_two_trained_versions_traffic_and_feedback(demo_
         ).all()
         feedback = s.scalar(select(func.count()).select_from(Feedback))
     assert sorted(by_slug) == ["mobile", "partner-api", "web"]
-    assert sorted(v.architecture for v in versions) == ["resnet-small", "seed-cnn"]
+    assert sorted(v.architecture for v in versions) == sorted([DEFAULT_ARCHITECTURE, "seed-cnn"])
     newest = max(versions, key=lambda v: v.version)
     assert by_slug["web"].production_version_id == newest.id
     assert by_slug["mobile"].candidate_version_id == newest.id
