@@ -59,7 +59,7 @@ def _job(job_id: int):
     ("hp", "field", "message"),
     [
         ({"epochs": 100000}, "epochs", "between 1 and 500"),
-        ({"batch_size": 0}, "batch_size", "between 1 and 4096"),
+        ({"batch_size": -1}, "batch_size", "between 0 and 4096"),  # 0 = chosen for the device
         ({"learning_rate": 50.0}, "learning_rate", "between"),
         ({"learning_rate": float("nan")}, "learning_rate", "finite"),
         ({"optimizer": "magic"}, "optimizer", "must be one of"),
