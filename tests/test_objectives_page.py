@@ -42,7 +42,7 @@ def test_objectives_form_refuses_m_above_n_and_changes_nothing(registry):
     check_page(at, expected=["alert_m must not exceed alert_n"])
     with session_scope() as s:
         assert get_channel(session=s, slug="web").objectives["alert_m"] == 3
-    assert audit_rows("olga") == []
+    assert audit_rows("olga", "channel") == []
 
 
 def test_open_alert_is_shown_and_acknowledged(registry):
@@ -55,7 +55,7 @@ def test_open_alert_is_shown_and_acknowledged(registry):
     check_page(at.button(key=f"ack_{alert.id}").click().run())
     (alert,) = _alerts(channel_id)
     assert alert.acknowledged_by == "olga" and alert.is_open
-    assert [r.action for r in audit_rows("olga")] == ["alert.acknowledge"]
+    assert [r.action for r in audit_rows("olga", "channel")] == ["alert.acknowledge"]
 
 
 def _alerts(channel_id: int):
