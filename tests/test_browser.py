@@ -323,11 +323,12 @@ def test_overview_leads_to_a_version_detail(page, dashboard_url: str):
     sign_in(page, dashboard_url, "browser-admin")
     page.goto(dashboard_url)
     page.get_by_text("Partner API").first.wait_for()
-    # Every card states its live SLO (met, missed or not enough data; the AppTest of the
-    # Overview checks which); the module's small traffic sample may fall either side.
-    assert page.get_by_text(
-        re.compile(r"misses SLO|SLO met|not enough live data")
-    ).first.is_visible()
+    # Every card states its open alerts, else its live SLO (met, missed or not enough data; the
+    # AppTest of the Overview checks which): the card's heading carries the badge. (An earlier
+    # test's API could not load this fixture's artifacts, which opens a "serving" alert.)
+    heading = page.locator("h4", has_text="Partner API").first
+    heading.wait_for()
+    assert re.search(r"SLO|open alert", heading.inner_text())
     page.get_by_role("link", name=re.compile(r"^Production v2")).first.click()
     page.get_by_text("digits v2 · resnet-small").wait_for()
     assert "version=" in page.url
