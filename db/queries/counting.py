@@ -8,6 +8,8 @@ from __future__ import annotations
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from db.models import Feedback
+
 # Beyond this a count is shown as "10,000+".
 COUNT_CAP = 10_000
 
@@ -22,3 +24,13 @@ def capped_count(session: Session, query: Select, cap: int = COUNT_CAP) -> int:
 def shown(count: int, cap: int = COUNT_CAP) -> str:
     """`count` for a page: "1,234", or "10,000+" when it reached the cap."""
     return f"{cap:,}+" if count > cap else f"{count:,}"
+
+
+def pending_feedback(session: Session, channel_id: int, rating: str | None = None) -> int:
+    """Feedback of `channel_id` waiting for review (only `rating`'s, when given), capped."""
+    query = select(Feedback.id).where(
+        Feedback.review_status == "pending", Feedback.channel_id == channel_id
+    )
+    if rating is not None:
+        query = query.where(Feedback.rating == rating)
+    return capped_count(session, query)

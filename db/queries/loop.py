@@ -17,7 +17,7 @@ from db.models import (
     ModelVersion,
     TrainingJob,
 )
-from db.queries.counting import capped_count
+from db.queries.counting import capped_count, pending_feedback
 from db.repo.alerts import AlertInfo, list_alerts
 
 
@@ -52,14 +52,9 @@ class ChannelLoop:
 
 def _pending(session: Session, channel_ids: list[int]) -> dict[int, tuple[int, int]]:
     """channel id -> (pending items, of which thumbs-down), each counted up to COUNT_CAP."""
-    counts = {}
-    for channel_id in channel_ids:
-        pending = select(Feedback.id).where(
-            Feedback.review_status == "pending", Feedback.channel_id == channel_id
-        )
-        down = pending.where(Feedback.rating == "down")
-        counts[channel_id] = (capped_count(session, pending), capped_count(session, down))
-    return counts
+    return {
+        c: (pending_feedback(session, c), pending_feedback(session, c, "down")) for c in channel_ids
+    }
 
 
 def _not_learned(session: Session, model_ids: set[int]) -> dict[int, int]:

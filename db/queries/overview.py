@@ -12,14 +12,13 @@ from sqlalchemy.orm import Session, aliased
 from db.models import (
     ACTIVE_JOB_STATUSES,
     Channel,
-    Feedback,
     Model,
     ModelVersion,
     Rollup,
     TrainingJob,
     utcnow,
 )
-from db.queries.counting import capped_count
+from db.queries.counting import pending_feedback
 from db.queries.monitoring import Signals, window_totals
 from db.repo.alerts import AlertInfo, list_alerts
 
@@ -80,15 +79,7 @@ def _channel_rows(session: Session) -> list:
 
 def _pending_counts(session: Session, channel_ids: list[int]) -> dict[int, int]:
     """channel id -> pending feedback, counted up to COUNT_CAP (shown as "10,000+")."""
-    return {
-        channel_id: capped_count(
-            session,
-            select(Feedback.id).where(
-                Feedback.review_status == "pending", Feedback.channel_id == channel_id
-            ),
-        )
-        for channel_id in channel_ids
-    }
+    return {channel_id: pending_feedback(session, channel_id) for channel_id in channel_ids}
 
 
 def _active_job_counts(session: Session) -> dict[int, int]:
