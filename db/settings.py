@@ -33,6 +33,7 @@ VARIABLES: dict[str, str] = {
     "CHANNELHUB_SIGNIN_ATTEMPTS": "signin_attempts",
     "CHANNELHUB_LOCKOUT_MINUTES": "lockout_minutes",
     "CHANNELHUB_SESSION_HOURS": "session_hours",
+    "CHANNELHUB_API_URL": "api_urls",
 }
 
 # The simulator's key for channel SLUG: CHANNELHUB_API_KEY_SLUG (dashes as underscores).
@@ -62,6 +63,11 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type = int)
     if value < 0:
         raise SettingsError(f"{name} must not be negative (got {raw!r})")
     return value
+
+
+def _url_list(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated URLs, without blanks or a trailing slash."""
+    return tuple(url.strip().rstrip("/") for url in (raw or "").split(",") if url.strip())
 
 
 def is_store_url(location: str | Path) -> bool:
@@ -94,6 +100,8 @@ class Settings:
     signin_attempts: int
     lockout_minutes: float
     session_hours: float
+    # The serving APIs whose /readyz the dashboard shows (comma-separated base URLs); () = none.
+    api_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -116,6 +124,7 @@ class Settings:
             signin_attempts=max(1, _number(env, "CHANNELHUB_SIGNIN_ATTEMPTS", 5)),
             lockout_minutes=_number(env, "CHANNELHUB_LOCKOUT_MINUTES", 15.0, float),
             session_hours=_number(env, "CHANNELHUB_SESSION_HOURS", 12.0, float),
+            api_urls=_url_list(env.get("CHANNELHUB_API_URL")),
         )
 
 

@@ -74,8 +74,15 @@ def sign_in_missing(host: str) -> str | None:
     )
 
 
+def api_url(host: str, port: int) -> str:
+    """Where a process on this machine reaches an API bound to `host` (any address: loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def run_up(args: argparse.Namespace) -> int:
     from db.engine import get_engine
+    from db.settings import settings
 
     get_engine()  # migrate once here, not three times in parallel
     refusal = sign_in_missing(args.host)
@@ -83,6 +90,8 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"channelhub up: {refusal}", file=sys.stderr)
         return 2
     env = dict(os.environ)
+    if not settings().api_urls:  # the dashboard shows this API's /readyz
+        env["CHANNELHUB_API_URL"] = api_url(args.host, args.api_port)
     children = {name: subprocess.Popen(cmd, env=env) for name, cmd in child_commands(args).items()}
     print(
         f"\nChannelHub is starting:\n"

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.monitoring import live_slo_misses, summarize
 from dashboard import charts, ui
+from dashboard.serving_health import show_writer_health
 from db.models import utcnow
 from db.queries.counting import COUNT_CAP, shown
 from db.queries.overview import ChannelHealth, TrendPoint, channel_health, hourly_traffic
@@ -154,6 +155,7 @@ def channel_card(c: ChannelHealth, trend: list[TrendPoint]) -> None:
 
 def main() -> None:
     ui.page_header("Overview", "Every channel, the version it serves, and how it is doing now.")
+    show_writer_health()  # first: it matters most when the registry refuses writes
     try:
         channels = ui.read(channel_health)
         trends = ui.read(hourly_traffic, hours=24)
