@@ -7,18 +7,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from db.models import (
     ACTIVE_JOB_STATUSES,
     AuditEvent,
-    Channel,
     Feedback,
     ModelVersion,
     TrainingJob,
 )
+from db.queries.channel_rows import serving_rows
 from db.queries.counting import capped_count, pending_feedback
-from db.repo.alerts import AlertInfo, list_alerts
+from db.repo.alerts import AlertInfo
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,15 @@ class ChannelLoop:
     retrain: RetrainState | None = None
 
 
-def _pending(session: Session, channel_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """channel id -> (pending items, of which thumbs-down), each counted up to COUNT_CAP."""
+def _pending(session: Session, channel_ids: list[int]) -> dict[int, dict[str, int]]:
+    """channel id -> its pending items and, of them, the thumbs-down ones, as ChannelLoop's
+    fields; each counted up to COUNT_CAP."""
     return {
-        c: (pending_feedback(session, c), pending_feedback(session, c, "down")) for c in channel_ids
+        c: {
+            "to_review": pending_feedback(session, c),
+            "to_review_down": pending_feedback(session, c, "down"),
+        }
+        for c in channel_ids
     }
 
 
@@ -107,37 +112,20 @@ def _production_since(session: Session) -> dict[str, datetime]:
 
 def channel_loops(*, session: Session) -> list[ChannelLoop]:
     """Every channel's loop, ordered by slug."""
-    prod, cand = aliased(ModelVersion), aliased(ModelVersion)
-    channels = session.execute(
-        select(Channel, prod.version, cand.version)
-        .outerjoin(prod, prod.id == Channel.production_version_id)
-        .outerjoin(cand, cand.id == Channel.candidate_version_id)
-        .order_by(Channel.slug)
-    )
-    channels = list(channels)
-    model_ids = {c.model_id for c, _, _ in channels if c.model_id is not None}
-    pending, jobs = _pending(session, [c.id for c, _, _ in channels]), _latest_jobs(session)
-    learned = _not_learned(session, model_ids)
+    rows = serving_rows(session)
+    model_ids = {r.channel.model_id for r in rows if r.channel.model_id is not None}
+    pending = _pending(session, [r.channel.id for r in rows])
+    learned, jobs = _not_learned(session, model_ids), _latest_jobs(session)
     since = _production_since(session)
-    alerts: dict[int, list[AlertInfo]] = {}
-    for alert in list_alerts(session=session, open_only=True, limit=1000):
-        alerts.setdefault(alert.channel_id, []).append(alert)
     return [
         ChannelLoop(
-            c.id,
-            c.slug,
-            c.name,
-            c.model_id,
-            c.production_version_id,
-            prod_v,
-            since.get(c.slug),
-            c.candidate_version_id,
-            cand_v,
-            c.candidate_traffic,
-            alerts.get(c.id, []),
-            *pending.get(c.id, (0, 0)),
-            learned.get(c.model_id, 0) if c.model_id else 0,
-            jobs.get(c.id),
-        )  # fmt: skip
-        for c, prod_v, cand_v in channels
+            **r.serving_fields(),
+            model_id=r.channel.model_id,
+            production_since=since.get(r.channel.slug),
+            alerts=r.open_alerts,
+            **pending[r.channel.id],
+            annotated_not_learned=learned.get(r.channel.model_id, 0),
+            retrain=jobs.get(r.channel.id),
+        )
+        for r in rows
     ]

@@ -7,20 +7,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from db.models import (
     ACTIVE_JOB_STATUSES,
-    Channel,
-    Model,
-    ModelVersion,
     Rollup,
     TrainingJob,
     utcnow,
 )
+from db.queries.channel_rows import serving_rows
 from db.queries.counting import pending_feedback
 from db.queries.monitoring import Signals, window_totals
-from db.repo.alerts import AlertInfo, list_alerts
+from db.repo.alerts import AlertInfo
 
 
 @dataclass(frozen=True)
@@ -65,18 +63,6 @@ class TrendPoint:
     simulated: int
 
 
-def _channel_rows(session: Session) -> list:
-    prod, cand = aliased(ModelVersion), aliased(ModelVersion)
-    query = (
-        select(Channel, Model.name, prod.version, prod.accuracy, cand.version)
-        .outerjoin(Model, Model.id == Channel.model_id)
-        .outerjoin(prod, prod.id == Channel.production_version_id)
-        .outerjoin(cand, cand.id == Channel.candidate_version_id)
-        .order_by(Channel.slug)
-    )
-    return list(session.execute(query))
-
-
 def _pending_counts(session: Session, channel_ids: list[int]) -> dict[int, int]:
     """channel id -> pending feedback, counted up to COUNT_CAP (shown as "10,000+")."""
     return {channel_id: pending_feedback(session, channel_id) for channel_id in channel_ids}
@@ -98,37 +84,27 @@ def _live(session: Session, channel_id: int) -> dict[str, Signals]:
 def channel_health(*, session: Session) -> list[ChannelHealth]:
     """One row per channel: serving versions, 24 h of live signals from rollups, open alerts,
     feedback waiting for review and active retrains."""
-    rows = _channel_rows(session)
-    pending = _pending_counts(session, [row[0].id for row in rows])
+    rows = serving_rows(session)
+    pending = _pending_counts(session, [r.channel.id for r in rows])
     jobs = _active_job_counts(session)
-    alerts: dict[int, list[AlertInfo]] = {}
-    for alert in list_alerts(session=session, open_only=True, limit=1000):
-        alerts.setdefault(alert.channel_id, []).append(alert)
     return [
         ChannelHealth(
-            ch.id,
-            ch.slug,
-            ch.name,
-            ch.kind,
-            ch.status,
-            ch.status_reason,
-            model_name,
-            ch.production_version_id,
-            prod_v,
-            prod_acc,
-            ch.candidate_version_id,
-            cand_v,
-            ch.candidate_traffic,
-            ch.slo_min_accuracy,
-            ch.slo_min_feedback,
-            ch.slo_max_p95_ms,
-            ch.slo_max_error_rate,
-            _live(session, ch.id),
-            alerts.get(ch.id, []),
-            pending.get(ch.id, 0),
-            jobs.get(ch.id, 0),
-        )  # fmt: skip
-        for ch, model_name, prod_v, prod_acc, cand_v in rows
+            **r.serving_fields(),
+            kind=r.channel.kind,
+            status=r.channel.status,
+            status_reason=r.channel.status_reason,
+            model_name=r.model_name,
+            production_accuracy=r.production_accuracy,
+            slo_min_accuracy=r.channel.slo_min_accuracy,
+            slo_min_feedback=r.channel.slo_min_feedback,
+            slo_max_p95_ms=r.channel.slo_max_p95_ms,
+            slo_max_error_rate=r.channel.slo_max_error_rate,
+            live=_live(session, r.channel.id),
+            open_alerts=r.open_alerts,
+            pending_feedback=pending.get(r.channel.id, 0),
+            active_jobs=jobs.get(r.channel.id, 0),
+        )
+        for r in rows
     ]
 
 
