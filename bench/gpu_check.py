@@ -50,6 +50,7 @@ def run_worker_job(data_path: Path, args: argparse.Namespace) -> dict:
     from db.engine import session_scope
     from db.repo import jobs as job_repo
     from db.repo import models
+    from db.repo.jobs import JobRequest
 
     hp = {"epochs": args.epochs, "batch_size": args.batch_size, "augmentation": False,
           "early_stopping_patience": 0}  # fmt: skip
@@ -59,10 +60,10 @@ def run_worker_job(data_path: Path, args: argparse.Namespace) -> dict:
             session=s, name="gpu-check", source="npz", location=str(data_path), data=data
         )
         model = models.get_or_create_model(session=s, name="gpu-check")
-        job = enqueue_job(
-            session=s, model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
+        job = enqueue_job(session=s, request=JobRequest(
+            model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
             hyperparameters=hp, requested_by="gpu-check", device_request=args.device,
-        )  # fmt: skip
+        ))  # fmt: skip
     worker = TrainingWorker(WorkerOptions(exit_when_idle=True, max_jobs=1, poll_interval_s=0.1))
     worker.run()
     with session_scope() as s:

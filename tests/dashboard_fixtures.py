@@ -16,6 +16,8 @@ from core.serving.prediction_log import rollup_deltas
 from db.engine import dispose_engines, get_engine, session_scope
 from db.models import utcnow
 from db.repo import channels, datasets, feedback, jobs, models, predictions, workers
+from db.repo.channels import ChannelSpec
+from db.repo.feedback import AnnotationInput
 from db.repo.rollups import add_to_rollups
 from db.settings import artifact_dir
 
@@ -143,12 +145,14 @@ def _add_channels(session, reg: FilledRegistry) -> None:
         info, _key = channels.create_channel(
             session=session,
             slug=slug,
-            name=name,
-            kind=kind,
-            dataset_id=reg.dataset_id,
-            model_id=reg.model_id,
-            slo_min_accuracy=min_acc,
-            slo_max_p95_ms=p95,
+            spec=ChannelSpec(
+                name=name,
+                kind=kind,
+                dataset_id=reg.dataset_id,
+                model_id=reg.model_id,
+                slo_min_accuracy=min_acc,
+                slo_max_p95_ms=p95,
+            ),
         )
         reg.channel_ids[slug] = info.id
         channels.promote_version(
@@ -222,14 +226,16 @@ def _add_jobs(session, reg: FilledRegistry) -> None:
     for name in ("done", "broken"):
         job = jobs.insert_job(
             session=session,
-            model_id=reg.model_id,
-            dataset_id=reg.dataset_id,
-            architecture="resnet-small",
-            hyperparameters=hp,
-            base_version_id=reg.version_ids[1],
-            channel_id=reg.channel_ids["web"],
-            requested_by="alice",
-            note=f"{name} job",
+            request=jobs.JobRequest(
+                model_id=reg.model_id,
+                dataset_id=reg.dataset_id,
+                architecture="resnet-small",
+                hyperparameters=hp,
+                base_version_id=reg.version_ids[1],
+                channel_id=reg.channel_ids["web"],
+                requested_by="alice",
+                note=f"{name} job",
+            ),
         )
         jobs.claim_next_job(session=session, worker_id=worker.id, gpus=[])
         for epoch in (1, 2):
@@ -298,11 +304,10 @@ def fill_registry(home: Path, *, n_predictions: int = 300, seed: int = 0) -> Fil
             feedback.annotate(
                 session=s,
                 feedback_id=fid,
-                verdict="corrected",
-                true_class=3,
                 author="bob",
-                tags=["blurry"],
-                num_classes=10,
+                annotation=AnnotationInput(
+                    verdict="corrected", true_class=3, tags=["blurry"], num_classes=10
+                ),
             )
         used = feedback.training_items(session=s, model_id=reg.model_id)[:2]
         v3 = _register_version(

@@ -23,7 +23,8 @@ from core.training.jobs import enqueue_job
 from db.artifact_store import ArtifactStore, artifact_store
 from db.engine import session_scope
 from db.repo import jobs, models
-from db.repo.channels import create_channel, promote_version
+from db.repo.channels import ChannelSpec, create_channel, promote_version
+from db.repo.jobs import JobRequest
 from db.repo.predictions import get_prediction
 from tests.serving_helpers import REPO_ROOT, free_port
 
@@ -85,11 +86,11 @@ def _train_on_s3(worker_home: Path) -> int:
     with session_scope() as s:
         dataset = register_builtin_dataset(session=s)
         model = models.get_or_create_model(session=s, name="digits-classifier")
-        job = enqueue_job(
-            session=s, model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
+        job = enqueue_job(session=s, request=JobRequest(
+            model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
             hyperparameters={"epochs": 1, "augmentation": False, "batch_size": 128},
             requested_by="tester",
-        )  # fmt: skip
+        ))  # fmt: skip
     env = {**os.environ, "CHANNELHUB_HOME": str(worker_home)}
     cmd = [sys.executable, "-m", "core.training.worker", "--poll-interval", "0.2",
            "--exit-when-idle"]  # fmt: skip
@@ -107,7 +108,9 @@ def test_a_version_trained_on_s3_is_served_from_s3(s3_endpoint, registry, tmp_pa
     version_id = _train_on_s3(tmp_path / "worker-machine")
     with session_scope() as s:
         version = models.get_version(session=s, version_id=version_id)
-        _, key = create_channel(session=s, slug="web", name="Web", dataset_id=version.dataset_id)
+        _, key = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", dataset_id=version.dataset_id)
+        )
         promote_version(session=s, slug="web", version_id=version_id)
     stored = _keys(s3_endpoint, prefix)
     assert f"{prefix}/{version.artifact_path}" in stored

@@ -12,6 +12,8 @@ from core.serving.model_cache import ModelCache
 from core.training.jobs import enqueue_job
 from db.engine import session_scope
 from db.repo import channels, jobs, models
+from db.repo.channels import ChannelSpec
+from db.repo.jobs import JobRequest
 from db.settings import artifact_dir
 from tests.registry_helpers import EVALUATION
 
@@ -50,7 +52,9 @@ def test_a_missing_or_tampered_artifact_is_refused(registry):
 def test_the_api_cache_does_not_serve_a_tampered_version(registry):
     version, _ = _version_with_file(b"weights", hashlib.sha256(b"other").hexdigest())
     with session_scope() as s:
-        channels.create_channel(session=s, slug="web", name="Web", model_id=version.model_id)
+        channels.create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", model_id=version.model_id)
+        )
         channels.promote_version(session=s, slug="web", version_id=version.id)
     cache = ModelCache(registry)
     cache.refresh()
@@ -68,11 +72,11 @@ def test_fine_tuning_from_a_tampered_base_fails_the_job_with_the_reason(registry
 
     version, _ = _version_with_file(b"weights", hashlib.sha256(b"other").hexdigest())
     with session_scope() as s:
-        job = enqueue_job(
-            session=s, model_id=version.model_id, dataset_id=version.dataset_id,
+        job = enqueue_job(session=s, request=JobRequest(
+            model_id=version.model_id, dataset_id=version.dataset_id,
             architecture="seed-cnn", hyperparameters={"epochs": 1}, base_version_id=version.id,
             requested_by="tester",
-        )  # fmt: skip
+        ))  # fmt: skip
     TrainingWorker(WorkerOptions(exit_when_idle=True)).run()
     with session_scope() as s:
         failed = jobs.get_job(session=s, job_id=job.id)

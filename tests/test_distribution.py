@@ -17,6 +17,7 @@ from core.training.worker import _physical_names
 from db.engine import session_scope
 from db.queries.lookups import get_job, get_version, job_logs
 from db.repo import models
+from db.repo.jobs import JobRequest
 
 
 def _queue_one_epoch() -> int:
@@ -24,10 +25,10 @@ def _queue_one_epoch() -> int:
         dataset = register_builtin_dataset(session=s)
         model = models.get_or_create_model(session=s, name="digits-classifier")
         hp = {"epochs": 1, "augmentation": False, "batch_size": 64}
-        return enqueue_job(
-            session=s, model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
+        return enqueue_job(session=s, request=JobRequest(
+            model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
             hyperparameters=hp, requested_by="tester",
-        ).id  # fmt: skip
+        )).id  # fmt: skip
 
 
 def _worker(*extra: str, timeout: float = 600) -> subprocess.CompletedProcess:

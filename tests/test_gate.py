@@ -17,7 +17,7 @@ from db.engine import session_scope
 from db.queries.lookups import get_channel, list_events
 from db.queries.timeline import channel_timeline
 from db.repo import jobs as job_repo
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from db.repo.channels import promote_version as repo_promote
 from db.repo.gate import get_gate_decision, list_gate_decisions
 from db.repo.models import create_model, register_version
@@ -54,7 +54,7 @@ def _channel(**wrong_by_name: int) -> dict[str, int]:
         ids = {"prod": _version(s, model.id, dataset_id, "prod", 10)}
         for name, wrong in wrong_by_name.items():
             ids[name] = _version(s, model.id, dataset_id, name, wrong)
-        create_channel(session=s, slug="web", name="Web", model_id=model.id)
+        create_channel(session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model.id))
         repo_promote(session=s, slug="web", version_id=ids["prod"])
     return ids
 
@@ -173,9 +173,10 @@ def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(regi
     ids = _channel(worse=40)
     with session_scope() as s:
         channel = get_channel(session=s, slug="web")
-        job = job_repo.insert_job(session=s, model_id=channel.model_id, dataset_id=1,
-                                  architecture="seed-cnn", hyperparameters={"epochs": 1},
-                                  channel_id=channel.id, base_version_id=ids["prod"])  # fmt: skip
+        job = job_repo.insert_job(session=s, request=job_repo.JobRequest(
+            model_id=channel.model_id, dataset_id=1, architecture="seed-cnn",
+            hyperparameters={"epochs": 1}, channel_id=channel.id, base_version_id=ids["prod"],
+        ))  # fmt: skip
         job_repo.mark_then_canary(session=s, job_id=job.id)
         worker = register_worker(session=s, host="h", pid=1, gpus=[])
         assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id

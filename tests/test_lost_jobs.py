@@ -24,6 +24,7 @@ from db.models import TrainingJob, utcnow
 from db.queries.lookups import get_job, list_events
 from db.repo import jobs as job_repo
 from db.repo import models, workers
+from db.repo.jobs import JobRequest
 from tests.page_helpers import audit_rows, fresh_caches, open_page  # noqa: F401
 
 STALE_S = 3.0
@@ -35,10 +36,10 @@ def _queue(epochs: int, batch_size: int = 128) -> int:
         model = models.get_or_create_model(session=s, name="digits-classifier")
         hp = {"epochs": epochs, "augmentation": False, "batch_size": batch_size,
               "early_stopping_patience": 0}  # fmt: skip
-        return enqueue_job(
-            session=s, model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
+        return enqueue_job(session=s, request=JobRequest(
+            model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
             hyperparameters=hp, requested_by="tester",
-        ).id  # fmt: skip
+        )).id  # fmt: skip
 
 
 def _job(job_id: int):

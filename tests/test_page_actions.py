@@ -17,7 +17,7 @@ from db.engine import session_scope
 from db.queries.review import ReviewFilter, review_page
 from db.repo.channels import get_channel
 from db.repo.feedback import annotation_history
-from db.repo.jobs import JobInfo, get_job, insert_job, list_jobs
+from db.repo.jobs import JobInfo, JobRequest, get_job, insert_job, list_jobs
 from tests.dashboard_fixtures import FilledRegistry, filled_registry_fixture  # noqa: F401
 from tests.page_helpers import (  # noqa: F401
     APP,
@@ -127,12 +127,14 @@ def _queued_job(reg: FilledRegistry) -> int:
     with session_scope() as s:
         job = insert_job(
             session=s,
-            model_id=reg.model_id,
-            dataset_id=reg.dataset_id,
-            architecture="seed-cnn",
-            hyperparameters={"epochs": 2},
-            requested_by="alice",
-            note="to be cancelled",
+            request=JobRequest(
+                model_id=reg.model_id,
+                dataset_id=reg.dataset_id,
+                architecture="seed-cnn",
+                hyperparameters={"epochs": 2},
+                requested_by="alice",
+                note="to be cancelled",
+            ),
         )
     return job.id
 

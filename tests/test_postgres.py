@@ -19,7 +19,7 @@ from db.engine import make_engine, session_scope
 from db.migrate import alembic_config, current_revision, upgrade_database
 from db.models import Base, Rollup
 from db.repo import jobs, workers
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from db.repo.rollups import RollupDelta, add_to_rollups
 from tests.registry_helpers import add_dataset, add_model_with_version
 
@@ -67,10 +67,10 @@ def _queue_two_jobs() -> tuple[list[int], list[int]]:
         dataset_id = add_dataset(s)
         model, _ = add_model_with_version(s, dataset_id)
         job_ids = [
-            jobs.insert_job(
-                session=s, model_id=model.id, dataset_id=dataset_id, architecture="seed-cnn",
+            jobs.insert_job(session=s, request=jobs.JobRequest(
+                model_id=model.id, dataset_id=dataset_id, architecture="seed-cnn",
                 hyperparameters={"epochs": 1},
-            ).id
+            )).id
             for _ in range(2)
         ]  # fmt: skip
         worker_ids = [
@@ -109,7 +109,9 @@ def test_concurrent_writers_of_a_new_bucket_keep_every_count(pg_registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel_id = create_channel(session=s, slug="web", name="Web", kind="web")[0].id
+        channel_id = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web")
+        )[0].id
     writers, rounds = 4, 10
     start = datetime(2026, 1, 1, tzinfo=UTC)
     barrier, errors = threading.Barrier(writers), []
@@ -147,7 +149,9 @@ def test_a_batch_of_many_buckets_is_written_in_chunks(pg_registry, monkeypatch):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel_id = create_channel(session=s, slug="web", name="Web", kind="web")[0].id
+        channel_id = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web")
+        )[0].id
     start = datetime(2026, 1, 1, tzinfo=UTC)
     deltas = [
         RollupDelta(

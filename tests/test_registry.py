@@ -13,6 +13,8 @@ from db.errors import ConflictError, NotFoundError, RegistryError
 from db.migrate import current_revision
 from db.models import Annotation, Prediction, TrainingJob, utcnow
 from db.repo import channels, feedback, jobs, models, predictions, workers
+from db.repo.channels import ChannelSpec
+from db.repo.feedback import AnnotationInput
 from tests.registry_helpers import add_dataset, add_model_with_version
 
 pytestmark = pytest.mark.both_databases
@@ -54,7 +56,9 @@ def test_versions_are_numbered_per_model(registry):
 
 def test_channel_create_validates_and_keys_are_hashed(registry):
     with session_scope() as s:
-        info, key = channels.create_channel(session=s, slug="web", name="Web app", kind="web")
+        info, key = channels.create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web app", kind="web")
+        )
         assert key.startswith("chk_") and info.api_key_prefix == key[:8]
         assert channels.check_api_key(session=s, slug="web", key=key)
         assert not channels.check_api_key(session=s, slug="web", key=key + "x")
@@ -65,14 +69,16 @@ def test_channel_create_validates_and_keys_are_hashed(registry):
         ("web", "web", "already exists"),
     ]:
         with pytest.raises(RegistryError, match=message), session_scope() as s:
-            channels.create_channel(session=s, slug=slug, name="x", kind=kind)
+            channels.create_channel(session=s, slug=slug, spec=ChannelSpec(name="x", kind=kind))
     with pytest.raises(RegistryError, match="between 0 and 1"), session_scope() as s:
-        channels.create_channel(session=s, slug="mob", name="x", slo_min_accuracy=1.5)
+        channels.create_channel(
+            session=s, slug="mob", spec=ChannelSpec(name="x", slo_min_accuracy=1.5)
+        )
 
 
 def test_rotating_a_key_invalidates_the_old_one(registry):
     with session_scope() as s:
-        _, old = channels.create_channel(session=s, slug="web", name="Web")
+        _, old = channels.create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
     with session_scope() as s:
         new = channels.rotate_api_key(session=s, slug="web")
     with session_scope() as s:
@@ -85,7 +91,9 @@ def test_promote_refuses_another_models_version(registry):
         dataset_id = add_dataset(s)
         model_a, va = add_model_with_version(s, dataset_id, "a")
         _, vb = add_model_with_version(s, dataset_id, "b")
-        channels.create_channel(session=s, slug="web", name="Web", model_id=model_a.id)
+        channels.create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model_a.id)
+        )
         info = channels.promote_version(session=s, slug="web", version_id=va.id)
         assert info.production_version_id == va.id
         with pytest.raises(ConflictError, match="another model"):
@@ -98,11 +106,11 @@ def _queue(s, **overrides):
     dataset_id = add_dataset(s)
     model, _ = add_model_with_version(s, dataset_id)
     args = dict(
-        session=s, model_id=model.id, dataset_id=dataset_id, architecture="seed-cnn",
+        model_id=model.id, dataset_id=dataset_id, architecture="seed-cnn",
         hyperparameters={"epochs": 2},
     )  # fmt: skip
     args.update(overrides)
-    return jobs.insert_job(**args)
+    return jobs.insert_job(session=s, request=jobs.JobRequest(**args))
 
 
 def test_two_workers_racing_claim_a_job_exactly_once(registry):
@@ -211,8 +219,10 @@ def test_feedback_and_annotation_history(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         model, version = add_model_with_version(s, dataset_id)
-        web, _ = channels.create_channel(session=s, slug="web", name="Web")
-        other, _ = channels.create_channel(session=s, slug="mobile", name="Mobile")
+        web, _ = channels.create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
+        other, _ = channels.create_channel(
+            session=s, slug="mobile", spec=ChannelSpec(name="Mobile")
+        )
         pid = _prediction(s, web.id, version.id)
         with pytest.raises(NotFoundError, match="does not exist on this channel"):
             feedback.add_feedback(session=s, prediction_id=pid, channel_id=other.id, rating="up")
@@ -225,13 +235,22 @@ def test_feedback_and_annotation_history(registry):
             session=s, prediction_id=pid, channel_id=web.id, rating="down", claimed_class=8
         )
         assert fb.predicted_class == 3 and fb.review_status == "pending"
-        first = feedback.annotate(session=s, feedback_id=fb.id, verdict="confirmed", author="ann")
+        first = feedback.annotate(
+            session=s,
+            feedback_id=fb.id,
+            author="ann",
+            annotation=AnnotationInput(verdict="confirmed"),
+        )
         assert first.true_class == 8
         assert feedback.count_training_items(session=s, unused_only=True) == 1
         second = feedback.annotate(
-            session=s, feedback_id=fb.id, verdict="corrected", true_class=5, author="bob",
-            tags=["blurry", " blurry "],
-        )  # fmt: skip
+            session=s,
+            feedback_id=fb.id,
+            author="bob",
+            annotation=AnnotationInput(
+                verdict="corrected", true_class=5, tags=["blurry", " blurry "]
+            ),
+        )
         assert second.tags == ["blurry"]
         history = feedback.annotation_history(session=s, feedback_id=fb.id)
         assert [(a.author, a.verdict, a.is_current) for a in history] == [
@@ -243,7 +262,12 @@ def test_feedback_and_annotation_history(registry):
         feedback.mark_used(session=s, feedback_ids=[fb.id], version_id=version.id)
         assert feedback.count_training_items(session=s, unused_only=True) == 0
         assert feedback.count_training_items(session=s, model_id=model.id) == 1
-        feedback.annotate(session=s, feedback_id=fb.id, verdict="rejected", author="ann")
+        feedback.annotate(
+            session=s,
+            feedback_id=fb.id,
+            author="ann",
+            annotation=AnnotationInput(verdict="rejected"),
+        )
         assert feedback.training_items(session=s, model_id=model.id) == []
         current = s.scalar(
             select(func.count()).select_from(Annotation).where(Annotation.is_current.is_(True))
@@ -255,7 +279,7 @@ def test_bad_annotations_write_nothing(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        web, _ = channels.create_channel(session=s, slug="web", name="Web")
+        web, _ = channels.create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
         fb = feedback.add_feedback(
             session=s, prediction_id=_prediction(s, web.id, version.id), channel_id=web.id,
             rating="down",
@@ -268,27 +292,34 @@ def test_bad_annotations_write_nothing(registry):
         (dict(verdict="confirmed", author=" "), "needs an author"),
     ]
     for kwargs, message in cases:
-        kwargs.setdefault("author", "ann")
+        author = kwargs.pop("author", "ann")
         with pytest.raises(RegistryError, match=message), session_scope() as s:
-            feedback.annotate(session=s, feedback_id=fb.id, **kwargs)
+            annotation = AnnotationInput(**kwargs)
+            feedback.annotate(session=s, feedback_id=fb.id, author=author, annotation=annotation)
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Annotation)) == 0
         assert s.scalar(select(func.count()).select_from(Prediction)) == 1
+
+
+def _spec(base: dict, **change) -> dict:
+    return {"spec": ChannelSpec(**{**base, **change})}
 
 
 def test_channel_changes_are_validated_and_write_nothing(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         model, version = add_model_with_version(s, dataset_id)
-        channels.create_channel(session=s, slug="web", name="Web", model_id=model.id)
+        channels.create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model.id)
+        )
     base = dict(name="Web", kind="web", dataset_id=None, model_id=model.id,
                 slo_min_accuracy=None, slo_max_p95_ms=None)  # fmt: skip
     cases = [
-        (channels.update_channel, {**base, "slo_max_p95_ms": 0}, "between 0 and 600000 ms"),
-        (channels.update_channel, {**base, "slo_max_p95_ms": 1e9}, "between 0 and 600000 ms"),
-        (channels.update_channel, {**base, "name": "  "}, "needs a name"),
-        (channels.update_channel, {**base, "dataset_id": 99}, "dataset 99 does not exist"),
-        (channels.update_channel, {**base, "model_id": 99}, "model 99 does not exist"),
+        (channels.update_channel, _spec(base, slo_max_p95_ms=0), "between 0 and 600000 ms"),
+        (channels.update_channel, _spec(base, slo_max_p95_ms=1e9), "between 0 and 600000 ms"),
+        (channels.update_channel, _spec(base, name="  "), "needs a name"),
+        (channels.update_channel, _spec(base, dataset_id=99), "dataset 99 does not exist"),
+        (channels.update_channel, _spec(base, model_id=99), "model 99 does not exist"),
         (channels.set_channel_status, {"status": "sleeping"}, "'active' or 'paused'"),
         (channels.set_candidate, {"version_id": version.id, "traffic": 0.0}, r"in \(0, 1\]"),
         (channels.set_candidate, {"version_id": version.id, "traffic": 1.5}, r"in \(0, 1\]"),
@@ -328,7 +359,7 @@ def test_bad_feedback_is_refused(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        web, _ = channels.create_channel(session=s, slug="web", name="Web")
+        web, _ = channels.create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
         pid = _prediction(s, web.id, version.id)
     cases = [
         ({"rating": "meh"}, "rating must be 'up' or 'down'"),

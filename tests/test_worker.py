@@ -18,6 +18,9 @@ from core.training.jobs import JobRequestError, enqueue_job
 from db.engine import session_scope
 from db.models import TrainingJob
 from db.repo import channels, feedback, jobs, models, predictions
+from db.repo.channels import ChannelSpec
+from db.repo.feedback import AnnotationInput
+from db.repo.jobs import JobRequest
 from db.settings import artifact_dir, resolve_artifact
 
 QUICK = {"epochs": 1, "augmentation": False, "batch_size": 128}
@@ -28,11 +31,11 @@ def _queue(hp: dict | None = None, **kwargs):
         dataset = register_builtin_dataset(session=s)
         model = models.get_or_create_model(session=s, name="digits-classifier")
         args = dict(
-            session=s, model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
+            model_id=model.id, dataset_id=dataset.id, architecture="seed-cnn",
             hyperparameters=hp or QUICK, requested_by="tester",
         )  # fmt: skip
         args.update(kwargs)
-        return enqueue_job(**args)
+        return enqueue_job(session=s, request=JobRequest(**args))
 
 
 def _start_worker(*extra: str) -> subprocess.Popen:
@@ -209,7 +212,12 @@ def _feedback_item(channel_id: int, version_id: int, image: np.ndarray) -> int:
         fb = feedback.add_feedback(
             session=s, prediction_id=pid, channel_id=channel_id, rating="down", claimed_class=7
         )
-        feedback.annotate(session=s, feedback_id=fb.id, verdict="confirmed", author="ann")
+        feedback.annotate(
+            session=s,
+            feedback_id=fb.id,
+            author="ann",
+            annotation=AnnotationInput(verdict="confirmed"),
+        )
     return fb.id
 
 
@@ -246,7 +254,7 @@ def test_holdout_is_fixed_across_seeds_and_never_trained_on_along_a_fine_tune_ch
     TrainingWorker(WorkerOptions(exit_when_idle=True)).run()
     v1 = _job(first.id).result_version_id
     with session_scope() as s:
-        web, _ = channels.create_channel(session=s, slug="web", name="Web")
+        web, _ = channels.create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
         holdout = Holdout.from_bytes(get_holdout_bytes(session=s, dataset_id=first.dataset_id))
     digits = load_dataset("digits")
     held = {digits.x[i].tobytes() for i in np.union1d(holdout.val_idx, holdout.test_idx)}

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from core.actions.base import Actor, action, audit
 from db.errors import ConflictError
 from db.repo import jobs as repo
-from db.repo.jobs import JobInfo
+from db.repo.jobs import JobInfo, JobRequest
 from db.repo.workers import WORKER_STALE_AFTER_S
 
 
@@ -31,12 +31,13 @@ def enqueue_retrain(
     """Queue a retrain; `core.training.jobs.enqueue_job` validates it (JobRequestError)."""
     from core.training.jobs import enqueue_job  # validation lives with the worker's contract
 
-    job = enqueue_job(
-        session=session, model_id=model_id, dataset_id=dataset_id, architecture=architecture,
+    request = JobRequest(
+        model_id=model_id, dataset_id=dataset_id, architecture=architecture,
         hyperparameters=hyperparameters, base_version_id=base_version_id, channel_id=channel_id,
         include_feedback=include_feedback, device_request=device_request,
         requested_by=actor.name, note=note,
     )  # fmt: skip
+    job = enqueue_job(session=session, request=request)
     audit(
         session, actor, "job.enqueue", "job", job.id,
         model_id=model_id, dataset_id=dataset_id, architecture=architecture,
@@ -104,12 +105,13 @@ def retrain_channel(
         raise ConflictError(f"no annotated feedback on {base.model_name} that it has not learned")
     hp = dict(base.hyperparameters)
     hp["epochs"] = min(int(hp.get("epochs") or FINE_TUNE_EPOCHS), FINE_TUNE_EPOCHS)
-    job = enqueue_job(
-        session=session, model_id=base.model_id, dataset_id=base.dataset_id,
-        architecture=base.architecture, hyperparameters=hp, base_version_id=base.id,
-        channel_id=channel.id, include_feedback=True, requested_by=actor.name,
+    request = JobRequest(
+        model_id=base.model_id, dataset_id=base.dataset_id, architecture=base.architecture,
+        hyperparameters=hp, base_version_id=base.id, channel_id=channel.id,
+        include_feedback=True, requested_by=actor.name,
         note=note or f"fine-tune {base.label} with {items} annotated items from {slug}",
     )  # fmt: skip
+    job = enqueue_job(session=session, request=request)
     if then_canary:
         repo.mark_then_canary(session=session, job_id=job.id)
     audit(

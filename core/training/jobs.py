@@ -7,7 +7,7 @@ caller (form, CLI, action) shows the messages without parsing them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from core.ml.hparams import HyperparameterError, Hyperparameters
 from db.errors import RegistryError
 from db.models import DEVICE_REQUESTS
 from db.repo import jobs as job_repo
-from db.repo.jobs import JobInfo
+from db.repo.jobs import JobInfo, JobRequest
 from db.repo.models import get_version
 
 MAX_NOTE_CHARS = 2000
@@ -49,60 +49,42 @@ def _base_errors(
     return {}
 
 
-def _request_errors(
-    session: Session, architecture: str, base_version_id: int | None, device_request: str,
-    requested_by: str, note: str,
-) -> dict[str, str]:  # fmt: skip
+def _request_errors(session: Session, request: JobRequest) -> dict[str, str]:
     errors: dict[str, str] = {}
-    if architecture not in ARCHITECTURE_NAMES:
+    if request.architecture not in ARCHITECTURE_NAMES:
         errors["architecture"] = (
-            f"unknown architecture {architecture!r} (allowed: {', '.join(ARCHITECTURE_NAMES)})"
+            f"unknown architecture {request.architecture!r} "
+            f"(allowed: {', '.join(ARCHITECTURE_NAMES)})"
         )
     else:
-        errors.update(_base_errors(session, base_version_id, architecture))
-    if device_request not in DEVICE_REQUESTS:
+        errors.update(_base_errors(session, request.base_version_id, request.architecture))
+    if request.device_request not in DEVICE_REQUESTS:
         errors["device_request"] = (
-            f"device must be one of {', '.join(DEVICE_REQUESTS)} (got {device_request!r})"
+            f"device must be one of {', '.join(DEVICE_REQUESTS)} (got {request.device_request!r})"
         )
-    if len(note) > MAX_NOTE_CHARS:
+    if len(request.note) > MAX_NOTE_CHARS:
         errors["note"] = f"note must be at most {MAX_NOTE_CHARS} characters"
-    if not requested_by or not requested_by.strip():
+    if not request.requested_by or not request.requested_by.strip():
         errors["requested_by"] = "say who is asking for the retrain"
     return errors
 
 
-def enqueue_job(
-    *,
-    session: Session,
-    model_id: int,
-    dataset_id: int,
-    architecture: str,
-    hyperparameters: dict[str, Any],
-    base_version_id: int | None = None,
-    channel_id: int | None = None,
-    include_feedback: bool = False,
-    device_request: str = "auto",
-    requested_by: str,
-    note: str = "",
-) -> JobInfo:
+def enqueue_job(*, session: Session, request: JobRequest) -> JobInfo:
     """Validate a retrain request and queue it; raises JobRequestError (every bad field at
     once) and writes nothing."""
     errors: dict[str, str] = {}
     try:
-        hp = Hyperparameters.from_dict(hyperparameters)
+        hp = Hyperparameters.from_dict(request.hyperparameters)
     except HyperparameterError as exc:
         errors.update(exc.field_errors)
-    errors.update(
-        _request_errors(session, architecture, base_version_id, device_request, requested_by, note)
-    )
+    errors.update(_request_errors(session, request))
     if errors:
         raise JobRequestError(errors)
+    clean = replace(
+        request, hyperparameters=hp.to_dict(), requested_by=request.requested_by.strip(),
+        note=request.note.strip(),
+    )  # fmt: skip
     try:
-        return job_repo.insert_job(
-            session=session, model_id=model_id, dataset_id=dataset_id, architecture=architecture,
-            hyperparameters=hp.to_dict(), base_version_id=base_version_id, channel_id=channel_id,
-            include_feedback=include_feedback, device_request=device_request,
-            requested_by=requested_by.strip(), note=note.strip(),
-        )  # fmt: skip
+        return job_repo.insert_job(session=session, request=clean)
     except RegistryError as exc:
         raise JobRequestError({REQUEST: str(exc)}) from exc

@@ -1,11 +1,11 @@
 """Training jobs: queue, exactly-once claim, progress, cancel, finish, lost-worker reaping, retry.
 
-Hyperparameters are validated by `core.training.jobs.enqueue_job` before `insert_job` is called.
+A `JobRequest` is validated by `core.training.jobs.enqueue_job` before `insert_job` is called.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,45 +97,49 @@ def _info(row) -> JobInfo:
     )  # fmt: skip
 
 
-def insert_job(
-    *,
-    session: Session,
-    model_id: int,
-    dataset_id: int,
-    architecture: str,
-    hyperparameters: dict[str, Any],
-    base_version_id: int | None = None,
-    channel_id: int | None = None,
-    include_feedback: bool = False,
-    device_request: str = "auto",
-    requested_by: str = "system",
-    note: str = "",
-    retry_of_id: int | None = None,
-) -> JobInfo:
-    """Queue a job whose hyperparameters the caller has validated; checks the references."""
-    if device_request not in DEVICE_REQUESTS:
+@dataclass(frozen=True)
+class JobRequest:
+    """What a retrain asks for: passed whole from the action through validation to the insert."""
+
+    model_id: int
+    dataset_id: int
+    architecture: str
+    hyperparameters: dict[str, Any]
+    base_version_id: int | None = None
+    channel_id: int | None = None
+    include_feedback: bool = False
+    device_request: str = "auto"
+    requested_by: str = "system"
+    note: str = ""
+
+
+def _check_references(session: Session, request: JobRequest) -> None:
+    if request.device_request not in DEVICE_REQUESTS:
         raise RegistryError(
-            f"device must be one of {', '.join(DEVICE_REQUESTS)} (got {device_request!r})"
+            f"device must be one of {', '.join(DEVICE_REQUESTS)} (got {request.device_request!r})"
         )
-    if session.get(Model, model_id) is None:
-        raise NotFoundError(f"model {model_id} does not exist")
-    if session.get(Dataset, dataset_id) is None:
-        raise NotFoundError(f"dataset {dataset_id} does not exist")
-    if base_version_id is not None:
-        base = session.get(ModelVersion, base_version_id)
+    if session.get(Model, request.model_id) is None:
+        raise NotFoundError(f"model {request.model_id} does not exist")
+    if session.get(Dataset, request.dataset_id) is None:
+        raise NotFoundError(f"dataset {request.dataset_id} does not exist")
+    if request.base_version_id is not None:
+        base = session.get(ModelVersion, request.base_version_id)
         if base is None:
-            raise NotFoundError(f"base version {base_version_id} does not exist")
-        if base.model_id != model_id:
-            raise ConflictError(f"base version {base_version_id} belongs to another model")
-    if channel_id is not None and session.get(Channel, channel_id) is None:
-        raise NotFoundError(f"channel {channel_id} does not exist")
+            raise NotFoundError(f"base version {request.base_version_id} does not exist")
+        if base.model_id != request.model_id:
+            raise ConflictError(f"base version {request.base_version_id} belongs to another model")
+    if request.channel_id is not None and session.get(Channel, request.channel_id) is None:
+        raise NotFoundError(f"channel {request.channel_id} does not exist")
+
+
+def insert_job(*, session: Session, request: JobRequest, retry_of_id: int | None = None) -> JobInfo:
+    """Queue a job whose hyperparameters the caller has validated; checks the references."""
+    _check_references(session, request)
     job = TrainingJob(
-        model_id=model_id, dataset_id=dataset_id, architecture=architecture,
-        hyperparameters=dict(hyperparameters), base_version_id=base_version_id,
-        channel_id=channel_id, include_feedback=include_feedback, device_request=device_request,
-        requested_by=requested_by, note=note, retry_of_id=retry_of_id,
-        total_epochs=int(hyperparameters.get("epochs", 0)),
-    )  # fmt: skip
+        **asdict(request),  # asdict copies the hyperparameters
+        retry_of_id=retry_of_id,
+        total_epochs=int(request.hyperparameters.get("epochs", 0)),
+    )
     session.add(job)
     session.flush()
     return get_job(session=session, job_id=job.id)
@@ -318,13 +322,9 @@ def retry_job(*, session: Session, job_id: int, actor: str = "system") -> JobInf
         raise ConflictError(
             f"only failed, cancelled or lost jobs can be retried (job {job_id} is {job.status})"
         )
-    return insert_job(
-        session=session, model_id=job.model_id, dataset_id=job.dataset_id,
-        architecture=job.architecture, hyperparameters=job.hyperparameters,
-        base_version_id=job.base_version_id, channel_id=job.channel_id,
-        include_feedback=job.include_feedback, device_request=job.device_request,
-        requested_by=actor, note=job.note, retry_of_id=job.id,
-    )  # fmt: skip
+    same = {f.name: getattr(job, f.name) for f in fields(JobRequest)}
+    request = JobRequest(**same | {"requested_by": actor})
+    return insert_job(session=session, request=request, retry_of_id=job.id)
 
 
 def job_epochs(*, session: Session, job_id: int) -> list[dict[str, Any]]:
