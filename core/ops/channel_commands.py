@@ -6,7 +6,7 @@ import argparse
 from datetime import datetime
 
 from core.actions import channels as actions
-from core.ops.commands import CommandError, cli_actor, table
+from core.ops.commands import CommandError, cli_actor, run_and_say, table
 from db.engine import session_scope
 from db.queries import lookups
 
@@ -152,62 +152,55 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from core.actions.jobs import retrain_channel
 
-    job = retrain_channel(
-        actor=cli_actor(), slug=args.slug, then_canary=not args.no_canary, note=args.note
-    )
     then = "; a canary follows when it succeeds" if not args.no_canary else ""
-    print(f"queued job {job.id}: {job.note}{then}")
-    return 0
+    return run_and_say(
+        retrain_channel, lambda job: f"queued job {job.id}: {job.note}{then}",
+        slug=args.slug, then_canary=not args.no_canary, note=args.note,
+    )  # fmt: skip
 
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     grace = grace_seconds(args.grace)
-    key = actions.rotate_channel_key(
-        actor=cli_actor(), slug=args.slug, reason=args.reason, grace_seconds=grace
-    )
     old = f"works for {args.grace} more" if grace > 0 else "no longer works"
-    print(f"new API key for {args.slug} (shown once; the old one {old}): {key}")
-    return 0
+    return run_and_say(
+        actions.rotate_channel_key,
+        lambda key: f"new API key for {args.slug} (shown once; the old one {old}): {key}",
+        slug=args.slug, reason=args.reason, grace_seconds=grace,
+    )  # fmt: skip
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    actions.promote_version(
-        actor=cli_actor(), slug=args.slug, version_id=args.version_id, reason=args.reason,
+    return run_and_say(
+        actions.promote_version, f"{args.slug} now serves version {args.version_id}",
+        slug=args.slug, version_id=args.version_id, reason=args.reason,
         override_reason=args.override_reason,
     )  # fmt: skip
-    print(f"{args.slug} now serves version {args.version_id}")
-    return 0
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    actions.pause_channel(actor=cli_actor(), slug=args.slug, reason=args.reason)
-    print(f"{args.slug} is paused")
-    return 0
+    said = f"{args.slug} is paused"
+    return run_and_say(actions.pause_channel, said, slug=args.slug, reason=args.reason)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    actions.resume_channel(actor=cli_actor(), slug=args.slug, reason=args.reason)
-    print(f"{args.slug} is active")
-    return 0
+    said = f"{args.slug} is active"
+    return run_and_say(actions.resume_channel, said, slug=args.slug, reason=args.reason)
 
 
 def cmd_canary_start(args: argparse.Namespace) -> int:
     share = args.traffic / 100.0 if args.traffic > 1 else args.traffic
-    info = actions.start_canary(
-        actor=cli_actor(), slug=args.slug, version_id=args.version_id, traffic=share,
+    return run_and_say(
+        actions.start_canary,
+        lambda info: f"{args.slug}: version {info.candidate_version_id} gets "
+        f"{info.candidate_traffic:.0%} of requests",
+        slug=args.slug, version_id=args.version_id, traffic=share,
         reason=args.reason, override_reason=args.override_reason,
     )  # fmt: skip
-    print(
-        f"{args.slug}: version {info.candidate_version_id} gets "
-        f"{info.candidate_traffic:.0%} of requests"
-    )
-    return 0
 
 
 def cmd_canary_end(args: argparse.Namespace) -> int:
-    actions.end_canary(actor=cli_actor(), slug=args.slug, reason=args.reason)
-    print(f"{args.slug}: canary ended; all requests go to production")
-    return 0
+    said = f"{args.slug}: canary ended; all requests go to production"
+    return run_and_say(actions.end_canary, said, slug=args.slug, reason=args.reason)
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
@@ -230,20 +223,19 @@ def cmd_alerts_open(args: argparse.Namespace) -> int:
 
     with session_scope() as s:
         channel_id = lookups.get_channel(session=s, slug=args.channel).id
-    info = open_alert(
-        actor=cli_actor(), channel_id=channel_id, signal=args.signal, message=args.message
-    )
-    print(f"alert {info.id} open on {info.channel_slug}: {info.signal}")
-    return 0
+    return run_and_say(
+        open_alert, lambda info: f"alert {info.id} open on {info.channel_slug}: {info.signal}",
+        channel_id=channel_id, signal=args.signal, message=args.message,
+    )  # fmt: skip
 
 
 def cmd_alerts_change(args: argparse.Namespace) -> int:
     from core.actions.alerts import acknowledge_alert, clear_alert
 
     change = {"clear": clear_alert, "acknowledge": acknowledge_alert}[args.verb]
-    info = change(actor=cli_actor(), alert_id=args.alert_id, reason=args.reason)
-    state = "open" if info.is_open else "cleared"
-    print(
-        f"alert {info.id} on {info.channel_slug}: {state}, acknowledged by {info.acknowledged_by}"
-    )
-    return 0
+    return run_and_say(
+        change,
+        lambda info: f"alert {info.id} on {info.channel_slug}: "
+        f"{'open' if info.is_open else 'cleared'}, acknowledged by {info.acknowledged_by}",
+        alert_id=args.alert_id, reason=args.reason,
+    )  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
+from typing import Any
 
 from core.actions import datasets as dataset_actions
 from core.actions import feedback as feedback_actions
@@ -23,6 +25,14 @@ def cli_actor() -> Actor:
     """Who acts from the command line: `CHANNELHUB_USER` or the OS user, as admin — a shell that
     can read the registry file could change anything in it anyway (README, "Sign-in and roles")."""
     return Actor(current_user(), "admin")
+
+
+def run_and_say(change: Callable[..., Any], say: str | Callable[[Any], str], **fields: Any) -> int:
+    """The whole of a command that only collects its input: run the action `change` as the
+    CLI's user with `fields`, print `say` (or `say(result)`), exit status 0."""
+    result = change(actor=cli_actor(), **fields)
+    print(say(result) if callable(say) else say)
+    return 0
 
 
 def table(headers: list[str], rows: list[list]) -> None:
@@ -105,11 +115,10 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_create(args: argparse.Namespace) -> int:
-    info = model_actions.create_model(
-        actor=cli_actor(), name=args.name, description=args.description
-    )
-    print(f"created model {info.name} (id {info.id})")
-    return 0
+    return run_and_say(
+        model_actions.create_model, lambda info: f"created model {info.name} (id {info.id})",
+        name=args.name, description=args.description,
+    )  # fmt: skip
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
@@ -168,9 +177,9 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
 def cmd_jobs_change(args: argparse.Namespace) -> int:
     change = {"cancel": job_actions.cancel_job, "retry": job_actions.retry_job}[args.verb]
-    job = change(actor=cli_actor(), job_id=args.job_id, reason=args.reason)
-    print(f"job {job.id}: {job.status}")
-    return 0
+    return run_and_say(
+        change, lambda job: f"job {job.id}: {job.status}", job_id=args.job_id, reason=args.reason
+    )
 
 
 def cmd_workers(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import sys
 
 from core.actions import users as user_actions
 from core.ops.cli import CommandError
-from core.ops.commands import cli_actor, table
+from core.ops.commands import run_and_say, table
 from db.engine import session_scope
 from db.queries.users import list_users
 
@@ -45,35 +45,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     password = read_password(args)
-    info = user_actions.add_user(
-        actor=cli_actor(), name=args.name, role=args.role, password=password
-    )
-    print(f"added {info.name} ({info.role})")
-    return 0
+    return run_and_say(
+        user_actions.add_user, lambda info: f"added {info.name} ({info.role})",
+        name=args.name, role=args.role, password=password,
+    )  # fmt: skip
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
     password = read_password(args)
-    user_actions.set_password(actor=cli_actor(), name=args.name, password=password)
-    print(f"new password set for {args.name}; their sessions ended")
-    return 0
+    said = f"new password set for {args.name}; their sessions ended"
+    return run_and_say(user_actions.set_password, said, name=args.name, password=password)
 
 
 def cmd_role(args: argparse.Namespace) -> int:
-    info = user_actions.set_role(
-        actor=cli_actor(), name=args.name, role=args.role, reason=args.reason
-    )
-    print(f"{info.name} is now {info.role}")
-    return 0
+    return run_and_say(
+        user_actions.set_role, lambda info: f"{info.name} is now {info.role}",
+        name=args.name, role=args.role, reason=args.reason,
+    )  # fmt: skip
 
 
 def cmd_disable(args: argparse.Namespace) -> int:
-    user_actions.disable_user(actor=cli_actor(), name=args.name, reason=args.reason)
-    print(f"{args.name} is disabled; their sessions ended")
-    return 0
+    said = f"{args.name} is disabled; their sessions ended"
+    return run_and_say(user_actions.disable_user, said, name=args.name, reason=args.reason)
 
 
 def cmd_enable(args: argparse.Namespace) -> int:
-    user_actions.enable_user(actor=cli_actor(), name=args.name, reason=args.reason)
-    print(f"{args.name} may sign in again")
-    return 0
+    said = f"{args.name} may sign in again"
+    return run_and_say(user_actions.enable_user, said, name=args.name, reason=args.reason)
