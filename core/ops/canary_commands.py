@@ -5,6 +5,8 @@ fast); each handler loads the actions and queries it needs when it runs."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 HERE = "core.ops.canary_commands"
@@ -72,11 +74,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _judge():
-    """The controller's canary judge (with its holdout references for drift)."""
+@contextmanager
+def _judge() -> Iterator[Any]:
+    """The controller's canary judge (with its holdout references for drift), closed after use."""
     from core.ops.controller import Controller
 
-    return Controller()
+    controller = Controller()
+    try:
+        yield controller.canaries
+    finally:
+        controller.webhooks.close()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -98,11 +105,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{args.slug}: canary of {state.candidate_label} (id {plan.candidate_version_id})")
         print(f"at {plan.step_label} since {since}; steps {steps} %")
         print(f"each step: {plan.min_requests} requests per arm, {plan.min_seconds / 60:g} min")
-        controller = _judge()
-        try:
-            verdict = controller.canaries.evaluate(plan, channel, _now())
-        finally:
-            controller.webhooks.close()
+        with _judge() as canaries:
+            verdict = canaries.evaluate(plan, channel, _now())
         print(f"now: {verdict.decision} — {verdict.reason}")
     for d in decisions:
         print(f"{d.created_at:%Y-%m-%d %H:%M:%S}  {d.decision:8} step {d.step_index + 1} "
@@ -127,11 +131,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if state is None:
         raise CommandError(f"channel {args.slug!r} has no stepped canary running")
     if args.decision is None:
-        controller = _judge()
-        try:
-            lines = controller.canaries.tick(_now(), slug=args.slug)
-        finally:
-            controller.webhooks.close()
+        with _judge() as canaries:
+            lines = canaries.tick(_now(), slug=args.slug)
         print("\n".join(lines) or f"{args.slug}: nothing decided")
         return 0
     plan = state.canary
@@ -157,10 +158,10 @@ def cmd_timeline(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from core.actions.canary import restore_version
-    from core.ops.commands import cli_actor
+    from core.ops.commands import run_and_say
 
-    info = restore_version(
-        actor=cli_actor(), slug=args.slug, version_id=args.version_id, reason=args.reason
-    )
-    print(f"{info.slug}: version {info.production_version_id} serves production again")
-    return 0
+    return run_and_say(
+        restore_version,
+        lambda info: f"{info.slug}: version {info.production_version_id} serves production again",
+        slug=args.slug, version_id=args.version_id, reason=args.reason,
+    )  # fmt: skip
