@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,54 +60,28 @@ class Check:
 
 
 def _checks(obj: LiveObjectives, buckets: list, reference: Reference | None) -> list[Check]:
+    """One check per objective the channel sets, each over the signals of its last buckets."""
     signals = [s for _, s in buckets]
-    checks = []
-    if obj.slo_max_p95_ms is not None:
-        states = [latency_state(s, obj.slo_max_p95_ms) for s in signals]
-        checks.append(
-            Check(
-                "latency",
-                states,
-                obj.slo_max_p95_ms,
-                f"p95 latency above {obj.slo_max_p95_ms:.0f} ms",
-            )
-        )
-    if obj.slo_max_error_rate is not None:
-        states = [error_state(s, obj.slo_max_error_rate) for s in signals]
-        checks.append(
-            Check(
-                "errors",
-                states,
-                obj.slo_max_error_rate,
-                f"error rate above {obj.slo_max_error_rate:.1%}",
-            )
-        )
-    if obj.slo_min_accuracy is not None:
-        states = [accuracy_state(s, obj.slo_min_accuracy, obj.slo_min_feedback) for s in signals]
-        checks.append(
-            Check(
-                "accuracy",
-                states,
-                obj.slo_min_accuracy,
-                f"feedback accuracy below {obj.slo_min_accuracy:.1%}",
-            )
-        )
-    if obj.slo_max_drift_psi is not None and reference is not None:
-        states = [
-            drift_state(
-                s, reference, min_count=obj.drift_min_count, psi_threshold=obj.slo_max_drift_psi
-            )
-            for s in signals
-        ]
-        checks.append(
-            Check(
-                "drift",
-                states,
-                obj.slo_max_drift_psi,
-                f"drift (PSI) above {obj.slo_max_drift_psi:.2f}",
-            )
-        )
-    return checks
+    rules: list[tuple[str, float | None, Callable[[Any, float], SignalState], str]] = [
+        ("latency", obj.slo_max_p95_ms, latency_state, "p95 latency above {:.0f} ms"),
+        ("errors", obj.slo_max_error_rate, error_state, "error rate above {:.1%}"),
+        ("accuracy", obj.slo_min_accuracy,
+         lambda s, floor: accuracy_state(s, floor, obj.slo_min_feedback),
+         "feedback accuracy below {:.1%}"),
+    ]  # fmt: skip
+    if reference is not None:
+        rules.append((
+            "drift", obj.slo_max_drift_psi,
+            lambda s, psi: drift_state(
+                s, reference, min_count=obj.drift_min_count, psi_threshold=psi
+            ),
+            "drift (PSI) above {:.2f}",
+        ))  # fmt: skip
+    return [
+        Check(signal, [state(s, threshold) for s in signals], threshold, message.format(threshold))
+        for signal, threshold, state, message in rules
+        if threshold is not None
+    ]
 
 
 def _latest_value(states: list[SignalState]) -> SignalState | None:

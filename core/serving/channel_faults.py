@@ -5,6 +5,9 @@ the `serving` signal, cleared by the serving process once the production version
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
 
 from core.actions.alerts import clear_alert, open_alert
 from core.actions.base import SYSTEM
@@ -48,16 +51,14 @@ class ServingFaults:
         if routing.id in self._open:
             return
         log.error("channel %s: %s", routing.slug, message)
-        try:
-            with session_scope(self.database_url) as session:
-                open_alert(
-                    actor=SYSTEM, session=session, channel_id=routing.id, signal=SIGNAL,
-                    message=message[:2000], arm="production",
-                )  # fmt: skip
-        except ConflictError:  # another serving process opened it first
-            pass
-        except Exception as exc:
-            log.warning("could not record the serving failure of %s: %s", routing.slug, exc)
+
+        def write(session: Session) -> None:
+            open_alert(
+                actor=SYSTEM, session=session, channel_id=routing.id, signal=SIGNAL,
+                message=message[:2000], arm="production",
+            )  # fmt: skip
+
+        if not self._write(routing, "record the serving failure", write):
             return
         self._open.add(routing.id)
         self._checked.add(routing.id)
@@ -67,16 +68,27 @@ class ServingFaults:
         once per channel after start, then only after this process saw it fail)."""
         if routing.id in self._checked and routing.id not in self._open:
             return
-        try:
-            with session_scope(self.database_url) as session:
-                alert = open_alert_for(session=session, channel_id=routing.id, signal=SIGNAL)
-                if alert is not None:
-                    reason = f"production version {routing.production_version_id} loads again"
-                    clear_alert(actor=SYSTEM, session=session, alert_id=alert.id, reason=reason)
-        except ConflictError:  # cleared by another process meanwhile
-            pass
-        except Exception as exc:
-            log.warning("could not clear the serving alert of %s: %s", routing.slug, exc)
+
+        def write(session: Session) -> None:
+            alert = open_alert_for(session=session, channel_id=routing.id, signal=SIGNAL)
+            if alert is not None:
+                reason = f"production version {routing.production_version_id} loads again"
+                clear_alert(actor=SYSTEM, session=session, alert_id=alert.id, reason=reason)
+
+        if not self._write(routing, "clear the serving alert", write):
             return
         self._open.discard(routing.id)
         self._checked.add(routing.id)
+
+    def _write(self, routing: ChannelRouting, doing: str, write: Callable[[Session], None]) -> bool:
+        """Run `write` in its own transaction; False (logged) when it could not. A conflict
+        means another serving process opened or cleared the alert first: done all the same."""
+        try:
+            with session_scope(self.database_url) as session:
+                write(session)
+        except ConflictError:
+            return True
+        except Exception as exc:
+            log.warning("could not %s of %s: %s", doing, routing.slug, exc)
+            return False
+        return True
