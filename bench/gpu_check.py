@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +91,7 @@ def bare_keras_images_per_s(split, run: dict, args: argparse.Namespace, mixed: b
     import keras
 
     from core.ml.architectures import build_model
+    from core.ml.training import ProgressCallback
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
@@ -105,35 +105,13 @@ def bare_keras_images_per_s(split, run: dict, args: argparse.Namespace, mixed: b
         )
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    timer = EpochTimer.make()
+    timer = ProgressCallback(args.epochs)  # times each epoch exactly as the worker does
     with _bare_device(run, args):
         model.fit(
             split.train.x, split.train.y, batch_size=args.batch_size, epochs=args.epochs,
             validation_data=(split.val.x, split.val.y), callbacks=[timer], verbose=0,
         )  # fmt: skip
-    return images_per_s(len(split.train.y), timer.seconds)
-
-
-class EpochTimer:
-    """Wall time of each epoch, measured as the worker's ProgressCallback measures it."""
-
-    @staticmethod
-    def make():
-        import keras
-
-        class _Timer(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.seconds: list[float] = []
-                self._started = 0.0
-
-            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-                self._started = time.perf_counter()
-
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                self.seconds.append(time.perf_counter() - self._started)
-
-        return _Timer()
+    return images_per_s(len(split.train.y), [row["seconds"] for row in timer.rows])
 
 
 def _bare_device(run: dict, args: argparse.Namespace):

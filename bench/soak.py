@@ -40,11 +40,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402
 
+from bench.processes import start_process  # noqa: E402
+
 CHANNELS = ("web", "mobile", "partner-api")
 PROMOTED_ON = "partner-api"
 LOCKED = "database is locked"
 MAX_EXTRA_S = 240.0  # how long traffic may go on past --duration for the job and promotion
-READY_TIMEOUT_S = 600.0  # a busy 2-core machine took over 3 minutes to start the API
 PAGES = ("overview", "loop", "monitoring", "feedback", "jobs", "channels")
 FEEDBACK_SHARE = 0.3  # of acknowledged predictions
 # A connection idle this long is not reused: uvicorn closes idle ones after 5 s, and a request
@@ -147,27 +148,6 @@ def build_registry() -> tuple[dict[str, str], list[bytes], int]:
             promote_version(session=s, slug=slug, version_id=version.id)
     images = [encode_png(image) for image in data.x[:200]]
     return keys, images, data.num_classes
-
-
-def start_process(cmd: list[str], env: dict, log_path: Path, ready_url: str | None = None):
-    """A child process logging to `log_path`; with `ready_url`, returns once it answers 200."""
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while ready_url and time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd} exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(ready_url, timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    if ready_url:
-        proc.kill()
-        tail = log_path.read_text()[-3000:]
-        raise RuntimeError(f"{cmd} not ready in {READY_TIMEOUT_S:.0f} s:\n{tail}")
-    return proc
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import keras
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.ml.architectures import DEFAULT_ARCHITECTURE  # noqa: E402
 from core.ml.datasets import LabelledImages, Split, load_dataset, split_dataset  # noqa: E402
 from core.ml.hparams import Hyperparameters  # noqa: E402
-from core.ml.training import TrainConfig, train  # noqa: E402
+from core.ml.training import ProgressCallback, TrainConfig, train  # noqa: E402
 
 BATCH_SIZE = 32  # the founding script's
 NUM_CLASSES = 10
@@ -48,21 +47,6 @@ def synthetic_split(n_train: int, seed: int = 0) -> Split:
     starts = np.cumsum([0, *sizes.values()])
     idx = [np.arange(starts[i], starts[i + 1]) for i in range(3)]
     return Split(parts["train"], parts["val"], parts["test"], *idx)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch, measured exactly as ChannelHub's ProgressCallback measures it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds: list[float] = []
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.seconds.append(time.perf_counter() - self._started)
 
 
 def baseline_images_per_s(split: Split, epochs: int) -> float:
@@ -88,7 +72,7 @@ def baseline_images_per_s(split: Split, epochs: int) -> float:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    timer = EpochTimer()
+    timer = ProgressCallback(epochs)  # times each epoch exactly as the worker does
     model.fit(
         train_x,
         split.train.y,
@@ -98,7 +82,8 @@ def baseline_images_per_s(split: Split, epochs: int) -> float:
         callbacks=[timer],
         verbose=0,
     )
-    return split.train.num_samples * (epochs - 1) / sum(timer.seconds[1:])
+    seconds = [row["seconds"] for row in timer.rows]
+    return split.train.num_samples * (epochs - 1) / sum(seconds[1:])
 
 
 def channelhub_images_per_s(split: Split, epochs: int, workdir: Path) -> float:
