@@ -112,6 +112,16 @@ class Builder:
             p.set_defaults(handler=handler)
         return p
 
+    def changes(
+        self, verbs: Any, handler: str, subject: str, helps: dict[str, str], kind: type = str
+    ) -> None:
+        """One command per verb of `helps` that changes the `subject` it names and takes the
+        reason the audit log keeps; `{verb}` in `handler` stands for the verb."""
+        for verb, help_text in helps.items():
+            q = self.command(verb, handler.format(verb=verb), help_text, verbs)
+            q.add_argument(subject, type=kind)
+            q.add_argument("--reason", default="", help="recorded in the audit log")
+
     def process(self, name: str) -> None:
         module, add_options, run, help_text = PROCESS_COMMANDS[name]
         p = self.command(name, f"{module}:{run}", help_text)
@@ -199,11 +209,8 @@ def _add_job_commands(b: Builder) -> None:
     b.command("show", f"{COMMANDS}:cmd_jobs_show", "one job and its log", verbs).add_argument(
         "job_id", type=int
     )
-    for verb, help_text in (("cancel", "cancel a queued or running job"),
-                            ("retry", "queue a copy of a failed job")):  # fmt: skip
-        q = b.command(verb, f"{COMMANDS}:cmd_jobs_change", help_text, verbs)
-        q.add_argument("job_id", type=int)
-        q.add_argument("--reason", default="", help="recorded in the audit log")
+    helps = {"cancel": "cancel a queued or running job", "retry": "queue a copy of a failed job"}
+    b.changes(verbs, f"{COMMANDS}:cmd_jobs_change", "job_id", helps, int)
 
 
 def _add_channel_commands(b: Builder) -> None:
@@ -311,11 +318,8 @@ def _add_alert_commands(b: Builder) -> None:
     q.add_argument("--channel", required=True, help="channel slug")
     q.add_argument("--signal", required=True, help="accuracy, p95_latency, error_rate, drift, …")
     q.add_argument("--message", required=True)
-    for verb, help_text in (("clear", "close an alert"),
-                            ("acknowledge", "say someone is looking at it")):  # fmt: skip
-        q = b.command(verb, f"{CHANNEL}:cmd_alerts_change", help_text, verbs)
-        q.add_argument("alert_id", type=int)
-        q.add_argument("--reason", default="", help="recorded in the audit log")
+    helps = {"clear": "close an alert", "acknowledge": "say someone is looking at it"}
+    b.changes(verbs, f"{CHANNEL}:cmd_alerts_change", "alert_id", helps, int)
 
 
 def _add_user_commands(b: Builder) -> None:
@@ -331,15 +335,12 @@ def _add_user_commands(b: Builder) -> None:
         if verb == "add":
             q.add_argument("--role", required=True, choices=["viewer", "annotator", "manager",
                                                              "admin"])  # fmt: skip
-    q = b.command("role", f"{USERS}:cmd_role", "change a user's role", verbs)
-    q.add_argument("name")
-    q.add_argument("role", choices=["viewer", "annotator", "manager", "admin"])
-    for verb, help_text in (("disable", "stop a user signing in (their sessions end)"),
-                            ("enable", "let a disabled or locked-out user sign in")):  # fmt: skip
-        q = b.command(verb, f"{USERS}:cmd_{verb}", help_text, verbs)
-        q.add_argument("name")
-    for q in (verbs.choices["role"], verbs.choices["disable"], verbs.choices["enable"]):
-        q.add_argument("--reason", default="", help="recorded in the audit log")
+    b.changes(verbs, f"{USERS}:cmd_{{verb}}", "name", {
+        "role": "change a user's role",
+        "disable": "stop a user signing in (their sessions end)",
+        "enable": "let a disabled or locked-out user sign in",
+    })  # fmt: skip
+    verbs.choices["role"].add_argument("role", choices=["viewer", "annotator", "manager", "admin"])
 
 
 def _wanted(argv: list[str] | None) -> str | None:
