@@ -257,31 +257,37 @@ def _chosen_feedback(args: argparse.Namespace) -> list[int]:
     return ids
 
 
-def cmd_feedback_accept(args: argparse.Namespace) -> int:
+def _on_chosen_feedback(
+    args: argparse.Namespace, change: Callable[..., Any], say: Callable[[Any], str], **fields: Any
+) -> int:
+    """Run the annotating action `change` on the chosen feedback (see `_chosen_feedback`)."""
     ids = _chosen_feedback(args)
     if not ids:
         print("no feedback matches; nothing annotated")
         return 0
-    result = feedback_actions.accept_suggestions(
-        actor=cli_actor(), feedback_ids=ids, note=args.note
-    )
-    print(f"accepted the suggestion on {len(result.applied)} items; skipped {len(result.skipped)}")
-    return 0
+    return run_and_say(change, say, feedback_ids=ids, **fields)
+
+
+def cmd_feedback_accept(args: argparse.Namespace) -> int:
+    def say(result: Any) -> str:
+        return (
+            f"accepted the suggestion on {len(result.applied)} items; skipped {len(result.skipped)}"
+        )
+
+    return _on_chosen_feedback(args, feedback_actions.accept_suggestions, say, note=args.note)
 
 
 def cmd_feedback_bulk(args: argparse.Namespace) -> int:
-    ids = _chosen_feedback(args)
-    if not ids:
-        print("no feedback matches; nothing annotated")
-        return 0
-    result = feedback_actions.bulk_annotate(
-        actor=cli_actor(), feedback_ids=ids, verdict=args.verdict,
-        true_class=args.true_class, tags=_tags(args.tags), note=args.note,
+    def say(result: Any) -> str:
+        stored = f"stored {args.verdict} on {len(result.applied)} items; "
+        skips = [f"  skipped {reason}" for reason in result.skipped[:10]]
+        return "\n".join([f"{stored}skipped {len(result.skipped)}", *skips])
+
+    return _on_chosen_feedback(
+        args, feedback_actions.bulk_annotate, say,
+        verdict=args.verdict, true_class=args.true_class, tags=_tags(args.tags),
+        note=args.note,
     )  # fmt: skip
-    print(f"stored {args.verdict} on {len(result.applied)} items; skipped {len(result.skipped)}")
-    for reason in result.skipped[:10]:
-        print(f"  skipped {reason}")
-    return 0
 
 
 def cmd_feedback_submit(args: argparse.Namespace) -> int:
