@@ -21,7 +21,7 @@ _upgraded: set[str] = set()
 _lock = threading.Lock()
 
 
-def _configure_sqlite(dbapi_connection, _record) -> None:
+def configure_sqlite(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -43,7 +43,7 @@ def make_engine(url: str) -> Engine:
             pool_pre_ping=True,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
-        event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "connect", configure_sqlite)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

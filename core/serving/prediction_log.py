@@ -20,6 +20,7 @@ from core.ml.images import encode_png
 from db.artifact_store import ArtifactStore, as_store
 from db.engine import session_scope
 from db.models import ROLLUP_RESOLUTIONS
+from db.repo.log_writes import SQLiteLogWriter, sqlite_file
 from db.repo.predictions import PredictionRecord, insert_predictions
 from db.repo.rollups import RollupDelta, add_to_rollups, bucket_start
 
@@ -136,6 +137,8 @@ class PredictionLog:
         self.failed_rows = 0
         self.last_error = ""
         self._healthy = True
+        sqlite_path = sqlite_file(database_url)
+        self._sqlite = SQLiteLogWriter(sqlite_path) if sqlite_path is not None else None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -191,6 +194,8 @@ class PredictionLog:
             self._closing = True
             self._cond.notify_all()
         self._thread.join(timeout)
+        if self._sqlite is not None and not self._thread.is_alive():
+            self._sqlite.close()
         if self._buffer:
             log.error("prediction log closed with %d unwritten rows", len(self._buffer))
 
@@ -253,11 +258,14 @@ class PredictionLog:
             images = {e.record.input_path: encode_png(e.image) for e in batch
                       if e.image is not None and e.record.input_path is not None}  # fmt: skip
             self.artifacts.write_many(images)  # at once: an object store takes them in parallel
-            with session_scope(self.database_url) as session:
-                # Rows first: the insert takes SQLite's write lock before the rollups are read.
-                insert_predictions(session=session, records=[e.record for e in batch])
-                if self.rollups:
-                    deltas = rollup_deltas([(e.record, e.image) for e in batch])
+            records = [e.record for e in batch]
+            deltas = rollup_deltas([(e.record, e.image) for e in batch]) if self.rollups else []
+            if self._sqlite is not None:
+                self._sqlite.write(records, deltas)
+            else:
+                with session_scope(self.database_url) as session:
+                    # Rows first: the insert takes the write lock before the rollups are read.
+                    insert_predictions(session=session, records=records)
                     add_to_rollups(session=session, deltas=deltas)
         except Exception as exc:  # the database may be locked, read-only or away
             self._remove_inputs(list(images))

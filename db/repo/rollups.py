@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import zip_longest
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -45,10 +46,7 @@ def bucket_start(at: datetime, resolution_s: int) -> datetime:
 
 def add_list(total: list[int], more: list[int]) -> list[int]:
     """Element-wise sum; the shorter list is padded with zeros (a model with more classes)."""
-    size = max(len(total), len(more))
-    return [
-        (total[i] if i < len(total) else 0) + (more[i] if i < len(more) else 0) for i in range(size)
-    ]
+    return [a + b for a, b in zip_longest(total, more, fillvalue=0)]
 
 
 def _merge(row: Rollup, delta: RollupDelta) -> None:
@@ -107,6 +105,18 @@ def _locked_rows(session: Session, keys: list[tuple]) -> dict[tuple, Rollup]:
     return {(r.channel_id, r.version_id, r.arm, r.resolution_s, r.bucket_start): r for r in rows}
 
 
+def rollup_work(deltas: Iterable[RollupDelta]) -> dict[tuple, RollupDelta]:
+    """The deltas summed per stored row: (channel, version, arm, resolution, bucket start) →
+    what to add to it, in key order (the order writers lock rows in)."""
+    return dict(
+        sorted(
+            ((c, v, a, resolution, b), delta)
+            for resolution in ROLLUP_RESOLUTIONS
+            for (c, v, a, b), delta in _combine(deltas, resolution).items()
+        )
+    )
+
+
 def add_to_rollups(*, session: Session, deltas: list[RollupDelta]) -> int:
     """Add `deltas` to their buckets at every resolution; returns the rows touched.
 
@@ -115,13 +125,7 @@ def add_to_rollups(*, session: Session, deltas: list[RollupDelta]) -> int:
     read-modify-write. On PostgreSQL missing rows are first inserted with ON CONFLICT DO
     NOTHING, then the rows are read with SELECT … FOR UPDATE, locked in key order (no
     deadlock between two writers touching the same buckets)."""
-    work = dict(
-        sorted(
-            ((c, v, a, resolution, b), delta)
-            for resolution in ROLLUP_RESOLUTIONS
-            for (c, v, a, b), delta in _combine(deltas, resolution).items()
-        )
-    )
+    work = rollup_work(deltas)
     if not work:
         return 0
     keys = list(work)
