@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError
 from db.models import Dataset
+from db.repo.rows import info_of
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,11 @@ class DatasetInfo:
 
 
 def _info(row: Dataset) -> DatasetInfo:
-    return DatasetInfo(
-        row.id,
-        row.name,
-        row.source,
-        row.location,
-        list(row.class_names),
-        list(row.input_shape),
-        row.num_samples,
-        row.fingerprint,
-        row.created_at,
-        row.holdout_fingerprint,
-        dict(row.holdout_summary) if row.holdout_summary else None,
-        bool(row.flip_safe),
-    )
+    return info_of(
+        DatasetInfo, row, class_names=list(row.class_names), input_shape=list(row.input_shape),
+        holdout_summary=dict(row.holdout_summary) if row.holdout_summary else None,
+        flip_safe=bool(row.flip_safe),
+    )  # fmt: skip
 
 
 def register_dataset(

@@ -5,7 +5,7 @@ A `JobRequest` is validated by `core.training.jobs.enqueue_job` before `insert_j
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,7 @@ from db.models import (
     Worker,
     utcnow,
 )
+from db.repo.rows import info_of
 from db.repo.workers import WORKER_STALE_AFTER_S, accepted_requests
 
 FINISHED = ("succeeded", "failed", "cancelled", "lost")
@@ -322,8 +323,7 @@ def retry_job(*, session: Session, job_id: int, actor: str = "system") -> JobInf
         raise ConflictError(
             f"only failed, cancelled or lost jobs can be retried (job {job_id} is {job.status})"
         )
-    same = {f.name: getattr(job, f.name) for f in fields(JobRequest)}
-    request = JobRequest(**same | {"requested_by": actor})
+    request = info_of(JobRequest, job, requested_by=actor)
     return insert_job(session=session, request=request, retry_of_id=job.id)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError
 from db.models import User, UserSession, utcnow
+from db.repo.rows import info_of
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,7 @@ class UserInfo:
 
 
 def _info(user: User) -> UserInfo:
-    return UserInfo(
-        user.id,
-        user.name,
-        user.role,
-        user.disabled,
-        user.failed_attempts,
-        user.locked_until,
-        user.created_at,
-        user.last_sign_in_at,
-    )
+    return info_of(UserInfo, user)
 
 
 def token_hash(token: str) -> str:
