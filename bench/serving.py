@@ -69,7 +69,7 @@ def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]
     from core.ml.images import encode_png
     from core.ml.training import TrainConfig, train
     from db.engine import session_scope
-    from db.repo.channels import create_channel, promote_version
+    from db.repo.channels import ChannelSpec, create_channel, promote_version
     from db.repo.models import create_model, register_version
 
     data = load_dataset("digits")
@@ -90,7 +90,9 @@ def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]
             history=result.history, framework_versions=result.framework_versions,
             device="cpu", train_seconds=result.train_seconds,
         )  # fmt: skip
-        _, key = create_channel(session=s, slug="bench", name="Bench", dataset_id=dataset.id)
+        _, key = create_channel(
+            session=s, slug="bench", spec=ChannelSpec(name="Bench", dataset_id=dataset.id)
+        )
         promote_version(session=s, slug="bench", version_id=version.id)
     images = [encode_png(img) for img in split.test.x]
     return url, key, str(result.artifact_path), images

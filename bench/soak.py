@@ -121,7 +121,7 @@ def build_registry() -> tuple[dict[str, str], list[bytes], int]:
     from core.ml.training import sha256_of_file
     from db.artifact_store import artifact_store
     from db.engine import session_scope
-    from db.repo.channels import promote_version
+    from db.repo.channels import ChannelSpec, promote_version
     from db.repo.models import register_version
     from db.settings import artifact_dir, relative_artifact
 
@@ -142,9 +142,11 @@ def build_registry() -> tuple[dict[str, str], list[bytes], int]:
         )  # fmt: skip
         for slug in CHANNELS:
             _, keys[slug] = channel_actions.create_channel(
-                actor=SYSTEM, session=s, slug=slug, name=slug.title(), dataset_id=dataset.id,
-                model_id=model.id,
-            )  # fmt: skip
+                actor=SYSTEM,
+                session=s,
+                slug=slug,
+                spec=ChannelSpec(name=slug.title(), dataset_id=dataset.id, model_id=model.id),
+            )
             promote_version(session=s, slug=slug, version_id=version.id)
     images = [encode_png(image) for image in data.x[:200]]
     return keys, images, data.num_classes
@@ -249,6 +251,7 @@ class Load:
     def _annotate(self) -> None:
         from core.actions.base import Actor
         from core.actions.feedback import annotate_feedback
+        from db.repo.feedback import AnnotationInput
 
         annotator, rng = Actor("soak-annotator", "annotator"), random.Random(7)
         while not self.stop.is_set():
@@ -262,9 +265,15 @@ class Load:
                 true_class = predicted
             try:
                 annotate_feedback(
-                    actor=annotator, feedback_id=feedback_id, verdict=verdict,
-                    true_class=true_class, note="soak", num_classes=self.classes,
-                )  # fmt: skip
+                    actor=annotator,
+                    feedback_id=feedback_id,
+                    annotation=AnnotationInput(
+                        verdict=verdict,
+                        true_class=true_class,
+                        note="soak",
+                        num_classes=self.classes,
+                    ),
+                )
             except Exception as exc:  # counted and reported, never fatal to the soak
                 self.tally.problem("annotate", exc)
                 continue

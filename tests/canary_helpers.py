@@ -11,7 +11,7 @@ from core.actions.channels import promote_version
 from core.serving.prediction_log import PredictionLog
 from db.engine import session_scope
 from db.repo.canary import CanaryInfo, get_canary
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.settings import artifact_dir
@@ -36,7 +36,9 @@ def channel_with_versions(count: int = 3, slug: str = "web") -> tuple[int, list[
                     holdout_fingerprint=HOLDOUT,
                 ).id
             )  # fmt: skip
-        channel, _ = create_channel(session=s, slug=slug, name=slug.title(), model_id=model.id)
+        channel, _ = create_channel(
+            session=s, slug=slug, spec=ChannelSpec(name=slug.title(), model_id=model.id)
+        )
     promote_version(actor="alice", slug=slug, version_id=ids[0], reason="first version")
     return channel.id, ids
 

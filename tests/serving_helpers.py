@@ -21,7 +21,7 @@ from core.ml.images import encode_png
 from core.ml.training import sha256_of_file
 from db.engine import session_scope
 from db.models import Feedback, Prediction
-from db.repo.channels import create_channel, promote_version
+from db.repo.channels import ChannelSpec, create_channel, promote_version
 from db.repo.models import create_model, register_version
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,9 @@ def build_registry(
         keys = {}
         for slug in ("web", "mobile", "empty"):
             _, keys[slug] = create_channel(
-                session=s, slug=slug, name=slug.title(), dataset_id=dataset.id, model_id=model.id
+                session=s,
+                slug=slug,
+                spec=ChannelSpec(name=slug.title(), dataset_id=dataset.id, model_id=model.id),
             )
         for slug in ("web", "mobile"):
             promote_version(session=s, slug=slug, version_id=versions[0])

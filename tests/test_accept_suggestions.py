@@ -9,7 +9,7 @@ from core.actions.feedback import accept_suggestions, submit_feedback
 from db.engine import session_scope
 from db.queries.lookups import annotation_history, list_events
 from db.queries.review import review_item, suggest_verdict
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.registry_helpers import add_dataset, add_model_with_version
 
@@ -27,7 +27,7 @@ def test_each_item_keeps_its_own_suggested_class(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel = create_channel(session=s, slug="web", name="Web", kind="web")[0]
+        channel = create_channel(session=s, slug="web", spec=ChannelSpec(name="Web", kind="web"))[0]
         # (predicted, runner-up, rating, claimed): two name a class, one names none, one agrees.
         cases = [(1, 3, "down", 3), (2, 8, "down", 8), (4, 7, "down", None), (5, 6, "up", None)]
         ids = []

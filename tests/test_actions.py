@@ -14,6 +14,8 @@ from db.engine import session_scope
 from db.errors import ConflictError, RegistryError
 from db.queries.lookups import get_channel, list_events
 from db.repo import predictions
+from db.repo.channels import ChannelSpec
+from db.repo.feedback import AnnotationInput
 from tests.registry_helpers import add_dataset, add_model_with_version
 
 ANN = Actor("ann", "manager")
@@ -34,7 +36,9 @@ def _setup() -> tuple[int, int, int]:
 
 def test_every_channel_action_writes_one_audit_row_with_its_name(registry):
     dataset_id, model_id, version_id = _setup()
-    web, key = channel_actions.create_channel(actor=ANN, slug="web", name="Web", model_id=model_id)
+    web, key = channel_actions.create_channel(
+        actor=ANN, slug="web", spec=ChannelSpec(name="Web", model_id=model_id)
+    )
     assert key.startswith("chk_") and web.model_id == model_id
     channel_actions.update_channel(actor=ANN, slug="web", slo_min_accuracy=0.9, reason="SLO")
     channel_actions.pause_channel(actor=ANN, slug="web", reason="incident")
@@ -60,7 +64,9 @@ def test_every_channel_action_writes_one_audit_row_with_its_name(registry):
 
 def test_a_refused_action_changes_nothing_and_audits_only_the_refusal(registry):
     _, model_id, version_id = _setup()
-    channel_actions.create_channel(actor=ANN, slug="web", name="Web", model_id=model_id)
+    channel_actions.create_channel(
+        actor=ANN, slug="web", spec=ChannelSpec(name="Web", model_id=model_id)
+    )
     before = _events()
     with pytest.raises(PermissionDenied, match="needs the manager role"):
         channel_actions.promote_version(
@@ -88,7 +94,9 @@ def test_a_refused_action_changes_nothing_and_audits_only_the_refusal(registry):
 def test_an_action_joins_the_callers_unit_of_work(registry):
     _, model_id, _ = _setup()
     with pytest.raises(RuntimeError), session_scope() as s:
-        channel_actions.create_channel(actor=ANN, session=s, slug="web", name="Web")
+        channel_actions.create_channel(
+            actor=ANN, session=s, slug="web", spec=ChannelSpec(name="Web")
+        )
         raise RuntimeError("the caller's work fails after the action")
     assert _events("channel") == []
     model_actions.create_model(actor=ANN, name="other")
@@ -117,16 +125,20 @@ def _feedback_items(channel_id: int, version_id: int, n: int) -> list[int]:
 
 def test_feedback_submit_annotate_and_bulk_annotate(registry):
     _, model_id, version_id = _setup()
-    web, _ = channel_actions.create_channel(actor=SYSTEM, slug="web", name="Web")
+    web, _ = channel_actions.create_channel(actor=SYSTEM, slug="web", spec=ChannelSpec(name="Web"))
     ids = _feedback_items(web.id, version_id, 4)
     assert [a for _, a, _ in _events("feedback")] == ["feedback.submit"] * 4
     annotator = Actor("ann", "annotator")
     info = feedback_actions.annotate_feedback(
-        actor=annotator, feedback_id=ids[1], verdict="corrected", true_class=5, note="blurry"
+        actor=annotator,
+        feedback_id=ids[1],
+        annotation=AnnotationInput(verdict="corrected", true_class=5, note="blurry"),
     )
     assert (info.author, info.true_class) == ("ann", 5)
     # thumbs-down without a claimed class cannot be confirmed: skipped, not fatal
-    result = feedback_actions.bulk_annotate(actor=annotator, feedback_ids=ids, verdict="confirmed")
+    result = feedback_actions.bulk_annotate(
+        actor=annotator, feedback_ids=ids, annotation=AnnotationInput(verdict="confirmed")
+    )
     assert result.applied == [ids[0], ids[2]] and len(result.skipped) == 2
     with session_scope() as s:
         events = list_events(session=s, object_type="feedback", limit=2)
@@ -136,10 +148,14 @@ def test_feedback_submit_annotate_and_bulk_annotate(registry):
     assert single.details["reason"] == "blurry"
     with pytest.raises(PermissionDenied):
         feedback_actions.annotate_feedback(
-            actor=Actor("vic", "viewer"), feedback_id=ids[0], verdict="rejected"
+            actor=Actor("vic", "viewer"),
+            feedback_id=ids[0],
+            annotation=AnnotationInput(verdict="rejected"),
         )
     with pytest.raises(RegistryError, match="verdict must be one of"):
-        feedback_actions.bulk_annotate(actor=annotator, feedback_ids=ids, verdict="maybe")
+        feedback_actions.bulk_annotate(
+            actor=annotator, feedback_ids=ids, annotation=AnnotationInput(verdict="maybe")
+        )
 
 
 def test_job_actions_enqueue_cancel_retry(registry):

@@ -23,8 +23,8 @@ from core.serving.settings import ServingSettings
 from db.engine import session_scope
 from db.errors import ConflictError, RegistryError
 from db.models import Feedback
-from db.repo.channels import create_channel
-from db.repo.feedback import add_feedback, annotate
+from db.repo.channels import ChannelSpec, create_channel
+from db.repo.feedback import AnnotationInput, add_feedback, annotate
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.text import forbidden_character
 from tests.registry_helpers import add_dataset, add_model_with_version
@@ -220,7 +220,7 @@ def test_the_registry_refuses_the_same_input(registry):
     """The action layer's door (the CLI and dashboard use it too) applies the same rules."""
     with session_scope() as s:
         _, version = add_model_with_version(s, add_dataset(s))
-        web, _ = create_channel(session=s, slug="web", name="Web")
+        web, _ = create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
         pid = new_prediction_id()
         record = PredictionRecord(
             pid, web.id, version.id, "production", 3, 0.8, [0.1] * 10, 2.0, None
@@ -241,7 +241,8 @@ def test_the_registry_refuses_the_same_input(registry):
     ]
     for fields, message in verdicts:
         with pytest.raises(RegistryError, match=message), session_scope() as s:
-            annotate(session=s, feedback_id=info.id, verdict="confirmed", author="ann", **fields)
+            annotation = AnnotationInput(verdict="confirmed", **fields)
+            annotate(session=s, feedback_id=info.id, author="ann", annotation=annotation)
     with pytest.raises(ConflictError, match="already has its feedback"), session_scope() as s:
         add_feedback(session=s, prediction_id=pid, channel_id=web.id, rating="down")
     with session_scope() as s:
@@ -274,7 +275,7 @@ def test_racing_feedback_on_one_prediction_stores_one(registry):
     """Eight writers at once on each of five predictions: one feedback each, the others 409."""
     with session_scope() as s:
         _, version = add_model_with_version(s, add_dataset(s))
-        web, _ = create_channel(session=s, slug="web", name="Web")
+        web, _ = create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
         pids = [new_prediction_id() for _ in range(5)]
         records = [PredictionRecord(p, web.id, version.id, "production", 3, 0.8, [0.1] * 10, 2.0,
                                     None) for p in pids]  # fmt: skip

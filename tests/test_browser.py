@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from core.ml.catalog import DEFAULT_ARCHITECTURE
+from db.repo.feedback import AnnotationInput
 from tests.dashboard_fixtures import fill_registry
 
 pytestmark = pytest.mark.browser
@@ -258,7 +259,9 @@ def hostile_feedback(env: dict[str, str]) -> Iterator[None]:
             yield
         finally:
             if ids:
-                bulk_annotate(actor=SYSTEM, feedback_ids=ids, verdict="rejected")
+                bulk_annotate(
+                    actor=SYSTEM, feedback_ids=ids, annotation=AnnotationInput(verdict="rejected")
+                )
 
 
 def _send_hostile_feedback(database_url: str, sent: list[int]) -> None:

@@ -17,6 +17,7 @@ from db.errors import ConflictError, RegistryError
 from db.repo.audit import list_events
 from db.repo.canary import list_decisions
 from db.repo.channels import get_channel
+from db.repo.feedback import AnnotationInput
 from db.repo.rollups import RollupDelta, add_to_rollups
 from tests.canary_helpers import channel_with_versions, plan, write_traffic
 
@@ -131,10 +132,17 @@ def test_worse_feedback_accuracy_is_rolled_back(registry):
                 num_classes=10,
             )  # fmt: skip
             if right:
-                annotate_feedback(actor="ann", feedback_id=fb.id, verdict="confirmed")
+                annotate_feedback(
+                    actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")
+                )
             else:
-                annotate_feedback(actor="ann", feedback_id=fb.id, verdict="corrected",
-                                  true_class=other, num_classes=10)  # fmt: skip
+                annotate_feedback(
+                    actor="ann",
+                    feedback_id=fb.id,
+                    annotation=AnnotationInput(
+                        verdict="corrected", true_class=other, num_classes=10
+                    ),
+                )
     Controller().tick(canary.step_started_at + STEP)
     (decision,) = _decisions(channel_id)
     assert decision.decision == "rollback" and "accuracy" in decision.reason, decision.reason

@@ -18,7 +18,8 @@ from db.engine import session_scope
 from db.models import Channel
 from db.repo.alerts import list_alerts
 from db.repo.audit import list_events
-from db.repo.channels import create_channel, promote_version
+from db.repo.channels import ChannelSpec, create_channel, promote_version
+from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
@@ -34,7 +35,7 @@ def _channel(**slo) -> tuple[int, int]:
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel, _ = create_channel(session=s, slug="web", name="Web", kind="web")
+        channel, _ = create_channel(session=s, slug="web", spec=ChannelSpec(name="Web", kind="web"))
         promote_version(session=s, slug="web", version_id=version.id)
         s.execute(update(Channel).where(Channel.id == channel.id).values(**slo))
     return channel.id, version.id
@@ -153,7 +154,9 @@ def test_accuracy_breach_needs_the_interval_below_the_objective(registry):
         fb = submit_feedback(actor="user", prediction_id=record.id, channel_id=channel_id,
                              rating="up" if right else "down",
                              claimed_class=None if right else 2, num_classes=10)  # fmt: skip
-        annotate_feedback(actor="ann", feedback_id=fb.id, verdict="confirmed")
+        annotate_feedback(
+            actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")
+        )
     changes = Controller(bucket_s=BUCKET_S).tick(NOW)
     assert any("opened accuracy alert" in c for c in changes), changes
     (alert,) = _alerts(channel_id)

@@ -12,6 +12,7 @@ from db.models import Feedback, ModelVersion
 from db.queries.registry import VersionFilter, version_page
 from db.queries.review import ReviewFilter, review_page
 from db.repo import channels, feedback, models, predictions
+from db.repo.channels import ChannelSpec
 from tests.registry_helpers import EVALUATION, add_dataset, add_model_with_version
 
 pytestmark = pytest.mark.both_databases
@@ -52,7 +53,7 @@ def test_review_queue_is_filtered_by_day(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        web, _ = channels.create_channel(session=s, slug="web", name="Web")
+        web, _ = channels.create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
         ids = []
         for day in (1, 2, 3):
             pid = predictions.new_prediction_id()

@@ -17,8 +17,9 @@ from core.ml.images import encode_png
 from core.ml.inference import load_model
 from db.engine import session_scope
 from db.models import VersionTrainingItem
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from db.repo.channels import promote_version as repo_promote
+from db.repo.feedback import AnnotationInput
 from db.repo.models import create_model, register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.settings import artifact_dir
@@ -58,8 +59,12 @@ def _annotated_feedback(s, channel_id: int, version_id: int, digits) -> list[tup
         insert_predictions(session=s, records=[record])
         fb = submit_feedback(actor="user", session=s, prediction_id=record.id,
                              channel_id=channel_id, rating="down")  # fmt: skip
-        note = annotate_feedback(actor="ann", session=s, feedback_id=fb.id, verdict="corrected",
-                                 true_class=int(digits.y[i]))  # fmt: skip
+        note = annotate_feedback(
+            actor="ann",
+            session=s,
+            feedback_id=fb.id,
+            annotation=AnnotationInput(verdict="corrected", true_class=int(digits.y[i])),
+        )
         items.append((fb.id, note.id, int(digits.y[i])))
     return items
 
@@ -72,7 +77,9 @@ def _registry(tiny_models) -> dict:
                                           location=None, data=digits)  # fmt: skip
         model = create_model(session=s, name="digits-mlp")
         strong_id = _register(s, model.id, dataset, strong)
-        channel, _ = create_channel(session=s, slug="web", name="Web", model_id=model.id)
+        channel, _ = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model.id)
+        )
         repo_promote(session=s, slug="web", version_id=strong_id)
         items = _annotated_feedback(s, channel.id, strong_id, digits)
         for f, a, c in items[:5]:

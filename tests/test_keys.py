@@ -23,7 +23,7 @@ from db.engine import session_scope
 from db.errors import RegistryError
 from db.models import utcnow
 from db.repo.audit import list_events
-from db.repo.channels import create_channel, get_channel
+from db.repo.channels import ChannelSpec, create_channel, get_channel
 from db.repo.serving_queries import channel_for_api_key, record_key_use
 from tests.dashboard_fixtures import filled_registry_fixture  # noqa: F401
 from tests.serving_helpers import REPO_ROOT, free_port
@@ -38,7 +38,8 @@ def keys(registry) -> dict[str, str]:
     """Channels `web` and `mobile` with no model: the key check is all that is exercised."""
     with session_scope(registry) as s:
         return {
-            slug: create_channel(session=s, slug=slug, name=slug)[1] for slug in ("web", "mobile")
+            slug: create_channel(session=s, slug=slug, spec=ChannelSpec(name=slug))[1]
+            for slug in ("web", "mobile")
         }
 
 

@@ -12,7 +12,8 @@ from core.actions.base import SYSTEM
 from core.actions.feedback import annotate_feedback, submit_feedback
 from db.engine import session_scope
 from db.queries.lookups import count_training_items, list_jobs
-from db.repo.channels import create_channel, promote_version
+from db.repo.channels import ChannelSpec, create_channel, promote_version
+from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
 from tests.registry_helpers import add_dataset, add_model_with_version
@@ -23,8 +24,9 @@ def _loop_registry() -> int:
     with session_scope() as s:
         dataset_id = add_dataset(s)
         model, version = add_model_with_version(s, dataset_id)
-        channel = create_channel(session=s, slug="web", name="Web", kind="web",
-                                 model_id=model.id)[0]  # fmt: skip
+        channel = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web", model_id=model.id)
+        )[0]
         promote_version(session=s, slug="web", version_id=version.id)
         records = [PredictionRecord(new_prediction_id(), channel.id, version.id, "production",
                                     1, 0.7, np.full(10, 0.1).tolist(), 3.0, "inputs/x.png")
@@ -34,7 +36,9 @@ def _loop_registry() -> int:
                                channel_id=channel.id, rating="down", claimed_class=7,
                                num_classes=10).id for r in records]  # fmt: skip
     for feedback_id in ids[:3]:
-        annotate_feedback(actor="ann", feedback_id=feedback_id, verdict="confirmed")
+        annotate_feedback(
+            actor="ann", feedback_id=feedback_id, annotation=AnnotationInput(verdict="confirmed")
+        )
     open_alert(actor=SYSTEM, channel_id=channel.id, signal="accuracy", message="accuracy low")
     return channel.id
 

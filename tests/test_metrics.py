@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core.serving.api import create_app
 from core.serving.settings import ServingSettings
 from db.engine import session_scope
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from tests.serving_helpers import png_of
 
 pytest_plugins = ["tests.serving_fixtures"]
@@ -35,7 +35,9 @@ def sample(samples, name: str, **labels: str) -> float:
 
 def test_metrics_count_a_known_number_of_requests_by_channel_and_status(registry):
     with session_scope(registry) as s:
-        _, key = create_channel(session=s, slug="web", name="Web")  # no model: predicts are 503
+        _, key = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web")
+        )  # no model: predicts are 503
     app = create_app(registry, settings=ServingSettings(refresh_seconds=0.1))
     with TestClient(app) as client:
         for _ in range(5):

@@ -9,7 +9,7 @@ import numpy as np
 from core.serving.prediction_log import PredictionLog
 from db.engine import session_scope
 from db.models import utcnow
-from db.repo.channels import create_channel, promote_version
+from db.repo.channels import ChannelSpec, create_channel, promote_version
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.settings import artifact_dir
 from tests.page_helpers import open_page, texts
@@ -41,8 +41,9 @@ def test_monitoring_shows_each_arm_with_window_and_counts(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel, _ = create_channel(session=s, slug="web", name="Web", kind="web",
-                                    dataset_id=dataset_id)  # fmt: skip
+        channel, _ = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web", dataset_id=dataset_id)
+        )
         promote_version(session=s, slug="web", version_id=version.id)
     _traffic(registry, channel.id, version.id, {"production": 90, "candidate": 10})
     at = open_page("monitoring", channel="web")
@@ -58,6 +59,6 @@ def test_monitoring_shows_each_arm_with_window_and_counts(registry):
 def test_monitoring_says_when_there_is_no_traffic(registry):
     with session_scope() as s:
         add_dataset(s)
-        create_channel(session=s, slug="quiet", name="Quiet", kind="web")
+        create_channel(session=s, slug="quiet", spec=ChannelSpec(name="Quiet", kind="web"))
     at = open_page("monitoring", channel="quiet")
     assert "No requests on quiet in the last 24 h." in [i.value for i in at.info]

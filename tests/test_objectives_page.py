@@ -7,7 +7,7 @@ from core.actions.alerts import open_alert
 from core.actions.base import SYSTEM
 from db.engine import session_scope
 from db.queries.lookups import get_channel, list_alerts
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
 from tests.registry_helpers import add_dataset
 
@@ -15,7 +15,7 @@ from tests.registry_helpers import add_dataset
 def _channel() -> int:
     with session_scope() as s:
         add_dataset(s)
-        return create_channel(session=s, slug="web", name="Web", kind="web")[0].id
+        return create_channel(session=s, slug="web", spec=ChannelSpec(name="Web", kind="web"))[0].id
 
 
 def test_objectives_form_saves_through_the_action(registry):

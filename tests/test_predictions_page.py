@@ -8,7 +8,7 @@ import numpy as np
 
 from db.engine import session_scope
 from db.models import utcnow
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.page_helpers import check_page, fresh_caches, open_page  # noqa: F401
 from tests.registry_helpers import add_dataset, add_model_with_version
@@ -19,8 +19,9 @@ def _log(n: int) -> None:
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel = create_channel(session=s, slug="web", name="Web", kind="web",
-                                 dataset_id=dataset_id)[0]  # fmt: skip
+        channel = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web", dataset_id=dataset_id)
+        )[0]
         now = utcnow()
         insert_predictions(session=s, records=[
             PredictionRecord(

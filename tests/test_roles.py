@@ -12,6 +12,7 @@ from core.actions.base import ROLES, Actor, PermissionDenied, all_actions
 from db.engine import session_scope
 from db.models import AuditEvent, AuditRowsAreAppendOnly
 from db.repo.audit import list_events
+from db.repo.channels import ChannelSpec
 
 
 def refusals(actor: str) -> list:
@@ -55,7 +56,9 @@ def test_viewer_and_annotator_calling_manager_actions_are_refused_and_audited(re
 
     with session_scope() as s:
         model, version = add_model_with_version(s, add_dataset(s))
-    channel_actions.create_channel(actor="setup", slug="web", name="Web", model_id=model.id)
+    channel_actions.create_channel(
+        actor="setup", slug="web", spec=ChannelSpec(name="Web", model_id=model.id)
+    )
     who = Actor(f"{role}-eve", role)
     with pytest.raises(PermissionDenied, match="needs the manager role"):
         channel_actions.promote_version(

@@ -14,7 +14,8 @@ from core.ml import monitoring_stats as stats
 from core.serving.prediction_log import PredictionLog
 from db.engine import session_scope
 from db.models import ROLLUP_RESOLUTIONS, Prediction, Rollup
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
+from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
@@ -53,7 +54,7 @@ def test_rollups_equal_aggregate_of_raw_rows(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channels = [create_channel(session=s, slug=slug, name=slug, kind="web")[0].id
+        channels = [create_channel(session=s, slug=slug, spec=ChannelSpec(name=slug))[0].id
                     for slug in ("web", "app")]  # fmt: skip
     log = PredictionLog(registry, artifact_dir(), flush_seconds=0.05, flush_rows=37)
     images = {}
@@ -99,7 +100,7 @@ def test_thumbs_and_verdicts_count_in_the_predictions_bucket(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel = create_channel(session=s, slug="web", name="web", kind="web")[0]
+        channel = create_channel(session=s, slug="web", spec=ChannelSpec(name="web", kind="web"))[0]
     log = PredictionLog(registry, artifact_dir(), flush_seconds=0.05)
     records = [record for record, _ in _records([channel.id], version.id, 6)]
     for record in records:
@@ -112,13 +113,26 @@ def test_thumbs_and_verdicts_count_in_the_predictions_bucket(registry):
         ids.append(submit_feedback(actor="end-user", prediction_id=record.id,
                                    channel_id=channel.id, rating=rating, claimed_class=claimed,
                                    num_classes=10).id)  # fmt: skip
-    annotate_feedback(actor="ann", feedback_id=ids[0], verdict="confirmed")  # right
-    annotate_feedback(actor="ann", feedback_id=ids[1], verdict="confirmed")  # wrong
-    annotate_feedback(actor="ann", feedback_id=ids[2], verdict="confirmed")  # wrong …
-    annotate_feedback(actor="ann", feedback_id=ids[2], verdict="corrected",
-                      true_class=records[2].predicted_class)  # … then right  # fmt: skip
-    annotate_feedback(actor="ann", feedback_id=ids[3], verdict="confirmed")  # right …
-    annotate_feedback(actor="ann", feedback_id=ids[3], verdict="rejected")  # … then nothing
+    annotate_feedback(
+        actor="ann", feedback_id=ids[0], annotation=AnnotationInput(verdict="confirmed")
+    )  # right
+    annotate_feedback(
+        actor="ann", feedback_id=ids[1], annotation=AnnotationInput(verdict="confirmed")
+    )  # wrong
+    annotate_feedback(
+        actor="ann", feedback_id=ids[2], annotation=AnnotationInput(verdict="confirmed")
+    )  # wrong …
+    annotate_feedback(
+        actor="ann",
+        feedback_id=ids[2],
+        annotation=AnnotationInput(verdict="corrected", true_class=records[2].predicted_class),
+    )  # … then right
+    annotate_feedback(
+        actor="ann", feedback_id=ids[3], annotation=AnnotationInput(verdict="confirmed")
+    )  # right …
+    annotate_feedback(
+        actor="ann", feedback_id=ids[3], annotation=AnnotationInput(verdict="rejected")
+    )  # … then nothing
 
     def totals(resolution: int) -> tuple[int, ...]:
         with session_scope() as s:

@@ -10,7 +10,7 @@ import pytest
 
 from db.engine import session_scope
 from db.queries.monitoring import WINDOWS, Signals, channel_monitoring, window_totals
-from db.repo.channels import create_channel
+from db.repo.channels import ChannelSpec, create_channel
 from db.repo.rollups import RollupDelta, add_to_rollups
 from tests.registry_helpers import add_dataset, add_model_with_version
 
@@ -46,8 +46,8 @@ def test_window_totals_equal_channel_monitoring_totals(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel, _ = create_channel(session=s, slug="web", name="Web", kind="web")
-        other, _ = create_channel(session=s, slug="app", name="App", kind="web")
+        channel, _ = create_channel(session=s, slug="web", spec=ChannelSpec(name="Web", kind="web"))
+        other, _ = create_channel(session=s, slug="app", spec=ChannelSpec(name="App", kind="web"))
         add_to_rollups(session=s, deltas=_deltas(channel.id, version.id, 3000))
         add_to_rollups(session=s, deltas=_deltas(other.id, version.id, 500))
     # Ends on and off the hour, inside the traffic (rows after the end count too).

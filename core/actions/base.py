@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -100,10 +100,15 @@ SECRET_WORDS = ("password", "key", "token", "secret")
 def record_refusal(who: Actor, name: str, role: str, kwargs: dict[str, Any]) -> None:
     """Audit a refused action in its own transaction: the caller's rolls back on the refusal.
 
-    Only short scalar arguments are kept (ids, slugs), never anything named like a secret."""
+    Only short scalar arguments are kept (ids, slugs), never anything named like a secret; the
+    fields of a dataclass argument (ChannelSpec, AnnotationInput) count as arguments."""
+    flat: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        is_record = is_dataclass(value) and not isinstance(value, type)
+        flat.update(asdict(value) if is_record else {key: value})
     shown = {
         key: value
-        for key, value in kwargs.items()
+        for key, value in flat.items()
         if isinstance(value, int | float | str)
         and len(str(value)) <= 100
         and not any(word in key.lower() for word in SECRET_WORDS)

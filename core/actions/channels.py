@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -10,11 +11,10 @@ from core.actions.base import Actor, action, audit
 from core.actions.gate import apply_gate
 from db.errors import ConflictError, RegistryError
 from db.repo import channels as repo
-from db.repo.channels import ChannelInfo
+from db.repo.channels import ChannelInfo, ChannelSpec
 
 # The fields `update_channel` may change, as the channel's info names them.
-SETTINGS = ("name", "kind", "dataset_id", "model_id", "slo_min_accuracy", "slo_max_p95_ms")
-SETTINGS += ("rate_limit_per_s",)  # requests per second per API key; None = unlimited
+SETTINGS = tuple(f.name for f in fields(ChannelSpec))
 # How long a rotated-out key keeps working unless the rotation says otherwise.
 DEFAULT_KEY_GRACE_S = 24 * 3600
 
@@ -29,31 +29,12 @@ UNCHANGED: Any = _Unchanged()
 
 @action("channel.create", role="manager")
 def create_channel(
-    *,
-    session: Session,
-    actor: Actor,
-    slug: str,
-    name: str,
-    kind: str = "web",
-    dataset_id: int | None = None,
-    model_id: int | None = None,
-    slo_min_accuracy: float | None = None,
-    slo_max_p95_ms: float | None = None,
-    rate_limit_per_s: float | None = None,
+    *, session: Session, actor: Actor, slug: str, spec: ChannelSpec
 ) -> tuple[ChannelInfo, str]:
     """Create a channel; returns it and its API key (shown once, stored hashed)."""
-    settings = dict(
-        name=name, kind=kind, dataset_id=dataset_id, model_id=model_id,
-        slo_min_accuracy=slo_min_accuracy, slo_max_p95_ms=slo_max_p95_ms,
-        rate_limit_per_s=rate_limit_per_s,
-    )  # fmt: skip
-    info, key = repo.create_channel(session=session, slug=slug, **settings)
-    audit(session, actor, "channel.create", "channel", slug, after=_settings(info))
+    info, key = repo.create_channel(session=session, slug=slug, spec=spec)
+    audit(session, actor, "channel.create", "channel", slug, after=asdict(ChannelSpec.of(info)))
     return info, key
-
-
-def _settings(info: ChannelInfo) -> dict[str, Any]:
-    return {field: getattr(info, field) for field in SETTINGS}
 
 
 @action("channel.update", role="manager")
@@ -69,11 +50,10 @@ def update_channel(
     unknown = sorted(set(changes) - set(SETTINGS))
     if unknown:
         raise RegistryError(f"a channel has no setting {', '.join(unknown)}")
-    before = _settings(repo.get_channel(session=session, slug=slug))
-    after = {
-        k: before[k] if changes.get(k, UNCHANGED) is UNCHANGED else changes[k] for k in SETTINGS
-    }
-    info = repo.update_channel(session=session, slug=slug, **after)
+    current = ChannelSpec.of(repo.get_channel(session=session, slug=slug))
+    wanted = replace(current, **{k: v for k, v in changes.items() if v is not UNCHANGED})
+    info = repo.update_channel(session=session, slug=slug, spec=wanted)
+    before, after = asdict(current), asdict(wanted)
     changed = [k for k in SETTINGS if before[k] != after[k]]
     audit(
         session, actor, "channel.update", "channel", slug,

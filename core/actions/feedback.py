@@ -10,7 +10,7 @@ from core.actions.base import Actor, action, audit
 from db.errors import RegistryError
 from db.models import VERDICTS
 from db.repo import feedback as repo
-from db.repo.feedback import AnnotationInfo, FeedbackInfo
+from db.repo.feedback import AnnotationInfo, AnnotationInput, FeedbackInfo
 
 MAX_BULK_ITEMS = 5000
 
@@ -57,22 +57,13 @@ def _current_verdict(session: Session, feedback_id: int) -> dict[str, object] | 
 
 @action("feedback.annotate", role="annotator")
 def annotate_feedback(
-    *,
-    session: Session,
-    actor: Actor,
-    feedback_id: int,
-    verdict: str,
-    true_class: int | None = None,
-    tags: list[str] | None = None,
-    note: str = "",
-    num_classes: int | None = None,
+    *, session: Session, actor: Actor, feedback_id: int, annotation: AnnotationInput
 ) -> AnnotationInfo:
     """Store a verdict (confirmed / corrected / rejected) on one feedback item."""
     before = _current_verdict(session, feedback_id)
     info = repo.annotate(
-        session=session, feedback_id=feedback_id, verdict=verdict, author=actor.name,
-        true_class=true_class, tags=tags, note=note, num_classes=num_classes,
-    )  # fmt: skip
+        session=session, feedback_id=feedback_id, author=actor.name, annotation=annotation
+    )
     audit(
         session, actor, "feedback.annotate", "feedback", feedback_id,
         before=before, after={"verdict": info.verdict, "true_class": info.true_class},
@@ -83,20 +74,14 @@ def annotate_feedback(
 
 @action("feedback.bulk_annotate", role="annotator")
 def bulk_annotate(
-    *,
-    session: Session,
-    actor: Actor,
-    feedback_ids: list[int],
-    verdict: str,
-    true_class: int | None = None,
-    tags: list[str] | None = None,
-    note: str = "",
-    num_classes: int | None = None,
+    *, session: Session, actor: Actor, feedback_ids: list[int], annotation: AnnotationInput
 ) -> BulkResult:
     """Apply one verdict to many items in one transaction; items it cannot apply to are
     skipped with the reason (one audit row lists the items it applied to)."""
-    if verdict not in VERDICTS:
-        raise RegistryError(f"verdict must be one of {', '.join(VERDICTS)} (got {verdict!r})")
+    if annotation.verdict not in VERDICTS:
+        raise RegistryError(
+            f"verdict must be one of {', '.join(VERDICTS)} (got {annotation.verdict!r})"
+        )
     if not feedback_ids:
         raise RegistryError("a bulk verdict needs at least one feedback item")
     if len(feedback_ids) > MAX_BULK_ITEMS:
@@ -105,16 +90,15 @@ def bulk_annotate(
     for feedback_id in dict.fromkeys(feedback_ids):
         try:
             repo.annotate(
-                session=session, feedback_id=feedback_id, verdict=verdict, author=actor.name,
-                true_class=true_class, tags=tags, note=note, num_classes=num_classes,
-            )  # fmt: skip
+                session=session, feedback_id=feedback_id, author=actor.name, annotation=annotation
+            )
             applied.append(feedback_id)
         except RegistryError as exc:
             skipped.append(f"#{feedback_id}: {exc}")
     audit(
         session, actor, "feedback.bulk_annotate", "feedback", f"{len(applied)} items",
-        feedback_ids=applied, verdict=verdict, true_class=true_class, skipped=len(skipped),
-        reason=note.strip(),
+        feedback_ids=applied, verdict=annotation.verdict, true_class=annotation.true_class,
+        skipped=len(skipped), reason=annotation.note.strip(),
     )  # fmt: skip
     return BulkResult(applied, skipped)
 
@@ -138,12 +122,14 @@ def accept_suggestions(
             skipped.append(f"#{feedback_id}: does not exist")
             continue
         suggestion = suggest_verdict(item)
-        repo.annotate(
-            session=session, feedback_id=feedback_id, verdict=suggestion.verdict,
-            author=actor.name, true_class=suggestion.true_class,
+        annotation = AnnotationInput(
+            suggestion.verdict, suggestion.true_class,
             note=note or f"suggestion accepted: {suggestion.reason}",
             num_classes=len(item.class_names) or None,
         )  # fmt: skip
+        repo.annotate(
+            session=session, feedback_id=feedback_id, author=actor.name, annotation=annotation
+        )
         applied.append(feedback_id)
         verdicts[suggestion.verdict] = verdicts.get(suggestion.verdict, 0) + 1
     audit(

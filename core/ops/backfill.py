@@ -23,6 +23,7 @@ from core.actions.feedback import annotate_feedback, submit_feedback
 from core.ops.simulator import HoldoutImages, drifted_images, feedback_for, holdout_images
 from db.engine import session_scope
 from db.models import Feedback, utcnow
+from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord
 
 # Traffic peaks at 14:00 UTC and bottoms out at 02:00 at a fifth of the peak.
@@ -219,9 +220,16 @@ def send_feedback(
                     said["rating"], said.get("claimed_class"), r.predicted_class, item.truth
                 )
                 annotate_feedback(
-                    actor=reviewer, session=s, feedback_id=info.id, verdict=verdict,
-                    true_class=true_class, tags=["demo"], num_classes=num_classes,
-                )  # fmt: skip
+                    actor=reviewer,
+                    session=s,
+                    feedback_id=info.id,
+                    annotation=AnnotationInput(
+                        verdict=verdict,
+                        true_class=true_class,
+                        tags=["demo"],
+                        num_classes=num_classes,
+                    ),
+                )
                 counts["annotated"] += 1
     return counts
 

@@ -6,9 +6,10 @@ import argparse
 from datetime import datetime
 
 from core.actions import channels as actions
-from core.ops.commands import CommandError, cli_actor, run_and_say, table
+from core.ops.commands import CommandError, cli_actor, command_for, run_and_say, table
 from db.engine import session_scope
 from db.queries import lookups
+from db.repo.channels import ChannelSpec
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -89,9 +90,16 @@ def _slos(args: argparse.Namespace) -> dict[str, float | None]:
 
 def cmd_create(args: argparse.Namespace) -> int:
     _, key = actions.create_channel(
-        actor=cli_actor(), slug=args.slug, name=args.name or args.slug, kind=args.kind or "web",
-        **_ids(args), **_slos(args), **_rate_limit(args),
-    )  # fmt: skip
+        actor=cli_actor(),
+        slug=args.slug,
+        spec=ChannelSpec(
+            name=args.name or args.slug,
+            kind=args.kind or "web",
+            **_ids(args),
+            **_slos(args),
+            **_rate_limit(args),
+        ),
+    )
     print(f"created channel {args.slug}; API key (shown once): {key}")
     return 0
 
@@ -177,14 +185,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
-def cmd_pause(args: argparse.Namespace) -> int:
-    said = f"{args.slug} is paused"
-    return run_and_say(actions.pause_channel, said, slug=args.slug, reason=args.reason)
-
-
-def cmd_resume(args: argparse.Namespace) -> int:
-    said = f"{args.slug} is active"
-    return run_and_say(actions.resume_channel, said, slug=args.slug, reason=args.reason)
+cmd_pause = command_for(actions.pause_channel, "{slug} is paused", "slug", "reason")
+cmd_resume = command_for(actions.resume_channel, "{slug} is active", "slug", "reason")
 
 
 def cmd_canary_start(args: argparse.Namespace) -> int:
@@ -198,9 +200,9 @@ def cmd_canary_start(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
-def cmd_canary_end(args: argparse.Namespace) -> int:
-    said = f"{args.slug}: canary ended; all requests go to production"
-    return run_and_say(actions.end_canary, said, slug=args.slug, reason=args.reason)
+cmd_canary_end = command_for(
+    actions.end_canary, "{slug}: canary ended; all requests go to production", "slug", "reason"
+)
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from db.engine import get_engine, session_scope
 from db.queries import lookups
 from db.queries.review import ReviewFilter, review_ids, review_page
 from db.repo import models as model_repo
+from db.repo.feedback import AnnotationInput
 from db.settings import artifact_dir, current_user, database_url
 
 
@@ -33,6 +34,17 @@ def run_and_say(change: Callable[..., Any], say: str | Callable[[Any], str], **f
     result = change(actor=cli_actor(), **fields)
     print(say(result) if callable(say) else say)
     return 0
+
+
+def command_for(change: Callable[..., Any], said: str, *names: str) -> Callable[..., int]:
+    """A command that passes its arguments `names` to the action `change` and prints `said`
+    formatted with its arguments (`"{slug} is paused"`)."""
+
+    def command(args: argparse.Namespace) -> int:
+        fields = {name: getattr(args, name) for name in names}
+        return run_and_say(change, said.format(**vars(args)), **fields)
+
+    return command
 
 
 def table(headers: list[str], rows: list[list]) -> None:
@@ -238,9 +250,12 @@ def _tags(text: str) -> list[str]:
 
 def cmd_feedback_annotate(args: argparse.Namespace) -> int:
     info = feedback_actions.annotate_feedback(
-        actor=cli_actor(), feedback_id=args.feedback_id, verdict=args.verdict,
-        true_class=args.true_class, tags=_tags(args.tags), note=args.note,
-    )  # fmt: skip
+        actor=cli_actor(),
+        feedback_id=args.feedback_id,
+        annotation=AnnotationInput(
+            verdict=args.verdict, true_class=args.true_class, tags=_tags(args.tags), note=args.note
+        ),
+    )
     label = "" if info.true_class is None else f" (class {info.true_class})"
     print(f"feedback {info.feedback_id}: {info.verdict}{label} by {info.author}")
     return 0
@@ -285,8 +300,9 @@ def cmd_feedback_bulk(args: argparse.Namespace) -> int:
 
     return _on_chosen_feedback(
         args, feedback_actions.bulk_annotate, say,
-        verdict=args.verdict, true_class=args.true_class, tags=_tags(args.tags),
-        note=args.note,
+        annotation=AnnotationInput(
+            verdict=args.verdict, true_class=args.true_class, tags=_tags(args.tags), note=args.note
+        ),
     )  # fmt: skip
 
 

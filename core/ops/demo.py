@@ -24,6 +24,7 @@ from db.engine import get_engine, session_scope
 from db.files import write_private_text
 from db.queries import lookups
 from db.repo import models as model_repo
+from db.repo.channels import ChannelSpec
 from db.settings import home_dir
 
 if TYPE_CHECKING:
@@ -127,9 +128,18 @@ def create_channels() -> dict[str, str]:
         model = ensure_model(actor=SYSTEM, session=s, name=MODEL_NAME)
         for slug, name, kind, min_acc, max_p95 in DEMO_CHANNELS:
             _, keys[slug] = channel_actions.create_channel(
-                actor=SYSTEM, session=s, slug=slug, name=name, kind=kind, dataset_id=dataset.id,
-                model_id=model.id, slo_min_accuracy=min_acc, slo_max_p95_ms=max_p95,
-            )  # fmt: skip
+                actor=SYSTEM,
+                session=s,
+                slug=slug,
+                spec=ChannelSpec(
+                    name=name,
+                    kind=kind,
+                    dataset_id=dataset.id,
+                    model_id=model.id,
+                    slo_min_accuracy=min_acc,
+                    slo_max_p95_ms=max_p95,
+                ),
+            )
             channel_actions.set_objectives(
                 actor=SYSTEM, session=s, slug=slug, reason="demo objectives", **DEMO_OBJECTIVES
             )

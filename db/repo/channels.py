@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,46 +117,59 @@ def _row(session: Session, slug: str) -> Channel:
     return row
 
 
-def _validate_fields(
-    session: Session, *, name, kind, dataset_id, model_id, slo_min_accuracy, slo_max_p95_ms
-) -> None:
-    if not name or not name.strip():
+@dataclass(frozen=True)
+class ChannelSpec:
+    """What a manager sets on a channel: name and kind, what it serves, its SLOs, its rate limit.
+
+    The fields are named as on ChannelInfo; `create_channel` and `update_channel` take one."""
+
+    name: str
+    kind: str = "web"
+    dataset_id: int | None = None
+    model_id: int | None = None
+    slo_min_accuracy: float | None = None
+    slo_max_p95_ms: float | None = None
+    rate_limit_per_s: float | None = None  # requests per second per API key; None = unlimited
+
+    @classmethod
+    def of(cls, info: ChannelInfo) -> ChannelSpec:
+        """The settings a channel has now."""
+        return cls(**{f.name: getattr(info, f.name) for f in fields(cls)})
+
+
+def _validate_spec(session: Session, spec: ChannelSpec) -> None:
+    if not isinstance(spec, ChannelSpec):
+        raise RegistryError(f"channel settings must be a ChannelSpec (got {type(spec).__name__})")
+    if not spec.name or not spec.name.strip():
         raise RegistryError("a channel needs a name")
-    if kind not in CHANNEL_KINDS:
-        raise RegistryError(f"kind must be one of {', '.join(CHANNEL_KINDS)} (got {kind!r})")
-    if dataset_id is not None and session.get(Dataset, dataset_id) is None:
-        raise NotFoundError(f"dataset {dataset_id} does not exist")
-    if model_id is not None and session.get(Model, model_id) is None:
-        raise NotFoundError(f"model {model_id} does not exist")
-    if slo_min_accuracy is not None and not 0.0 <= slo_min_accuracy <= 1.0:
-        raise RegistryError(f"minimum accuracy must be between 0 and 1 (got {slo_min_accuracy})")
-    if slo_max_p95_ms is not None and not 0.0 < slo_max_p95_ms <= 600_000:
-        raise RegistryError(
-            f"maximum p95 latency must be between 0 and 600000 ms (got {slo_max_p95_ms})"
-        )
-
-
-def _check_rate_limit(rate_limit_per_s: float | None) -> float | None:
-    if rate_limit_per_s is not None and not 0 < rate_limit_per_s <= MAX_RATE_LIMIT_PER_S:
+    if spec.kind not in CHANNEL_KINDS:
+        raise RegistryError(f"kind must be one of {', '.join(CHANNEL_KINDS)} (got {spec.kind!r})")
+    if spec.dataset_id is not None and session.get(Dataset, spec.dataset_id) is None:
+        raise NotFoundError(f"dataset {spec.dataset_id} does not exist")
+    if spec.model_id is not None and session.get(Model, spec.model_id) is None:
+        raise NotFoundError(f"model {spec.model_id} does not exist")
+    accuracy, p95 = spec.slo_min_accuracy, spec.slo_max_p95_ms
+    if accuracy is not None and not 0.0 <= accuracy <= 1.0:
+        raise RegistryError(f"minimum accuracy must be between 0 and 1 (got {accuracy})")
+    if p95 is not None and not 0.0 < p95 <= 600_000:
+        raise RegistryError(f"maximum p95 latency must be between 0 and 600000 ms (got {p95})")
+    rate = spec.rate_limit_per_s
+    if rate is not None and not 0 < rate <= MAX_RATE_LIMIT_PER_S:
         raise RegistryError(
             f"rate limit must be between 0 and {MAX_RATE_LIMIT_PER_S} requests per second "
-            f"(got {rate_limit_per_s}); leave it empty for no limit"
+            f"(got {rate}); leave it empty for no limit"
         )
-    return rate_limit_per_s
 
 
-def create_channel(
-    *,
-    session: Session,
-    slug: str,
-    name: str,
-    kind: str = "web",
-    dataset_id: int | None = None,
-    model_id: int | None = None,
-    slo_min_accuracy: float | None = None,
-    slo_max_p95_ms: float | None = None,
-    rate_limit_per_s: float | None = None,
-) -> tuple[ChannelInfo, str]:
+def _apply_spec(session: Session, row: Channel, spec: ChannelSpec) -> None:
+    """Check every setting, then set them all on the row."""
+    _validate_spec(session, spec)
+    for f in fields(ChannelSpec):
+        setattr(row, f.name, getattr(spec, f.name))
+    row.name = spec.name.strip()
+
+
+def create_channel(*, session: Session, slug: str, spec: ChannelSpec) -> tuple[ChannelInfo, str]:
     """Create a channel; returns it and its API key, which is shown this once and stored hashed."""
     if not SLUG_PATTERN.match(slug or ""):
         raise RegistryError(
@@ -164,58 +177,18 @@ def create_channel(
         )
     if session.scalar(select(Channel.id).where(Channel.slug == slug)) is not None:
         raise ConflictError(f"a channel {slug!r} already exists")
-    _validate_fields(
-        session,
-        name=name,
-        kind=kind,
-        dataset_id=dataset_id,
-        model_id=model_id,
-        slo_min_accuracy=slo_min_accuracy,
-        slo_max_p95_ms=slo_max_p95_ms,
-    )
     key = new_api_key()
-    row = Channel(
-        slug=slug,
-        name=name.strip(),
-        kind=kind,
-        dataset_id=dataset_id,
-        model_id=model_id,
-        slo_min_accuracy=slo_min_accuracy,
-        slo_max_p95_ms=slo_max_p95_ms,
-        api_key_hash=hash_api_key(key),
-        api_key_prefix=key[:8],
-        rate_limit_per_s=_check_rate_limit(rate_limit_per_s),
-    )
+    row = Channel(slug=slug, api_key_hash=hash_api_key(key), api_key_prefix=key[:8])
+    _apply_spec(session, row, spec)
     session.add(row)
     session.flush()
     return _info(session, row), key
 
 
-def update_channel(
-    *,
-    session: Session,
-    slug: str,
-    name: str,
-    kind: str,
-    dataset_id: int | None,
-    model_id: int | None,
-    slo_min_accuracy: float | None,
-    slo_max_p95_ms: float | None,
-    rate_limit_per_s: float | None = None,
-) -> ChannelInfo:
+def update_channel(*, session: Session, slug: str, spec: ChannelSpec) -> ChannelInfo:
+    """Replace every setting of the channel with `spec`'s."""
     row = _row(session, slug)
-    row.rate_limit_per_s = _check_rate_limit(rate_limit_per_s)
-    _validate_fields(
-        session,
-        name=name,
-        kind=kind,
-        dataset_id=dataset_id,
-        model_id=model_id,
-        slo_min_accuracy=slo_min_accuracy,
-        slo_max_p95_ms=slo_max_p95_ms,
-    )
-    row.name, row.kind, row.dataset_id, row.model_id = name.strip(), kind, dataset_id, model_id
-    row.slo_min_accuracy, row.slo_max_p95_ms = slo_min_accuracy, slo_max_p95_ms
+    _apply_spec(session, row, spec)
     return _info(session, row)
 
 

@@ -178,18 +178,28 @@ def _resolve_true_class(row: Feedback, verdict: str, true_class: int | None) -> 
     return row.claimed_class
 
 
+@dataclass(frozen=True)
+class AnnotationInput:
+    """An annotator's verdict as given: `true_class` only for a correction (a confirmation takes
+    the user's class), `num_classes` bounds the class when known."""
+
+    verdict: str
+    true_class: int | None = None
+    tags: list[str] | None = None
+    note: str = ""
+    num_classes: int | None = None
+
+
 def annotate(
-    *,
-    session: Session,
-    feedback_id: int,
-    verdict: str,
-    author: str,
-    true_class: int | None = None,
-    tags: list[str] | None = None,
-    note: str = "",
-    num_classes: int | None = None,
+    *, session: Session, feedback_id: int, author: str, annotation: AnnotationInput
 ) -> AnnotationInfo:
     """Store a verdict; an earlier one stays in the history but is no longer current."""
+    if not isinstance(annotation, AnnotationInput):
+        raise RegistryError(
+            f"a verdict must be an AnnotationInput (got {type(annotation).__name__})"
+        )
+    verdict, true_class, note = annotation.verdict, annotation.true_class, annotation.note
+    num_classes = annotation.num_classes
     if verdict not in VERDICTS:
         raise RegistryError(f"verdict must be one of {', '.join(VERDICTS)} (got {verdict!r})")
     if not author or not author.strip():
@@ -204,7 +214,7 @@ def annotate(
         raise RegistryError(
             f"true class must be between 0 and {(num_classes or 1) - 1} (got {resolved})"
         )
-    clean_tags = sorted({t.strip() for t in (tags or []) if t.strip()})[:MAX_TAGS]
+    clean_tags = sorted({t.strip() for t in (annotation.tags or []) if t.strip()})[:MAX_TAGS]
     note = normalize_newlines(note)
     for field, text in [("note", note), *(("tag", t) for t in clean_tags)]:
         problem = check_text(field, text)
@@ -220,11 +230,11 @@ def annotate(
         session.flush()
     if previous is None or previous.true_class != resolved:
         row.used_in_version_id = None  # a new label has not been trained on yet
-    annotation = Annotation(
+    stored = Annotation(
         feedback_id=feedback_id, verdict=verdict, true_class=resolved, tags=clean_tags,
         note=note.strip(), author=author.strip(), is_current=True,
     )  # fmt: skip
-    session.add(annotation)
+    session.add(stored)
     row.review_status = verdict
     session.flush()
     before = _outcome(row.predicted_class, previous.true_class if previous else None)
@@ -232,7 +242,7 @@ def annotate(
     if before != after:
         counts = {name: d for name, d in ((before, -1), (after, 1)) if name is not None}
         _count_in_rollups(session, session.get(Prediction, row.prediction_id), counts)
-    return _annotation_info(annotation)
+    return _annotation_info(stored)
 
 
 def _annotation_info(a: Annotation) -> AnnotationInfo:
