@@ -7,7 +7,7 @@ import io
 import numpy as np
 import streamlit as st
 
-from core.actions.feedback import annotate_feedback
+from core.actions.feedback import AnnotationInput, annotate_feedback
 from dashboard import charts, ui
 from db.artifact_store import artifact_store
 from db.queries.lookups import annotation_history
@@ -126,15 +126,14 @@ def verdict_form(item: ReviewItem) -> str | None:
     verdict = "confirmed" if confirm else "corrected" if correct else "rejected" if reject else None
     if verdict is None:
         return None
-    saved = ui.act(
-        annotate_feedback,
-        feedback_id=item.row.id,
+    annotation = AnnotationInput(
         verdict=verdict,
         true_class=st.session_state["fb_true_class"] if verdict == "corrected" else None,
         tags=st.session_state["fb_tags"].split(","),
         note=st.session_state["fb_note"],
         num_classes=len(item.class_names) or None,
     )
+    saved = ui.act(annotate_feedback, feedback_id=item.row.id, annotation=annotation)
     return verdict if saved else None
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.actions import channels as actions
+from core.actions.channels import ChannelSpec
 from dashboard import gate_view, objectives, timeline, ui
 from db.errors import RegistryError
 from db.models import CHANNEL_KINDS
@@ -149,7 +150,8 @@ def settings_form(current: ChannelInfo | None) -> None:
         return
     try:
         if current is None:
-            info, key = ui.perform(actions.create_channel, **values)
+            slug = values.pop("slug")
+            info, key = ui.perform(actions.create_channel, slug=slug, spec=ChannelSpec(**values))
             st.session_state["ch_new_key"] = (info.slug, key)
             st.query_params["channel"] = info.slug
         else:

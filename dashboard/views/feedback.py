@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.actions.feedback import accept_suggestions, bulk_annotate
+from core.actions.feedback import AnnotationInput, accept_suggestions, bulk_annotate
 from dashboard import review, ui
 from db.models import RATINGS, REVIEW_STATUSES, VERDICTS
 from db.queries.lookups import count_training_items, list_channels
@@ -162,15 +162,14 @@ def bulk_panel(filters: ReviewFilter, sort: str, total: int, actor: str) -> None
         if not apply or count == 0:
             return
         ids = ui.read_fresh(review_ids, filters=filters, sort=sort, limit=BULK_LIMIT)
-        result = ui.act(
-            bulk_annotate,
-            feedback_ids=ids,
+        annotation = AnnotationInput(
             verdict=verdict,
             true_class=int(true_class) if verdict == "corrected" else None,
             tags=tags.split(","),
             note=note,
             num_classes=class_count(),
         )
+        result = ui.act(bulk_annotate, feedback_ids=ids, annotation=annotation)
         if result is None:
             return
         ui.flash(f"Stored {verdict} on {len(result.applied):,} items as {actor}.")
