@@ -8,7 +8,7 @@ import sys
 
 from core.actions import users as user_actions
 from core.ops.cli import CommandError
-from core.ops.commands import run_and_say, table
+from core.ops.commands import command_for, run_and_say, table
 from db.engine import session_scope
 from db.queries.users import list_users
 
@@ -64,11 +64,7 @@ def cmd_role(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
-def cmd_disable(args: argparse.Namespace) -> int:
-    said = f"{args.name} is disabled; their sessions ended"
-    return run_and_say(user_actions.disable_user, said, name=args.name, reason=args.reason)
-
-
-def cmd_enable(args: argparse.Namespace) -> int:
-    said = f"{args.name} may sign in again"
-    return run_and_say(user_actions.enable_user, said, name=args.name, reason=args.reason)
+cmd_disable = command_for(
+    user_actions.disable_user, "{name} is disabled; their sessions ended", "name", "reason"
+)
+cmd_enable = command_for(user_actions.enable_user, "{name} may sign in again", "name", "reason")
