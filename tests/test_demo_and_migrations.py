@@ -101,3 +101,16 @@ def test_demo_review_queue_holds_complaints_naming_the_true_class(demo_registry)
     assert verdicts["pending"] > 50 and verdicts["confirmed"] > 50
     assert verdicts["corrected"] > 0 and verdicts["rejected"] > 0
     assert reviewers == {"demo-manager"}
+
+
+def test_migrations_take_a_percent_encoded_url(tmp_path):
+    """A URL with %-escapes (a password holding '@', a read-only SQLite URI) reaches Alembic
+    unchanged: ConfigParser would otherwise refuse it as an interpolation."""
+    from sqlalchemy import create_engine
+
+    from db.migrate import alembic_config
+
+    engine = create_engine("postgresql+psycopg://user:p%40ss@db.invalid/channelhub")
+    assert alembic_config(engine).get_main_option("sqlalchemy.url") == (
+        "postgresql+psycopg://user:p%40ss@db.invalid/channelhub"
+    )
