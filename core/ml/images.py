@@ -30,21 +30,27 @@ def decode_image(data: bytes, *, max_pixels: int = 25_000_000) -> np.ndarray:
     if not data:
         raise ImageError("empty file: no bytes to decode", "empty")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"image too large: {width}x{height} = {width * height} pixels "
-                    f"(limit {max_pixels})",
-                    "too_large",
-                )
-            img.load()
-    except ImageError:
-        raise
+        img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         raise ImageError("not an image: the bytes are not a PNG or JPEG file", "not_image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"corrupt or truncated image: {exc}", "corrupt") from exc
+    with img:
+        return load_image(img, max_pixels=max_pixels)
+
+
+def load_image(img: Image.Image, *, max_pixels: int = 25_000_000) -> np.ndarray:
+    """The pixels of an opened (not yet decoded) image as uint8 HxWxC, its size checked first."""
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image too large: {width}x{height} = {width * height} pixels (limit {max_pixels})",
+            "too_large",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageError(f"corrupt or truncated image: {exc}", "corrupt") from exc
     return _to_array(img)

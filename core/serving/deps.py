@@ -22,7 +22,7 @@ from db.repo.serving_queries import ChannelRouting
 MISSING_KEY = "missing API key: send it in the X-API-Key header"
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     """The process's services, started by the app's lifespan."""
     return request.app.state.services
 
@@ -40,7 +40,7 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def api_key(request: Request) -> str:
+async def api_key(request: Request) -> str:
     """The key from `X-API-Key`, or from `Authorization: Bearer <key>`; 401 when there is none."""
     key = request.headers.get("x-api-key", "").strip()
     if not key:

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from core.ml.images import ImageError, decode_image, fit_to_shape
+from core.ml.images import ImageError, fit_to_shape, load_image
 
 # Bodies above this are parsed and decoded on a worker thread so they do not stall the loop...
 INLINE_DECODE_BYTES = 64 * 1024
@@ -128,22 +128,23 @@ def pixels_to_image(value: Any, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 async def _decode(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
-    """Decode on the loop only what is quick: a small file whose header declares a small image."""
+    """Decode on the loop only what is quick: a small file whose header declares a small image
+    (the header is read once; the pixels are decoded from that same opened file)."""
     if len(data) > INLINE_DECODE_BYTES:
         return await asyncio.to_thread(decode_to_shape, data, shape, max_pixels)
-    if declared_pixels(data, max_pixels) > INLINE_DECODE_PIXELS:
-        return await asyncio.to_thread(decode_to_shape, data, shape, max_pixels)
-    return decode_to_shape(data, shape, max_pixels)
+    img = open_checked(data, max_pixels)
+    if img.width * img.height > INLINE_DECODE_PIXELS:
+        return await asyncio.to_thread(_pixels_to_shape, img, shape, max_pixels)
+    return _pixels_to_shape(img, shape, max_pixels)
 
 
-def declared_pixels(data: bytes, max_pixels: int) -> int:
-    """The pixel count the header declares, read before any pixel is decoded (Pillow opens
-    lazily): anything but PNG or JPEG is a 415, more than `max_pixels` a 413."""
+def open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """The image opened from its header, no pixel decoded yet (Pillow opens lazily): anything
+    but PNG or JPEG is a 415, more than `max_pixels` a 413, an unreadable header a 400."""
     if not data:
         raise InputError(400, "empty file: no bytes to decode")
     try:
-        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
-            width, height = img.size
+        img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
         found = detected_format(data)
         if found:
@@ -153,11 +154,19 @@ def declared_pixels(data: bytes, max_pixels: int) -> int:
         raise InputError(415, "not an image: the bytes are not a PNG or JPEG file") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(400, f"corrupt or truncated image: {exc}") from None
+    width, height = img.size
     if width * height > max_pixels:
+        img.close()
         raise InputError(
             413, f"image too large: {width}x{height} = {width * height} pixels (limit {max_pixels})"
         )
-    return width * height
+    return img
+
+
+def declared_pixels(data: bytes, max_pixels: int) -> int:
+    """The pixel count the header declares (the checks of `open_checked`)."""
+    with open_checked(data, max_pixels) as img:
+        return img.width * img.height
 
 
 def detected_format(data: bytes) -> str | None:
@@ -171,9 +180,13 @@ def detected_format(data: bytes) -> str | None:
 
 def decode_to_shape(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
     """Decode PNG/JPEG bytes and fit them to `shape`, as an InputError with a status on failure."""
-    declared_pixels(data, max_pixels)
+    return _pixels_to_shape(open_checked(data, max_pixels), shape, max_pixels)
+
+
+def _pixels_to_shape(img: Image.Image, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
     try:
-        return fit_to_shape(decode_image(data, max_pixels=max_pixels), shape)
+        with img:
+            return fit_to_shape(load_image(img, max_pixels=max_pixels), shape)
     except ImageError as exc:
         raise InputError(IMAGE_ERROR_STATUS.get(exc.kind, 400), str(exc)) from None
 
