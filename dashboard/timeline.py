@@ -53,8 +53,7 @@ def start_form(c: ChannelInfo) -> None:
     options = dict(ui.read(version_choices, model_id=c.model_id))
     options.pop(c.production_version_id, None)
     with st.form(f"tl-canary-{c.slug}"):
-        version = st.selectbox("Candidate", [None, *options], key="tl_candidate",
-                               format_func=lambda i: "—" if i is None else options[i])  # fmt: skip
+        version = ui.optional_select(st, "Candidate", options, "tl_candidate", "—")
         a, b, d = st.columns(3)
         steps = a.text_input("Steps (%)", ",".join(f"{s:g}" for s in DEFAULT_STEPS),
                              key="tl_steps")  # fmt: skip

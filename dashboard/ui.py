@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -13,7 +14,8 @@ import streamlit as st
 from core.actions.base import Actor
 from dashboard import auth
 from db.engine import session_scope
-from db.errors import RegistryError
+from db.errors import NotFoundError, RegistryError
+from db.queries.lookups import ChannelInfo, list_channels
 from db.settings import database_url
 
 T = TypeVar("T")
@@ -124,6 +126,62 @@ def read_fresh(fn: Callable[..., T], **kwargs: Any) -> T:
         return fn(session=session, **kwargs)
 
 
+def channels_or_note() -> list[ChannelInfo]:
+    """Every channel; where there is none yet the page says so, and the caller, given an empty
+    list, draws nothing more."""
+    channels = read(list_channels)
+    if not channels:
+        st.info("No channels yet.")
+    return channels
+
+
+def read_found(fn: Callable[..., T], *, fresh: bool = False, **kwargs: Any) -> T | None:
+    """`read` (or `read_fresh`) of one thing a link named (`?version=`, `?job=`); when it does
+    not exist, the page shows why and gets None."""
+    try:
+        return (read_fresh if fresh else read)(fn, **kwargs)
+    except NotFoundError as exc:
+        st.error(str(exc))
+        return None
+
+
+def page_count(total: int, page_size: int) -> int:
+    """How many pages `total` rows fill (at least one)."""
+    return max(1, -(-total // page_size))
+
+
+@dataclass(frozen=True)
+class Paging:
+    """How a page pages one table: the `page_input` key, the rows per page, what a row is
+    called in the caption and the note shown where nothing matches."""
+
+    key: str
+    size: int
+    noun: str
+    empty: str
+
+
+def read_page(
+    fn: Callable[..., tuple[list[T], int]], filters: Any, sort: str, paging: Paging
+) -> tuple[list[T], int, int]:
+    """The page `st.session_state[paging.key]` (1-based) asks for of a paged query
+    `fn(filters=…, sort=…, page=…, page_size=…) -> (rows, total)`, under a caption
+    "N <noun> match · page p of P", or the `empty` note where no row matches. Returns the
+    rows, the total and the page count."""
+    page = int(st.session_state.get(paging.key, 1))
+    rows, total = read(fn, filters=filters, sort=sort, page=page - 1, page_size=paging.size)
+    pages = page_count(total, paging.size)
+    st.caption(f"{total:,} {paging.noun} match · page {page} of {pages}")
+    if not rows:
+        st.info(paging.empty)
+    return rows, total, pages
+
+
+def page_input(pages: int, key: str) -> None:
+    """The page number a paged table reads from `st.session_state[key]`."""
+    st.number_input("Page", min_value=1, max_value=pages, step=1, key=key)
+
+
 def perform(action_fn: Callable[..., T], **kwargs: Any) -> T:
     """Run a `core.actions` action as the signed-in user and drop cached reads; a refusal
     raises (forms that place the message next to a field catch it)."""
@@ -179,6 +237,34 @@ def ms(value: float | None) -> str:
 
 def when(value: datetime | None) -> str:
     return "—" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def version_link(
+    version_id: int, label: str, icon: str = ":material/open_in_new:", where: Any = st
+) -> None:
+    """A link to one version's detail (lineage, evaluation) on the Models page."""
+    where.page_link(MODELS, query_params={"version": version_id}, label=label, icon=icon)
+
+
+def job_link(
+    job_id: int, label: str, icon: str = ":material/work_history:", where: Any = st
+) -> None:
+    """A link to one training job on the Jobs page."""
+    where.page_link(JOBS, query_params={"job": job_id}, label=label, icon=icon)
+
+
+def optional_select(
+    where: Any, label: str, names: dict[Any, str], key: str, none: str = "any", **kwargs: Any
+) -> Any:
+    """A selectbox over `names` (value -> shown text) with None first, shown as `none` ("any",
+    "all", "—"): a filter or choice that may be left open. Returns the value or None."""
+    return where.selectbox(
+        label,
+        [None, *names],
+        key=key,
+        format_func=lambda v: none if v is None else names[v],
+        **kwargs,
+    )
 
 
 def metric_row(items: list[tuple[str, str]], *, border: bool = True) -> None:

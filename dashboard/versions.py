@@ -16,7 +16,6 @@ from core.ml.holdout_predictions import (
     read_holdout_predictions,
 )
 from dashboard import charts, ui
-from db.errors import NotFoundError
 from db.queries.lookups import VersionInfo, get_dataset, get_version, training_items_of
 from db.settings import resolve_artifact
 
@@ -68,21 +67,15 @@ def lineage(v: VersionInfo) -> None:
     dataset = ui.read(get_dataset, dataset_id=v.dataset_id)
     items = ui.read(training_items_of, version_id=v.id)
     if v.parent_version_id:
-        st.page_link(
-            ui.MODELS,
-            query_params={"version": v.parent_version_id},
-            label=f"Parent: version id {v.parent_version_id} (fine-tuned from it)",
-            icon=":material/account_tree:",
+        ui.version_link(
+            v.parent_version_id,
+            f"Parent: version id {v.parent_version_id} (fine-tuned from it)",
+            ":material/account_tree:",
         )
     else:
         st.markdown("**Parent:** none — trained from scratch")
     if v.job_id:
-        st.page_link(
-            ui.JOBS,
-            query_params={"job": v.job_id},
-            label=f"Training job #{v.job_id}",
-            icon=":material/work_history:",
-        )
+        ui.job_link(v.job_id, f"Training job #{v.job_id}")
     st.markdown(
         f"**Dataset:** {dataset.name} ({dataset.source}, {dataset.num_samples:,} samples)  \n"
         f"**Fingerprint at training:** `{v.dataset_fingerprint[:16]}…`"
@@ -108,10 +101,8 @@ def lineage(v: VersionInfo) -> None:
 
 
 def version_detail(version_id: int) -> None:
-    try:
-        v = ui.read(get_version, version_id=version_id)
-    except NotFoundError as exc:
-        st.error(str(exc))
+    v = ui.read_found(get_version, version_id=version_id)
+    if v is None:
         return
     serving = " ".join(f":green-badge[serves {s}]" for s in v.serving_channels) or ui.badge(
         "archived"

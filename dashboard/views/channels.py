@@ -213,18 +213,10 @@ def serving_versions(c: ChannelInfo) -> None:
     with st.container(border=True):
         st.markdown("**Serving versions**")
         a, b, d = st.columns([2, 2, 1])
-        prod = a.selectbox(
-            "Promote to production",
-            [None, *options],
-            key="ch_promote",
-            format_func=lambda i: "—" if i is None else options[i],
-        )
+        prod = ui.optional_select(a, "Promote to production", options, "ch_promote", "—")
         refused = ui.why_not("manager")
-        cand = b.selectbox(
-            "Candidate (canary)",
-            [None, *options],
-            key="ch_candidate",
-            format_func=lambda i: "none (end the canary)" if i is None else options[i],
+        cand = ui.optional_select(
+            b, "Candidate (canary)", options, "ch_candidate", "none (end the canary)"
         )
         share = d.number_input("Traffic %", min_value=1, max_value=100, value=10, key="ch_share")
         # The gate's evidence before either button is pressed (below the selectors).
@@ -260,11 +252,10 @@ def serving_versions(c: ChannelInfo) -> None:
 def channel_detail(c: ChannelInfo) -> None:
     st.subheader(f"{ui.md_text(c.name)} `{c.slug}` {ui.badge(c.status)}")
     if c.production_version_id:
-        st.page_link(
-            ui.MODELS,
-            query_params={"version": c.production_version_id},
-            label=f"Production: {version_labels().get(c.production_version_id, '?')}",
-            icon=":material/verified:",
+        ui.version_link(
+            c.production_version_id,
+            f"Production: {version_labels().get(c.production_version_id, '?')}",
+            ":material/verified:",
         )
     objectives.open_alerts(c)
     status_and_key(c)

@@ -22,16 +22,7 @@ from db.queries.review import (
 
 PAGE_SIZE = 10
 BULK_LIMIT = 500
-
-
-def _pick(column, label: str, options: list, key: str, names: dict | None = None):
-    names = names or {}
-    return column.selectbox(
-        label,
-        [None, *options],
-        key=key,
-        format_func=lambda v: "any" if v is None else names.get(v, str(v)),
-    )
+QUEUE = ui.Paging("fb_page", PAGE_SIZE, "items", "Nothing to review with these filters.")
 
 
 def class_count() -> int:
@@ -61,19 +52,15 @@ def filter_bar() -> tuple[ReviewFilter, str]:
     n_classes = class_count()
     versions = dict(ui.read(version_choices, limit=200))
     row1, row2 = st.columns(5), st.columns(5)
-    channel_id = _pick(row1[0], "Channel", list(channels), "fb_channel", channels)
-    rating = _pick(row1[1], "Rating", list(RATINGS), "fb_rating")
-    status = row1[2].selectbox(
-        "Status",
-        [None, *REVIEW_STATUSES],
-        key="fb_status",
-        index=1,
-        format_func=lambda v: "any" if v is None else v,
-    )
-    version_id = _pick(row1[3], "Version", list(versions), "fb_version", versions)
+    classes = {i: str(i) for i in range(n_classes)}
+    channel_id = ui.optional_select(row1[0], "Channel", channels, "fb_channel")
+    rating = ui.optional_select(row1[1], "Rating", {r: r for r in RATINGS}, "fb_rating")
+    statuses = {s: s for s in REVIEW_STATUSES}
+    status = ui.optional_select(row1[2], "Status", statuses, "fb_status", index=1)
+    version_id = ui.optional_select(row1[3], "Version", versions, "fb_version")
     sort = row1[4].selectbox("Sort", REVIEW_SORTS, key="fb_sort")
-    predicted = _pick(row2[0], "Predicted class", list(range(n_classes)), "fb_predicted")
-    claimed = _pick(row2[1], "Claimed class", list(range(n_classes)), "fb_claimed")
+    predicted = ui.optional_select(row2[0], "Predicted class", classes, "fb_predicted")
+    claimed = ui.optional_select(row2[1], "Claimed class", classes, "fb_claimed")
     period = row2[2].date_input("Received between", value=(), key="fb_dates")
     start, end = (
         (list(period) + [None, None])[:2] if isinstance(period, tuple | list) else (period, None)
@@ -232,20 +219,14 @@ def main() -> None:
     try:
         training_counter()
         filters, sort = filter_bar()
-        page = int(st.session_state.get("fb_page", 1))
-        rows, total = ui.read(
-            review_page, filters=filters, sort=sort, page=page - 1, page_size=PAGE_SIZE
-        )
-        pages = max(1, -(-total // PAGE_SIZE))
-        st.caption(f"{total:,} items match · page {page} of {pages}")
+        rows, total, pages = ui.read_page(review_page, filters, sort, QUEUE)
         if not rows:
-            st.info("Nothing to review with these filters.")
             return
         accept_button(filters, sort, total)
         review_current(rows, actor)
         st.markdown("**Queue** (select a row to review it)")
         queue_table(rows)
-        st.number_input("Page", min_value=1, max_value=pages, step=1, key="fb_page")
+        ui.page_input(pages, QUEUE.key)
         bulk_panel(filters, sort, total, actor)
     except Exception as exc:  # noqa: BLE001 - a message, never a traceback
         ui.show_failure("show the feedback queue", exc)

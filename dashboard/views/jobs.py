@@ -8,7 +8,6 @@ import streamlit as st
 from core.actions.jobs import cancel_job, reap_lost_jobs, retry_job
 from dashboard import charts, ui
 from dashboard.versions import holdout_label, holdout_refusal
-from db.errors import NotFoundError
 from db.models import ACTIVE_JOB_STATUSES, JOB_STATUSES, utcnow
 from db.queries.lookups import (
     RETRYABLE,
@@ -62,7 +61,7 @@ def workers_panel() -> None:
 def jobs_table() -> list[JobInfo]:
     statuses = st.multiselect("Status", JOB_STATUSES, key="jobs_status", placeholder="all")
     total = ui.read_fresh(count_jobs, statuses=tuple(statuses))
-    pages = max(1, -(-total // PAGE_SIZE))
+    pages = ui.page_count(total, PAGE_SIZE)
     page = st.session_state.get("jobs_page", 1)
     jobs = ui.read_fresh(
         list_jobs,
@@ -99,7 +98,7 @@ def jobs_table() -> list[JobInfo]:
             "queued": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
         },
     )
-    st.number_input("Page", min_value=1, max_value=pages, step=1, key="jobs_page")
+    ui.page_input(pages, "jobs_page")
     return jobs
 
 
@@ -142,12 +141,7 @@ def live_job(job_id: int) -> None:
 def finished_job(job: JobInfo) -> None:
     if job.status == "succeeded" and job.result_version_id:
         st.success(f"Finished: produced {job.model_name} v{job.result_version}.")
-        st.page_link(
-            ui.MODELS,
-            query_params={"version": job.result_version_id},
-            label=f"Open {job.model_name} v{job.result_version}",
-            icon=":material/open_in_new:",
-        )
+        ui.version_link(job.result_version_id, f"Open {job.model_name} v{job.result_version}")
         against_production(job)
     elif job.status in RETRYABLE:
         st.error(f"Job {job.status}: {job.error or 'no error recorded'}")
@@ -197,10 +191,8 @@ def against_production(job: JobInfo) -> None:
 
 
 def job_detail(job_id: int) -> None:
-    try:
-        job = ui.read_fresh(get_job, job_id=job_id)
-    except NotFoundError as exc:
-        st.error(str(exc))
+    job = ui.read_found(get_job, fresh=True, job_id=job_id)
+    if job is None:
         return
     base = f"v{job.base_version}" if job.base_version else "scratch"
     st.subheader(f"Job #{job.id}: {job.model_name} {job.architecture} from {base}")

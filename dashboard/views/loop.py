@@ -87,9 +87,7 @@ def retrain_stage(column, c: ChannelLoop) -> None:
         + (" · canary when done" if r.then_canary else ""),
     )
     box.progress(min(max(r.progress, 0.0), 1.0))
-    box.page_link(
-        ui.JOBS, label="Watch", query_params={"job": r.job_id}, icon=":material/work_history:"
-    )
+    ui.job_link(r.job_id, "Watch", where=box)
 
 
 def canary_stage(column, c: ChannelLoop, plan: CanaryState | None) -> None:
@@ -125,11 +123,8 @@ def production_stage(column, c: ChannelLoop) -> None:
         return
     since = f"since {ui.when(c.production_since)}" if c.production_since else "since creation"
     box = _card(column, STAGES[5], f"v{c.production_version}", since)
-    box.page_link(
-        ui.MODELS,
-        label="Version and lineage",
-        icon=":material/verified:",
-        query_params={"version": c.production_version_id},
+    ui.version_link(
+        c.production_version_id, "Version and lineage", ":material/verified:", where=box
     )
 
 

@@ -16,6 +16,7 @@ from db.queries.registry import (
 )
 
 PAGE_SIZE = 25
+REGISTRY = ui.Paging("reg_page", PAGE_SIZE, "versions", "No version matches these filters.")
 
 
 def filter_bar() -> tuple[VersionFilter, str]:
@@ -24,19 +25,9 @@ def filter_bar() -> tuple[VersionFilter, str]:
     search, model, channel, status, dates, sort = st.columns([3, 2, 2, 2, 3, 2])
     text = search.text_input("Search", key="reg_search", placeholder="name, architecture, v12…")
     models = {m.id: m.name for m in model_list}
-    model_id = model.selectbox(
-        "Model",
-        [None, *models],
-        key="reg_model",
-        format_func=lambda i: "all" if i is None else models[i],
-    )
+    model_id = ui.optional_select(model, "Model", models, "reg_model", "all")
     channels = {c.id: c.slug for c in channel_list}
-    channel_id = channel.selectbox(
-        "Channel",
-        [None, *channels],
-        key="reg_channel",
-        format_func=lambda i: "all" if i is None else channels[i],
-    )
+    channel_id = ui.optional_select(channel, "Channel", channels, "reg_channel", "all")
     state = status.selectbox("Status", VERSION_STATUSES, key="reg_status")
     period = dates.date_input("Created between", value=(), key="reg_dates")
     order = sort.selectbox("Sort", list(VERSION_SORTS), key="reg_sort")
@@ -69,15 +60,9 @@ def registry_table() -> None:
     filters, sort = filter_bar()
     if st.session_state.get("reg_last_filters") != (filters, sort):
         st.session_state["reg_last_filters"] = (filters, sort)
-        st.session_state["reg_page"] = 1
-    page = int(st.session_state.get("reg_page", 1))
-    rows, total = ui.read(
-        version_page, filters=filters, sort=sort, page=page - 1, page_size=PAGE_SIZE
-    )
-    pages = max(1, -(-total // PAGE_SIZE))
-    st.caption(f"{total:,} versions match · page {page} of {pages}")
+        st.session_state[REGISTRY.key] = 1
+    rows, _total, pages = ui.read_page(version_page, filters, sort, REGISTRY)
     if not rows:
-        st.info("No version matches these filters.")
         return
     st.dataframe(
         registry_frame(rows),
@@ -92,7 +77,7 @@ def registry_table() -> None:
             "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         },
     )
-    st.number_input("Page", min_value=1, max_value=pages, step=1, key="reg_page")
+    ui.page_input(pages, REGISTRY.key)
     open_or_compare([(r.id, r.label) for r in rows])
 
 
@@ -100,19 +85,9 @@ def open_or_compare(choices: list[tuple[int, str]]) -> None:
     labels = dict(choices)
     left, right = st.columns(2)
     with left:
-        chosen = st.selectbox(
-            "Open a version",
-            [None, *labels],
-            key="open_version",
-            format_func=lambda i: "—" if i is None else labels[i],
-        )
+        chosen = ui.optional_select(st, "Open a version", labels, "open_version", "—")
         if chosen is not None:
-            st.page_link(
-                ui.MODELS,
-                query_params={"version": chosen},
-                label=f"Open {labels[chosen]}",
-                icon=":material/open_in_new:",
-            )
+            ui.version_link(chosen, f"Open {labels[chosen]}")
     with right:
         picked = st.multiselect(
             "Compare versions", list(labels), key="compare_pick", format_func=lambda i: labels[i]

@@ -9,7 +9,6 @@ from core.ml import monitoring_stats as stats
 from core.monitoring import MIN_ANNOTATED_FOR_ACCURACY, ArmSummary, summarize
 from dashboard import charts, ui
 from dashboard.charts import PALETTE
-from db.queries.lookups import list_channels
 from db.queries.monitoring import DEFAULT_WINDOW, WINDOWS, ArmSeries, channel_monitoring
 
 ARM_ORDER = ("production", "candidate")
@@ -90,9 +89,8 @@ def distributions(arms: dict[str, ArmSeries], class_names: list[str]) -> None:
 
 def main() -> None:
     ui.page_header("Monitoring", "Live signals per channel and arm, from the prediction log.")
-    channels = ui.read(list_channels)
+    channels = ui.channels_or_note()
     if not channels:
-        st.info("No channels yet.")
         return
     slugs = [c.slug for c in channels]
     chosen = st.query_params.get("channel")

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import ui
 from dashboard.review import input_image
-from db.queries.lookups import get_dataset, list_channels
+from db.queries.lookups import get_dataset
 from db.queries.predictions import PredictionFilter, PredictionRow, prediction_page
 
 PAGE_SIZE = 50
@@ -27,12 +27,7 @@ def filter_bar(channels) -> PredictionFilter:
     )
     arm = b.selectbox("Arm", ["any", "production", "candidate"], key="pl_arm")
     names = class_names(by_slug[slug])
-    cls = c.selectbox(
-        "Predicted class",
-        [None, *range(len(names))],
-        key="pl_class",
-        format_func=lambda i: "any" if i is None else names[i],
-    )
+    cls = ui.optional_select(c, "Predicted class", dict(enumerate(names)), "pl_class")
     low, high = d.slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="pl_conf")
     a, b, c = st.columns([2, 2, 2])
     days = a.date_input("Days (UTC)", value=(), key="pl_days")
@@ -105,9 +100,8 @@ def detail(row: PredictionRow, names: list[str]) -> None:
 
 def main() -> None:
     ui.page_header("Predictions", "The prediction log: every answer, its input and its feedback.")
-    channels = ui.read(list_channels)
+    channels = ui.channels_or_note()
     if not channels:
-        st.info("No channels yet.")
         return
     filters = filter_bar(channels)
     cursor: list[datetime] = st.session_state.setdefault("pl_cursor", [])

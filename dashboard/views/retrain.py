@@ -94,12 +94,9 @@ def target_selection() -> dict:
     models = {m.id: m.name for m in ui.read(list_models)}
     datasets = {d.id: d.name for d in ui.read(list_datasets)}
     c1, c2, c3, c4 = st.columns(4)
-    channel_id = c1.selectbox(
-        "Channel (optional)",
-        [None, *channels],
-        key="rt_channel",
-        on_change=on_channel_change,
-        format_func=lambda i: "—" if i is None else channels[i].name,
+    channel_names = {i: c.name for i, c in channels.items()}
+    channel_id = ui.optional_select(
+        c1, "Channel (optional)", channel_names, "rt_channel", "—", on_change=on_channel_change
     )
     if st.session_state.get("rt_model") not in models:
         st.session_state["rt_model"] = next(iter(models), None)
@@ -107,12 +104,7 @@ def target_selection() -> dict:
     bases = dict(ui.read(version_choices, model_id=model_id)) if model_id else {}
     if st.session_state.get("rt_base") not in (None, *bases):
         st.session_state["rt_base"] = None
-    base_id = c3.selectbox(
-        "Start from",
-        [None, *bases],
-        key="rt_base",
-        format_func=lambda i: "scratch (new weights)" if i is None else bases[i],
-    )
+    base_id = ui.optional_select(c3, "Start from", bases, "rt_base", "scratch (new weights)")
     if st.session_state.get("rt_dataset") not in datasets:
         st.session_state["rt_dataset"] = next(iter(datasets), None)
     dataset_id = c4.selectbox("Dataset", list(datasets), key="rt_dataset", format_func=datasets.get)
@@ -287,12 +279,7 @@ def queued_message(job) -> None:
             else "."
         )
     )
-    st.page_link(
-        ui.JOBS,
-        query_params={"job": job.id},
-        label=f"Watch job #{job.id}",
-        icon=":material/monitoring:",
-    )
+    ui.job_link(job.id, f"Watch job #{job.id}", ":material/monitoring:")
     takers = ui.read_fresh(live_workers_for, device_request=job.device_request)
     if not takers:
         st.warning(
