@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from core.serving.deps import ChannelDep, ServicesDep
 from core.serving.model_cache import ChannelState, LoadedVersion
@@ -49,6 +50,15 @@ PREDICT_OPENAPI: dict[str, Any] = {
 }
 
 
+class OrjsonResponse(Response):
+    """A JSON answer encoded by orjson (about a tenth of the standard library's time)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def ensure_servable(state: ChannelState) -> None:
     """503 naming why when the channel is paused, has no production version or it did not load."""
     routing = state.routing
@@ -86,7 +96,7 @@ def is_simulated(request: Request) -> bool:
 
 
 @router.post("/{channel}/predict", openapi_extra=PREDICT_OPENAPI, responses=PREDICT_RESPONSES)
-async def predict(state: ChannelDep, services: ServicesDep, request: Request) -> JSONResponse:
+async def predict(state: ChannelDep, services: ServicesDep, request: Request) -> OrjsonResponse:
     """Classify one image for `channel`; the answer is logged with its input and latency."""
     started = time.perf_counter()
     ensure_servable(state)
@@ -113,4 +123,4 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
         simulated=is_simulated(request),
     )
     await services.predictions.record(record, image)  # stored before the answer goes out
-    return JSONResponse(body)
+    return OrjsonResponse(body)
