@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -61,6 +62,13 @@ async def image_from_request(
 
 
 async def _multipart_file(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= INLINE_DECODE_BYTES:
+        # A small, plain upload is split here; anything else (and every malformed body, for
+        # its error) goes through the full parser, which reads the body kept by `body()`.
+        found = small_multipart_file(await request.body(), request.headers["content-type"])
+        if found is not None:
+            return found
     form = await request.form(max_files=1, max_fields=8)
     try:
         upload = form.get("file")
@@ -69,6 +77,29 @@ async def _multipart_file(request: Request) -> bytes:
         return await upload.read()
     finally:
         await form.close()
+
+
+def small_multipart_file(body: bytes, content_type: str) -> bytes | None:
+    """The `file` part of a well-formed multipart body, or None when the body is anything else
+    (no boundary, a part without headers, no `file` part): the full parser then answers."""
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        return None
+    parts = body.split(b"--" + boundary)
+    if len(parts) < 3 or parts[0] or not parts[-1].startswith(b"--"):
+        return None
+    for part in parts[1:-1]:
+        if not (part.startswith(b"\r\n") and part.endswith(b"\r\n")):
+            return None
+        head, blank, content = part[2:-2].partition(b"\r\n\r\n")
+        if not blank:
+            return None
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-disposition":
+                if parse_options_header(value.strip())[1].get(b"name") == b"file":
+                    return content
+    return None
 
 
 def _parse_json(body: bytes) -> Any:
