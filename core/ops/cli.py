@@ -57,21 +57,16 @@ ACTION_COMMANDS = {
     "user.enable": "user enable",
 }
 
-# Commands that start a process: (module, options function, run function, help).
+# Commands that start a process: (module, help). The module of command NAME has
+# `add_NAME_arguments(parser)` and `run_NAME(args)`.
 PROCESS_COMMANDS = {
-    "demo": ("core.ops.demo", "add_demo_arguments", "run_demo",
-             "build the demo: channels, trained models, traffic"),
-    "worker": ("core.training.worker", "add_worker_arguments", "run_worker",
-               "run a training worker"),
-    "up": ("core.ops.launcher", "add_up_arguments", "run_up",
-           "start worker, API and dashboard; Ctrl-C stops all"),
-    "serve": ("core.serving.api", "add_serve_arguments", "run_serve",
-              "run the serving API (FastAPI)"),
-    "simulate": ("core.ops.simulator", "add_simulate_arguments", "run_simulate",
-                 "send simulated traffic and feedback"),
-    "controller": ("core.ops.controller", "add_controller_arguments", "run_controller",
-                   "evaluate SLOs, drift and alerts on a schedule"),
-}  # fmt: skip
+    "demo": ("core.ops.demo", "build the demo: channels, trained models, traffic"),
+    "worker": ("core.training.worker", "run a training worker"),
+    "up": ("core.ops.launcher", "start worker, API and dashboard; Ctrl-C stops all"),
+    "serve": ("core.serving.api", "run the serving API (FastAPI)"),
+    "simulate": ("core.ops.simulator", "send simulated traffic and feedback"),
+    "controller": ("core.ops.controller", "evaluate SLOs, drift and alerts on a schedule"),
+}
 
 # `channel objectives` options and what each sets (the channel's LIVE_OBJECTIVES).
 OBJECTIVE_OPTIONS = {
@@ -123,10 +118,10 @@ class Builder:
             q.add_argument("--reason", default="", help="recorded in the audit log")
 
     def process(self, name: str) -> None:
-        module, add_options, run, help_text = PROCESS_COMMANDS[name]
-        p = self.command(name, f"{module}:{run}", help_text)
+        module, help_text = PROCESS_COMMANDS[name]
+        p = self.command(name, f"{module}:run_{name}", help_text)
         if self.wanted in (None, name):
-            resolve(f"{module}:{add_options}")(p)
+            resolve(f"{module}:add_{name}_arguments")(p)
 
 
 def _add_enqueue_arguments(p: argparse.ArgumentParser) -> None:
