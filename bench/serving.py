@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-import httpx
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from processes import start_process  # noqa: E402  (beside this file)
 
 
 def naive_app(model_path: str):
@@ -99,20 +100,8 @@ def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]
 
 
 def start(cmd: list[str], env: dict, ready_url: str, log_path: Path) -> subprocess.Popen:
-    with log_path.open("w") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd} exited:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(ready_url, timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{cmd} not ready")
+    """A server process, returned once `ready_url` answers (bench/processes.py)."""
+    return start_process(cmd, env, log_path, ready_url)
 
 
 def free_port() -> int:
