@@ -3,6 +3,8 @@ answers (the API, the dashboard), so every bench starts its services the same wa
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -22,7 +24,10 @@ def start_process(
 ) -> subprocess.Popen:
     """A child process logging to `log_path`; with `ready_url`, returns once it answers 200."""
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file)
+        # Its own process group: stop_process reaches the children it starts (LitServe's
+        # inference workers outlived a plain terminate and kept polling their queues).
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file,
+                                start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + ready_timeout_s
     while ready_url and time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -38,3 +43,22 @@ def start_process(
         tail = log_path.read_text()[-3000:]
         raise RuntimeError(f"{cmd} not ready in {ready_timeout_s:.0f} s:\n{tail}")
     return proc
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """SIGTERM to the process and everything it started (a clean shutdown), SIGKILL after
+    `timeout_s`."""
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # children left behind after the leader exited
+    except ProcessLookupError:
+        pass

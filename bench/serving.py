@@ -31,7 +31,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from processes import start_process  # noqa: E402  (beside this file)
+from processes import start_process, stop_process  # noqa: E402  (beside this file)
 
 
 def naive_app(model_path: str):
@@ -276,9 +276,7 @@ def bench_servers(
                 out[name].append(figures)
     finally:
         for proc in (hub, bare, peer):
-            proc.terminate()  # a clean shutdown: nothing acknowledged is left unwritten
-        for proc in (hub, bare, peer):
-            proc.wait(60)
+            stop_process(proc)  # a clean shutdown: nothing acknowledged is left unwritten
     hub_runs = [warm[0], warm[2], out["single"], *out["with"], *out["without"]]
     out["answered"] = sum(r["answered"] for r in hub_runs)
     out["failed"] = sum(r["failed"] for r in hub_runs)
@@ -307,8 +305,7 @@ def bench_naive(env: dict, artifact: str, bodies: list, args, log_dir: Path) -> 
             load(url, {}, bodies, args.clients, args.naive_requests or args.requests)
         )
     finally:
-        proc.terminate()
-        proc.wait(60)
+        stop_process(proc)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -25,8 +25,6 @@ import os
 import queue
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import httpx  # noqa: E402
 
-from bench.processes import start_process  # noqa: E402
+from bench.processes import start_process, stop_process  # noqa: E402
 
 CHANNELS = ("web", "mobile", "partner-api")
 PROMOTED_ON = "partner-api"
@@ -441,17 +439,6 @@ def drive(args, orchestra: Orchestra, base: str, keys, images, classes: int, tal
     return time.monotonic() - started
 
 
-def stop(proc: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM (the API writes what it holds), then kill if it does not exit."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def run(args: argparse.Namespace, home: Path) -> dict:
     os.environ.update(
         DATABASE_URL=f"sqlite:///{home / 'channelhub.db'}", CHANNELHUB_HOME=str(home),
@@ -475,9 +462,9 @@ def run(args: argparse.Namespace, home: Path) -> dict:
         )  # fmt: skip
         seconds = drive(args, orchestra, base, keys, images, classes, tally)
     finally:
-        stop(worker)
+        stop_process(worker)
         if api is not None:
-            stop(api)
+            stop_process(api)
     return summary(tally, orchestra, seconds, logs)
 
 
