@@ -31,13 +31,18 @@ demo: install
 run: demo
 	$(BIN)/channelhub up
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist, a test file per worker at a time): about
+# half of its time is spent waiting on servers, browsers and subprocesses, so 2 workers on 2 cores
+# take roughly two thirds of the serial time. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install-dev
-	$(BIN)/pytest -ra -m "not slow and not browser"
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile -m "not slow and not browser"
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ marked `both_databases` run again on a fresh database of a real PostgreSQL serve
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,20 +101,40 @@ def pg_registry(postgres_database: str, tmp_path: Path, monkeypatch: pytest.Monk
     dispose_engines()
 
 
-@pytest.fixture(scope="session")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`channelhub demo --quick` built once per test session in a real subprocess: channels,
-    two trained versions, traffic through the real API, feedback and a few annotations."""
+def shared_temp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every process of this run sees: the session's temporary root, or under
+    pytest-xdist the root above each worker's own."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _build_demo(home: Path) -> None:
     import subprocess
     import sys
 
-    home = tmp_path_factory.mktemp("demo") / "var"
     env = dict(os.environ)
     env.update(CHANNELHUB_HOME=str(home), DATABASE_URL=f"sqlite:///{home / 'channelhub.db'}")
     env.pop("CHANNELHUB_ARTIFACTS", None)
     cmd = [sys.executable, "-m", "core.ops.cli", "demo", "--quick", "--traffic-seconds", "4"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`channelhub demo --quick` built once per test run in a real subprocess: channels, two
+    trained versions, traffic through the real API, feedback and a few annotations. Parallel
+    workers (pytest-xdist) take turns on a lock file: the first builds, the others reuse it."""
+    import fcntl
+
+    root = shared_temp(tmp_path_factory)
+    home, built = root / "demo" / "var", root / "demo" / "built"
+    with (root / "demo.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            shutil.rmtree(root / "demo", ignore_errors=True)  # a failed earlier attempt
+            _build_demo(home)
+            built.touch()
     return home
 
 
@@ -122,8 +143,6 @@ def demo_registry(
     demo_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     """A private copy of the demo registry (database + artifacts) for one test; yields its home."""
-    import shutil
-
     from db.engine import dispose_engines
 
     home = tmp_path / "var"
