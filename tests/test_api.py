@@ -82,6 +82,32 @@ def test_predict_upload_answers_and_logs_the_input(client, serving_registry, dig
     assert np.array_equal(stored, digits.x[3])
 
 
+def _stored_input(serving_registry, prediction_id: str) -> bytes:
+    with session_scope(serving_registry.database_url) as s:
+        row = get_prediction(session=s, prediction_id=prediction_id)
+    return (artifact_dir() / row.input_path).read_bytes()
+
+
+def test_an_upload_that_fits_is_stored_as_sent_and_any_other_is_stored_as_the_model_saw_it(
+    client, serving_registry, digits
+):
+    key, image = serving_registry.keys["web"], digits.x[4]
+    buffer = io.BytesIO()  # not what the log's own encoder would write for these pixels
+    Image.fromarray(image[:, :, 0]).save(buffer, format="PNG", compress_level=0)
+    sent = buffer.getvalue()
+    assert sent != png_of(digits, 4)
+    as_sent = post_png(client, key, sent).json()["prediction_id"]
+    assert _stored_input(serving_registry, as_sent) == sent  # no second encoding
+    buffer = io.BytesIO()  # twice the size and with colour: resized and made grey first
+    Image.fromarray(np.repeat(np.repeat(image, 2, 0), 2, 1)[:, :, 0]).convert("RGBA").save(
+        buffer, format="PNG"
+    )
+    refitted = post_png(client, key, buffer.getvalue()).json()["prediction_id"]
+    stored = _stored_input(serving_registry, refitted)
+    assert stored != buffer.getvalue()
+    assert decode_image(stored).shape == image.shape
+
+
 def test_predict_json_base64_pixels_and_bearer(client, serving_registry, digits):
     key = serving_registry.keys["web"]
     encoded = base64.b64encode(png_of(digits, 5)).decode()

@@ -96,6 +96,7 @@ class _Entry:
     seq: int
     record: PredictionRecord
     image: np.ndarray | None
+    png: bytes | None = None  # the image already encoded (the upload itself), else encoded here
     future: Future = field(default_factory=Future)
 
 
@@ -150,22 +151,27 @@ class PredictionLog:
                 raise LogRefused("the prediction log stayed full for 10 minutes")
             return self._append(record, image)
 
-    async def record(self, record: PredictionRecord, image: np.ndarray | None) -> None:
-        """Store one row before the caller answers; `LogRefused` when full, closed or failing."""
+    async def record(
+        self, record: PredictionRecord, image: np.ndarray | None, *, png: bytes | None = None
+    ) -> None:
+        """Store one row before the caller answers; `LogRefused` when full, closed or failing.
+        `png`, when given, is `image` already encoded as PNG (stored as it is)."""
         with self._cond:
             if len(self._buffer) >= self.max_pending:
                 raise LogRefused(f"the prediction log is full ({len(self._buffer)} rows waiting)")
-            entry_future = self._append(record, image)
+            entry_future = self._append(record, image, png)
         await asyncio.wrap_future(entry_future)
 
     def _has_room(self) -> bool:
         return self._closing or len(self._buffer) < self.max_pending
 
-    def _append(self, record: PredictionRecord, image: np.ndarray | None) -> Future:
+    def _append(
+        self, record: PredictionRecord, image: np.ndarray | None, png: bytes | None = None
+    ) -> Future:
         if self._closing:
             raise LogRefused("the server is shutting down")
         self._submitted += 1
-        entry = _Entry(self._submitted, record, image)
+        entry = _Entry(self._submitted, record, image, png)
         self._buffer.append(entry)
         self._pending.add(record.id)
         if len(self._buffer) == 1 or len(self._buffer) >= self.flush_rows:
@@ -255,7 +261,7 @@ class PredictionLog:
         the files written for the batch are removed again, so no input lies without its row)."""
         images: dict[str, bytes] = {}
         try:
-            images = {e.record.input_path: encode_png(e.image) for e in batch
+            images = {e.record.input_path: e.png or encode_png(e.image) for e in batch
                       if e.image is not None and e.record.input_path is not None}  # fmt: skip
             self.artifacts.write_many(images)  # at once: an object store takes them in parallel
             records = [e.record for e in batch]

@@ -7,6 +7,7 @@ import base64
 import binascii
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,19 @@ class InputError(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class Upload:
+    """The uploaded image as uint8 of the model's shape; `png` is the upload itself when it is a
+    PNG of exactly these pixels (stored as the input as it came, instead of encoded again)."""
+
+    image: np.ndarray
+    png: bytes | None = None
+
+
 async def image_from_request(
     request: Request, shape: tuple[int, int, int], *, max_pixels: int
-) -> np.ndarray:
-    """The uploaded image as uint8 of `shape`: multipart `file`, raw image bytes, or JSON."""
+) -> Upload:
+    """The uploaded image of `shape`: multipart `file`, raw image bytes, or JSON."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         return await _decode(await _multipart_file(request), shape, max_pixels)
@@ -113,13 +123,13 @@ def _parse_json(body: bytes) -> Any:
 
 async def _from_json(
     payload: Any, shape: tuple[int, int, int], max_pixels: int, *, large: bool
-) -> np.ndarray:
+) -> Upload:
     if not isinstance(payload, dict) or len({"image_base64", "pixels"} & payload.keys()) != 1:
         raise InputError(422, "JSON body needs exactly one of 'image_base64' or 'pixels'")
     if "pixels" in payload:
         if large:
-            return await asyncio.to_thread(pixels_to_image, payload["pixels"], shape)
-        return pixels_to_image(payload["pixels"], shape)
+            return Upload(await asyncio.to_thread(pixels_to_image, payload["pixels"], shape))
+        return Upload(pixels_to_image(payload["pixels"], shape))
     return await _decode(base64_bytes(payload["image_base64"]), shape, max_pixels)
 
 
@@ -158,15 +168,15 @@ def pixels_to_image(value: Any, shape: tuple[int, int, int]) -> np.ndarray:
     return np.rint(arr).astype(np.uint8)
 
 
-async def _decode(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+async def _decode(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> Upload:
     """Decode on the loop only what is quick: a small file whose header declares a small image
     (the header is read once; the pixels are decoded from that same opened file)."""
     if len(data) > INLINE_DECODE_BYTES:
         return await asyncio.to_thread(decode_to_shape, data, shape, max_pixels)
     img = open_checked(data, max_pixels)
     if img.width * img.height > INLINE_DECODE_PIXELS:
-        return await asyncio.to_thread(_pixels_to_shape, img, shape, max_pixels)
-    return _pixels_to_shape(img, shape, max_pixels)
+        return await asyncio.to_thread(_pixels_to_shape, img, data, shape, max_pixels)
+    return _pixels_to_shape(img, data, shape, max_pixels)
 
 
 def open_checked(data: bytes, max_pixels: int) -> Image.Image:
@@ -209,17 +219,24 @@ def detected_format(data: bytes) -> str | None:
         return None
 
 
-def decode_to_shape(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+def decode_to_shape(data: bytes, shape: tuple[int, int, int], max_pixels: int) -> Upload:
     """Decode PNG/JPEG bytes and fit them to `shape`, as an InputError with a status on failure."""
-    return _pixels_to_shape(open_checked(data, max_pixels), shape, max_pixels)
+    return _pixels_to_shape(open_checked(data, max_pixels), data, shape, max_pixels)
 
 
-def _pixels_to_shape(img: Image.Image, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+def _pixels_to_shape(
+    img: Image.Image, data: bytes, shape: tuple[int, int, int], max_pixels: int
+) -> Upload:
     try:
         with img:
-            return fit_to_shape(load_image(img, max_pixels=max_pixels), shape)
+            pixels = load_image(img, max_pixels=max_pixels)
+            fitted = fit_to_shape(pixels, shape)
+            # Not resized, no channel or mode change, no bulky extra chunks: the upload is the
+            # input, byte for byte a PNG of `fitted`.
+            same = fitted is pixels and img.format == "PNG" and img.mode in ("L", "RGB")
     except ImageError as exc:
         raise InputError(IMAGE_ERROR_STATUS.get(exc.kind, 400), str(exc)) from None
+    return Upload(fitted, data if same and len(data) <= fitted.nbytes + 1024 else None)
 
 
 class BodyTooLarge(Exception):

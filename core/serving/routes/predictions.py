@@ -102,10 +102,10 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
     ensure_servable(state)
     version, arm = state.choose(services.cache.rng)
     request.state.arm = arm  # for the metrics
-    image = await image_from_request(
+    upload = await image_from_request(
         request, version.input_shape, max_pixels=services.settings.max_pixels
     )
-    probs = await version.batcher.predict(image)
+    probs = await version.batcher.predict(upload.image)
     prediction_id = new_prediction_id()
     body = prediction_body(prediction_id, version, arm, probs)
     now = utcnow()
@@ -122,5 +122,6 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
         created_at=now,
         simulated=is_simulated(request),
     )
-    await services.predictions.record(record, image)  # stored before the answer goes out
+    # Stored before the answer goes out.
+    await services.predictions.record(record, upload.image, png=upload.png)
     return OrjsonResponse(body)
