@@ -17,7 +17,7 @@ from db.engine import dispose_engines, get_engine, session_scope
 from db.models import utcnow
 from db.repo import channels, datasets, feedback, jobs, models, predictions, workers
 from db.repo.channels import ChannelSpec
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.rollups import add_to_rollups
 from db.settings import artifact_dir
 
@@ -202,12 +202,14 @@ def _add_feedback(session, reg, rng, prediction_ids: list[str]) -> None:
         claimed = None if rating == "up" else int((record.predicted_class + 1) % 10)
         info = feedback.add_feedback(
             session=session,
-            prediction_id=pid,
-            channel_id=record.channel_id,
-            rating=rating,
-            claimed_class=claimed,
-            comment="looks wrong" if rating == "down" else "",
-            num_classes=10,
+            feedback=FeedbackInput(
+                prediction_id=pid,
+                channel_id=record.channel_id,
+                rating=rating,
+                claimed_class=claimed,
+                comment="looks wrong" if rating == "down" else "",
+                num_classes=10,
+            ),
         )
         reg.feedback_ids.append(info.id)
 

@@ -10,6 +10,7 @@ from db.engine import session_scope
 from db.queries.lookups import annotation_history, list_events
 from db.queries.review import review_item, suggest_verdict
 from db.repo.channels import ChannelSpec, create_channel
+from db.repo.feedback import FeedbackInput
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.registry_helpers import add_dataset, add_model_with_version
 
@@ -33,9 +34,19 @@ def test_each_item_keeps_its_own_suggested_class(registry):
         ids = []
         for predicted, second, rating, claimed in cases:
             pid = _prediction(s, channel.id, version.id, predicted, second)
-            ids.append(submit_feedback(actor="user", session=s, prediction_id=pid,
-                                       channel_id=channel.id, rating=rating,
-                                       claimed_class=claimed, num_classes=10).id)  # fmt: skip
+            ids.append(
+                submit_feedback(
+                    actor="user",
+                    session=s,
+                    feedback=FeedbackInput(
+                        prediction_id=pid,
+                        channel_id=channel.id,
+                        rating=rating,
+                        claimed_class=claimed,
+                        num_classes=10,
+                    ),
+                ).id
+            )
     with session_scope() as s:
         expected = [suggest_verdict(review_item(session=s, feedback_id=i)) for i in ids]
     result = accept_suggestions(actor="ann", feedback_ids=ids)

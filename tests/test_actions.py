@@ -15,7 +15,7 @@ from db.errors import ConflictError, RegistryError
 from db.queries.lookups import get_channel, list_events
 from db.repo import predictions
 from db.repo.channels import ChannelSpec
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from tests.registry_helpers import add_dataset, add_model_with_version
 
 ANN = Actor("ann", "manager")
@@ -117,7 +117,10 @@ def _feedback_items(channel_id: int, version_id: int, n: int) -> list[int]:
         user = Actor("channel:web", "viewer")
         rating = "up" if i % 2 == 0 else "down"
         info = feedback_actions.submit_feedback(
-            actor=user, prediction_id=pid, channel_id=channel_id, rating=rating, num_classes=10
+            actor=user,
+            feedback=FeedbackInput(
+                prediction_id=pid, channel_id=channel_id, rating=rating, num_classes=10
+            ),
         )
         ids.append(info.id)
     return ids

@@ -24,7 +24,7 @@ from db.engine import session_scope
 from db.errors import RegistryError
 from db.repo.audit import list_events
 from db.repo.channels import promote_version, rotate_api_key, set_candidate, set_channel_status
-from db.repo.feedback import add_feedback
+from db.repo.feedback import FeedbackInput, add_feedback
 from db.repo.models import create_model, get_version, list_models
 from db.repo.predictions import get_prediction
 from db.settings import artifact_dir
@@ -350,7 +350,9 @@ def _same_model_twice(session: SessionDep) -> None:
 
 @errors_router.post("/invalid")
 def _bad_rating(session: SessionDep) -> None:
-    add_feedback(session=session, prediction_id="p", channel_id=1, rating="meh")
+    add_feedback(
+        session=session, feedback=FeedbackInput(prediction_id="p", channel_id=1, rating="meh")
+    )
 
 
 @errors_router.post("/forbidden")

@@ -24,7 +24,7 @@ from db.engine import session_scope
 from db.errors import ConflictError, RegistryError
 from db.models import Feedback
 from db.repo.channels import ChannelSpec, create_channel
-from db.repo.feedback import AnnotationInput, add_feedback, annotate
+from db.repo.feedback import AnnotationInput, FeedbackInput, add_feedback, annotate
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.text import forbidden_character
 from tests.registry_helpers import add_dataset, add_model_with_version
@@ -232,9 +232,13 @@ def test_the_registry_refuses_the_same_input(registry):
     ]
     for error, message, fields in refusals:
         with pytest.raises(error, match=message), session_scope() as s:
-            add_feedback(session=s, prediction_id=pid, channel_id=web.id, **fields)
+            add_feedback(
+                session=s, feedback=FeedbackInput(prediction_id=pid, channel_id=web.id, **fields)
+            )
     with session_scope() as s:
-        info = add_feedback(session=s, prediction_id=pid, channel_id=web.id, rating="up")
+        info = add_feedback(
+            session=s, feedback=FeedbackInput(prediction_id=pid, channel_id=web.id, rating="up")
+        )
     verdicts = [
         (dict(note="fine\x00"), "note contains a control character"),
         (dict(tags=["x\u2067"]), "tag contains a bidirectional override"),
@@ -244,7 +248,9 @@ def test_the_registry_refuses_the_same_input(registry):
             annotation = AnnotationInput(verdict="confirmed", **fields)
             annotate(session=s, feedback_id=info.id, author="ann", annotation=annotation)
     with pytest.raises(ConflictError, match="already has its feedback"), session_scope() as s:
-        add_feedback(session=s, prediction_id=pid, channel_id=web.id, rating="down")
+        add_feedback(
+            session=s, feedback=FeedbackInput(prediction_id=pid, channel_id=web.id, rating="down")
+        )
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Feedback)) == 1
 
@@ -285,7 +291,10 @@ def test_racing_feedback_on_one_prediction_stores_one(registry):
         start.wait()
         try:
             with session_scope() as s:
-                add_feedback(session=s, prediction_id=pid, channel_id=web.id, rating="up")
+                add_feedback(
+                    session=s,
+                    feedback=FeedbackInput(prediction_id=pid, channel_id=web.id, rating="up"),
+                )
             return "stored"
         except ConflictError:
             return "refused"

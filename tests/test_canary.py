@@ -17,7 +17,7 @@ from db.errors import ConflictError, RegistryError
 from db.repo.audit import list_events
 from db.repo.canary import list_decisions
 from db.repo.channels import get_channel
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.rollups import RollupDelta, add_to_rollups
 from tests.canary_helpers import channel_with_versions, plan, write_traffic
 
@@ -127,10 +127,15 @@ def test_worse_feedback_accuracy_is_rolled_back(registry):
         for record in written[arm][:30]:
             other = (record.predicted_class + 1) % 10
             fb = submit_feedback(
-                actor="user", prediction_id=record.id, channel_id=channel_id,
-                rating="up" if right else "down", claimed_class=None if right else other,
-                num_classes=10,
-            )  # fmt: skip
+                actor="user",
+                feedback=FeedbackInput(
+                    prediction_id=record.id,
+                    channel_id=channel_id,
+                    rating="up" if right else "down",
+                    claimed_class=None if right else other,
+                    num_classes=10,
+                ),
+            )
             if right:
                 annotate_feedback(
                     actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")

@@ -19,7 +19,7 @@ from db.models import Channel
 from db.repo.alerts import list_alerts
 from db.repo.audit import list_events
 from db.repo.channels import ChannelSpec, create_channel, promote_version
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
@@ -151,9 +151,16 @@ def test_accuracy_breach_needs_the_interval_below_the_objective(registry):
     log.close()
     for j, record in enumerate(records):
         right = j < 12
-        fb = submit_feedback(actor="user", prediction_id=record.id, channel_id=channel_id,
-                             rating="up" if right else "down",
-                             claimed_class=None if right else 2, num_classes=10)  # fmt: skip
+        fb = submit_feedback(
+            actor="user",
+            feedback=FeedbackInput(
+                prediction_id=record.id,
+                channel_id=channel_id,
+                rating="up" if right else "down",
+                claimed_class=None if right else 2,
+                num_classes=10,
+            ),
+        )
         annotate_feedback(
             actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")
         )

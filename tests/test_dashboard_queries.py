@@ -13,6 +13,7 @@ from db.queries.registry import VersionFilter, version_page
 from db.queries.review import ReviewFilter, review_page
 from db.repo import channels, feedback, models, predictions
 from db.repo.channels import ChannelSpec
+from db.repo.feedback import FeedbackInput
 from tests.registry_helpers import EVALUATION, add_dataset, add_model_with_version
 
 pytestmark = pytest.mark.both_databases
@@ -63,7 +64,9 @@ def test_review_queue_is_filtered_by_day(registry):
                     pid, web.id, version.id, "production", 1, 0.5, [0.1] * 10, 1.0, None
                 )],
             )  # fmt: skip
-            fb = feedback.add_feedback(session=s, prediction_id=pid, channel_id=web.id, rating="up")
+            fb = feedback.add_feedback(
+                session=s, feedback=FeedbackInput(prediction_id=pid, channel_id=web.id, rating="up")
+            )
             _stamp(s, Feedback, fb.id, datetime(2026, 5, day, 12, tzinfo=UTC))
             ids.append(fb.id)
     with session_scope() as s:

@@ -19,7 +19,7 @@ from db.engine import session_scope
 from db.models import VersionTrainingItem
 from db.repo.channels import ChannelSpec, create_channel
 from db.repo.channels import promote_version as repo_promote
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.models import create_model, register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.settings import artifact_dir
@@ -57,8 +57,11 @@ def _annotated_feedback(s, channel_id: int, version_id: int, digits) -> list[tup
         record = PredictionRecord(new_prediction_id(), channel_id, version_id, "production",
                                   0, 0.5, np.full(10, 0.1).tolist(), 3.0, path)  # fmt: skip
         insert_predictions(session=s, records=[record])
-        fb = submit_feedback(actor="user", session=s, prediction_id=record.id,
-                             channel_id=channel_id, rating="down")  # fmt: skip
+        fb = submit_feedback(
+            actor="user",
+            session=s,
+            feedback=FeedbackInput(prediction_id=record.id, channel_id=channel_id, rating="down"),
+        )
         note = annotate_feedback(
             actor="ann",
             session=s,

@@ -14,7 +14,7 @@ from db.migrate import current_revision
 from db.models import Annotation, Prediction, TrainingJob, utcnow
 from db.repo import channels, feedback, jobs, models, predictions, workers
 from db.repo.channels import ChannelSpec
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from tests.registry_helpers import add_dataset, add_model_with_version
 
 pytestmark = pytest.mark.both_databases
@@ -225,14 +225,26 @@ def test_feedback_and_annotation_history(registry):
         )
         pid = _prediction(s, web.id, version.id)
         with pytest.raises(NotFoundError, match="does not exist on this channel"):
-            feedback.add_feedback(session=s, prediction_id=pid, channel_id=other.id, rating="up")
+            feedback.add_feedback(
+                session=s,
+                feedback=FeedbackInput(prediction_id=pid, channel_id=other.id, rating="up"),
+            )
         with pytest.raises(RegistryError, match="between 0 and 9"):
             feedback.add_feedback(
-                session=s, prediction_id=pid, channel_id=web.id, rating="down",
-                claimed_class=12, num_classes=10,
-            )  # fmt: skip
+                session=s,
+                feedback=FeedbackInput(
+                    prediction_id=pid,
+                    channel_id=web.id,
+                    rating="down",
+                    claimed_class=12,
+                    num_classes=10,
+                ),
+            )
         fb = feedback.add_feedback(
-            session=s, prediction_id=pid, channel_id=web.id, rating="down", claimed_class=8
+            session=s,
+            feedback=FeedbackInput(
+                prediction_id=pid, channel_id=web.id, rating="down", claimed_class=8
+            ),
         )
         assert fb.predicted_class == 3 and fb.review_status == "pending"
         first = feedback.annotate(
@@ -281,9 +293,11 @@ def test_bad_annotations_write_nothing(registry):
         _, version = add_model_with_version(s, dataset_id)
         web, _ = channels.create_channel(session=s, slug="web", spec=ChannelSpec(name="Web"))
         fb = feedback.add_feedback(
-            session=s, prediction_id=_prediction(s, web.id, version.id), channel_id=web.id,
-            rating="down",
-        )  # fmt: skip
+            session=s,
+            feedback=FeedbackInput(
+                prediction_id=_prediction(s, web.id, version.id), channel_id=web.id, rating="down"
+            ),
+        )
     cases = [
         (dict(verdict="maybe"), "verdict must be one of"),
         (dict(verdict="corrected"), "needs the true class"),
@@ -368,6 +382,8 @@ def test_bad_feedback_is_refused(registry):
     ]
     for kwargs, message in cases:
         with pytest.raises(RegistryError, match=message), session_scope() as s:
-            feedback.add_feedback(session=s, prediction_id=pid, channel_id=web.id, **kwargs)
+            feedback.add_feedback(
+                session=s, feedback=FeedbackInput(prediction_id=pid, channel_id=web.id, **kwargs)
+            )
     with session_scope() as s:
         assert feedback.list_pending_feedback_ids(session=s) == []

@@ -17,7 +17,7 @@ from db.queries.lookups import get_channel, get_job, list_events
 from db.repo import jobs as job_repo
 from db.repo.canary import list_decisions, running_canary
 from db.repo.channels import ChannelSpec, create_channel, promote_version
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.repo.workers import register_worker
@@ -35,9 +35,17 @@ def _channel_with_feedback(annotated: bool) -> tuple[int, int]:
         record = PredictionRecord(new_prediction_id(), channel.id, version.id, "production", 1,
                                   0.7, np.full(10, 0.1).tolist(), 3.0, None)  # fmt: skip
         insert_predictions(session=s, records=[record])
-        fb = submit_feedback(actor="user", session=s, prediction_id=record.id,
-                             channel_id=channel.id, rating="down", claimed_class=7,
-                             num_classes=10)  # fmt: skip
+        fb = submit_feedback(
+            actor="user",
+            session=s,
+            feedback=FeedbackInput(
+                prediction_id=record.id,
+                channel_id=channel.id,
+                rating="down",
+                claimed_class=7,
+                num_classes=10,
+            ),
+        )
     if annotated:
         annotate_feedback(
             actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")

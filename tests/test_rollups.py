@@ -15,7 +15,7 @@ from core.serving.prediction_log import PredictionLog
 from db.engine import session_scope
 from db.models import ROLLUP_RESOLUTIONS, Prediction, Rollup
 from db.repo.channels import ChannelSpec, create_channel
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
@@ -110,9 +110,18 @@ def test_thumbs_and_verdicts_count_in_the_predictions_bucket(registry):
     ids = []
     for record, rating in zip(records, ["up", "down", "down", "up", "down", "up"], strict=True):
         claimed = None if rating == "up" else (record.predicted_class + 1) % 10
-        ids.append(submit_feedback(actor="end-user", prediction_id=record.id,
-                                   channel_id=channel.id, rating=rating, claimed_class=claimed,
-                                   num_classes=10).id)  # fmt: skip
+        ids.append(
+            submit_feedback(
+                actor="end-user",
+                feedback=FeedbackInput(
+                    prediction_id=record.id,
+                    channel_id=channel.id,
+                    rating=rating,
+                    claimed_class=claimed,
+                    num_classes=10,
+                ),
+            ).id
+        )
     annotate_feedback(
         actor="ann", feedback_id=ids[0], annotation=AnnotationInput(verdict="confirmed")
     )  # right

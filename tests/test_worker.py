@@ -19,7 +19,7 @@ from db.engine import session_scope
 from db.models import TrainingJob
 from db.repo import channels, feedback, jobs, models, predictions
 from db.repo.channels import ChannelSpec
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.jobs import JobRequest
 from db.settings import artifact_dir, resolve_artifact
 
@@ -210,7 +210,10 @@ def _feedback_item(channel_id: int, version_id: int, image: np.ndarray) -> int:
             )],
         )  # fmt: skip
         fb = feedback.add_feedback(
-            session=s, prediction_id=pid, channel_id=channel_id, rating="down", claimed_class=7
+            session=s,
+            feedback=FeedbackInput(
+                prediction_id=pid, channel_id=channel_id, rating="down", claimed_class=7
+            ),
         )
         feedback.annotate(
             session=s,

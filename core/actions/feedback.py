@@ -10,7 +10,7 @@ from core.actions.base import Actor, action, audit
 from db.errors import RegistryError
 from db.models import VERDICTS
 from db.repo import feedback as repo
-from db.repo.feedback import AnnotationInfo, AnnotationInput, FeedbackInfo
+from db.repo.feedback import AnnotationInfo, AnnotationInput, FeedbackInfo, FeedbackInput
 
 MAX_BULK_ITEMS = 5000
 
@@ -24,25 +24,13 @@ class BulkResult:
 
 
 @action("feedback.submit", role="viewer")
-def submit_feedback(
-    *,
-    session: Session,
-    actor: Actor,
-    prediction_id: str,
-    channel_id: int,
-    rating: str,
-    claimed_class: int | None = None,
-    comment: str = "",
-    num_classes: int | None = None,
-) -> FeedbackInfo:
+def submit_feedback(*, session: Session, actor: Actor, feedback: FeedbackInput) -> FeedbackInfo:
     """Record an end user's thumbs up/down (and the class they say is right) on a prediction."""
-    info = repo.add_feedback(
-        session=session, prediction_id=prediction_id, channel_id=channel_id, rating=rating,
-        claimed_class=claimed_class, comment=comment, num_classes=num_classes,
-    )  # fmt: skip
+    info = repo.add_feedback(session=session, feedback=feedback)
     audit(
         session, actor, "feedback.submit", "feedback", info.id,
-        prediction_id=prediction_id, rating=rating, claimed_class=claimed_class,
+        prediction_id=feedback.prediction_id, rating=feedback.rating,
+        claimed_class=feedback.claimed_class,
     )  # fmt: skip
     return info
 

@@ -23,7 +23,7 @@ from core.actions.feedback import annotate_feedback, submit_feedback
 from core.ops.simulator import HoldoutImages, drifted_images, feedback_for, holdout_images
 from db.engine import session_scope
 from db.models import Feedback, utcnow
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.predictions import PredictionRecord
 
 # Traffic peaks at 14:00 UTC and bottoms out at 02:00 at a fifth of the peak.
@@ -207,10 +207,8 @@ def send_feedback(
                 said = feedback_for(rng, r.predicted_class, item.truth, num_classes, share)
                 if said is None:
                     continue
-                info = submit_feedback(
-                    actor=user, session=s, prediction_id=r.id, channel_id=r.channel_id,
-                    num_classes=num_classes, **said,
-                )  # fmt: skip
+                given = FeedbackInput(r.id, r.channel_id, num_classes=num_classes, **said)
+                info = submit_feedback(actor=user, session=s, feedback=given)
                 at = min(now, r.created_at + timedelta(seconds=rng.uniform(5, 600)))
                 s.get(Feedback, info.id).created_at = at
                 counts["feedback"] += 1

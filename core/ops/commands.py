@@ -18,7 +18,7 @@ from db.engine import get_engine, session_scope
 from db.queries import lookups
 from db.queries.review import ReviewFilter, review_ids, review_page
 from db.repo import models as model_repo
-from db.repo.feedback import AnnotationInput
+from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.settings import artifact_dir, current_user, database_url
 
 
@@ -314,10 +314,9 @@ def cmd_feedback_submit(args: argparse.Namespace) -> int:
             if channel.dataset_id
             else None
         )
-    info = feedback_actions.submit_feedback(
-        actor=cli_actor(), prediction_id=args.prediction_id, channel_id=channel.id,
-        rating=args.rating, claimed_class=args.claimed_class, comment=args.comment,
-        num_classes=classes,
-    )  # fmt: skip
+    feedback = FeedbackInput(
+        args.prediction_id, channel.id, args.rating, args.claimed_class, args.comment, classes
+    )
+    info = feedback_actions.submit_feedback(actor=cli_actor(), feedback=feedback)
     print(f"feedback {info.id} on prediction {info.prediction_id}: {info.rating}")
     return 0

@@ -72,19 +72,27 @@ def _feedback_info(r: Feedback) -> FeedbackInfo:
     )  # fmt: skip
 
 
-def add_feedback(
-    *,
-    session: Session,
-    prediction_id: str,
-    channel_id: int,
-    rating: str,
-    claimed_class: int | None = None,
-    comment: str = "",
-    num_classes: int | None = None,
-) -> FeedbackInfo:
-    """Record an end user's verdict on a prediction made on `channel_id` (another channel's
-    prediction is refused as not found, so ids of other channels are not disclosed)."""
-    comment = _valid_feedback_fields(rating, claimed_class, comment, num_classes)
+@dataclass(frozen=True)
+class FeedbackInput:
+    """An end user's verdict as given: on prediction `prediction_id` of channel `channel_id`,
+    `claimed_class` (the class they say is right) bounded by `num_classes` when known."""
+
+    prediction_id: str
+    channel_id: int
+    rating: str
+    claimed_class: int | None = None
+    comment: str = ""
+    num_classes: int | None = None
+
+
+def add_feedback(*, session: Session, feedback: FeedbackInput) -> FeedbackInfo:
+    """Record an end user's verdict on a prediction made on `feedback.channel_id` (another
+    channel's prediction is refused as not found, so ids of other channels are not disclosed)."""
+    if not isinstance(feedback, FeedbackInput):
+        raise RegistryError(f"feedback must be a FeedbackInput (got {type(feedback).__name__})")
+    prediction_id, channel_id, rating = feedback.prediction_id, feedback.channel_id, feedback.rating
+    claimed_class = feedback.claimed_class
+    comment = _valid_feedback_fields(rating, claimed_class, feedback.comment, feedback.num_classes)
     # FOR UPDATE queues feedback on one prediction on PostgreSQL; on SQLite the insert takes
     # the one write lock. Either way the count after the insert sees every earlier feedback.
     prediction = session.get(Prediction, prediction_id, with_for_update=True)

@@ -14,6 +14,7 @@ from core.serving.deps import KeyChannelDep, ServicesDep, SessionDep
 from core.serving.schemas import FEEDBACK_RESPONSES
 from db.errors import NotFoundError
 from db.repo.datasets import get_dataset
+from db.repo.feedback import FeedbackInput
 from db.repo.models import get_version
 from db.repo.predictions import get_prediction
 
@@ -64,12 +65,9 @@ def feedback(
     info = submit_feedback(
         actor=Actor(f"channel:{channel.slug}", "viewer"),
         session=session,
-        prediction_id=prediction.id,
-        channel_id=channel.id,
-        rating=body.rating,
-        claimed_class=claimed,
-        comment=body.comment.strip(),
-        num_classes=len(names),
+        feedback=FeedbackInput(
+            prediction.id, channel.id, body.rating, claimed, body.comment.strip(), len(names)
+        ),
     )
     answer = {
         "feedback_id": info.id,
