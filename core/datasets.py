@@ -15,6 +15,7 @@ from core.ml.holdout import Holdout, make_holdout
 from db.errors import RegistryError
 from db.repo.datasets import (
     DatasetInfo,
+    DatasetRecord,
     find_dataset,
     fix_holdout,
     get_holdout_bytes,
@@ -34,14 +35,12 @@ def register_loaded_dataset(
         holdout = make_holdout(data)
     except DatasetError as exc:
         raise RegistryError(f"dataset {name!r}: {exc}") from exc
-    return register_dataset(
-        session=session, name=name, source=source, location=location,
-        class_names=list(data.class_names), input_shape=list(data.input_shape),
-        num_samples=data.num_samples, fingerprint=data.fingerprint,
-        holdout=holdout.to_bytes(), holdout_fingerprint=holdout.fingerprint,
-        holdout_summary=holdout.summary(),
+    record = DatasetRecord(
+        name, source, location, list(data.class_names), list(data.input_shape), data.num_samples,
+        data.fingerprint, holdout.to_bytes(), holdout.fingerprint, holdout.summary(),
         flip_safe=default_flip_safe(source, location) if flip_safe is None else bool(flip_safe),
     )  # fmt: skip
+    return register_dataset(session=session, record=record)
 
 
 def register_builtin_dataset(*, session: Session) -> DatasetInfo:

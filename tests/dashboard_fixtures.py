@@ -283,13 +283,15 @@ def fill_registry(home: Path, *, n_predictions: int = 300, seed: int = 0) -> Fil
     with session_scope() as s:
         ds = datasets.register_dataset(
             session=s,
-            name="digits",
-            source="digits",
-            location=None,
-            class_names=CLASS_NAMES,
-            input_shape=list(data.input_shape),
-            num_samples=data.num_samples,
-            fingerprint=data.fingerprint,
+            record=datasets.DatasetRecord(
+                name="digits",
+                source="digits",
+                location=None,
+                class_names=CLASS_NAMES,
+                input_shape=list(data.input_shape),
+                num_samples=data.num_samples,
+                fingerprint=data.fingerprint,
+            ),
         )
         reg.dataset_id = ds.id
         reg.model_id = models.create_model(session=s, name="digits").id

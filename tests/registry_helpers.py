@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.repo.datasets import register_dataset
+from db.repo.datasets import DatasetRecord, register_dataset
 from db.repo.models import create_model, register_version
 
 # The dataset holdout every helper version was scored on: the promotion gate compares them.
@@ -21,13 +21,15 @@ EVALUATION = {
 def add_dataset(session, name: str = "digits") -> int:
     info = register_dataset(
         session=session,
-        name=name,
-        source="digits",
-        location=None,
-        class_names=[str(i) for i in range(10)],
-        input_shape=[8, 8, 1],
-        num_samples=1797,
-        fingerprint="f" * 64,
+        record=DatasetRecord(
+            name=name,
+            source="digits",
+            location=None,
+            class_names=[str(i) for i in range(10)],
+            input_shape=[8, 8, 1],
+            num_samples=1797,
+            fingerprint="f" * 64,
+        ),
     )
     return info.id
 

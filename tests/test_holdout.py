@@ -12,7 +12,7 @@ from core.ml.datasets import DatasetError, LabelledImages, keras_images, load_da
 from core.ml.holdout import Holdout, make_holdout, split_by_holdout
 from core.ml.images import encode_png
 from db.engine import session_scope
-from db.repo.datasets import fix_holdout, get_dataset, register_dataset
+from db.repo.datasets import DatasetRecord, fix_holdout, get_dataset, register_dataset
 
 
 def _fake_cifar(n_train: int = 60, n_test: int = 20):
@@ -140,9 +140,17 @@ def test_registration_fixes_the_holdout_and_first_use_fixes_an_old_one(registry)
             info.holdout_fingerprint
         )
         old = register_dataset(
-            session=s, name="old", source="npz", location="o.npz", class_names=list("abc"),
-            input_shape=[4, 4, 1], num_samples=60, fingerprint=data.fingerprint,
-        )  # fmt: skip
+            session=s,
+            record=DatasetRecord(
+                name="old",
+                source="npz",
+                location="o.npz",
+                class_names=list("abc"),
+                input_shape=[4, 4, 1],
+                num_samples=60,
+                fingerprint=data.fingerprint,
+            ),
+        )
         assert old.holdout_fingerprint is None
         fixed = dataset_holdout(session=s, dataset=old, data=data)
         assert get_dataset(session=s, dataset_id=old.id).holdout_fingerprint == fixed.fingerprint

@@ -353,14 +353,14 @@ def test_channel_changes_are_validated_and_write_nothing(registry):
 
 
 def test_datasets_and_models_refuse_bad_names(registry):
-    from db.repo.datasets import register_dataset
+    from db.repo.datasets import DatasetRecord, register_dataset
 
     with session_scope() as s:
         add_dataset(s)
     bad = dict(location=None, class_names=["a"], input_shape=[1, 1, 1], num_samples=1,
                fingerprint="0" * 64)  # fmt: skip
     with pytest.raises(RegistryError, match="'digits' already exists"), session_scope() as s:
-        register_dataset(session=s, name="digits", source="npz", **bad)
+        register_dataset(session=s, record=DatasetRecord(name="digits", source="npz", **bad))
     with pytest.raises(RegistryError, match="needs a name"), session_scope() as s:
         models.create_model(session=s, name="   ")
     with session_scope() as s:

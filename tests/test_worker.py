@@ -180,14 +180,22 @@ def test_killed_worker_leaves_its_job_lost_not_running(registry):
 
 def test_a_job_whose_dataset_is_gone_fails_with_the_reason(registry, tmp_path):
     from core.training.worker import TrainingWorker, WorkerOptions
-    from db.repo.datasets import register_dataset
+    from db.repo.datasets import DatasetRecord, register_dataset
 
     folder = tmp_path / "images"
     with session_scope() as s:
         ds = register_dataset(
-            session=s, name="photos", source="folder", location=str(folder),
-            class_names=["a", "b"], input_shape=[8, 8, 1], num_samples=4, fingerprint="0" * 64,
-        )  # fmt: skip
+            session=s,
+            record=DatasetRecord(
+                name="photos",
+                source="folder",
+                location=str(folder),
+                class_names=["a", "b"],
+                input_shape=[8, 8, 1],
+                num_samples=4,
+                fingerprint="0" * 64,
+            ),
+        )
     job = _queue(dataset_id=ds.id)
     TrainingWorker(WorkerOptions(exit_when_idle=True)).run()
     failed = _job(job.id)

@@ -7,7 +7,7 @@ split) is stored with it as opaque bytes that core.ml.holdout writes and reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -45,38 +45,33 @@ def _info(row: Dataset) -> DatasetInfo:
     )  # fmt: skip
 
 
-def register_dataset(
-    *,
-    session: Session,
-    name: str,
-    source: str,
-    location: str | None,
-    class_names: list[str],
-    input_shape: list[int],
-    num_samples: int,
-    fingerprint: str,
-    holdout: bytes | None = None,
-    holdout_fingerprint: str | None = None,
-    holdout_summary: dict[str, Any] | None = None,
-    flip_safe: bool = False,
-) -> DatasetInfo:
+@dataclass(frozen=True)
+class DatasetRecord:
+    """What registering a dataset stores: the fields of DatasetInfo the registry does not assign,
+    and the holdout's bytes (None for a dataset registered before holdouts existed)."""
+
+    name: str
+    source: str
+    location: str | None
+    class_names: list[str]
+    input_shape: list[int]
+    num_samples: int
+    fingerprint: str
+    holdout: bytes | None = None
+    holdout_fingerprint: str | None = None
+    holdout_summary: dict[str, Any] | None = None
+    flip_safe: bool = False
+
+
+def register_dataset(*, session: Session, record: DatasetRecord) -> DatasetInfo:
     """Record a dataset that `core.ml.datasets.load_dataset` has read successfully, with the
     holdout fixed for it (core.datasets.register_loaded_dataset passes all three)."""
-    if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
-        raise ConflictError(f"a dataset named {name!r} already exists")
-    row = Dataset(
-        name=name,
-        source=source,
-        location=location,
-        class_names=list(class_names),
-        input_shape=list(input_shape),
-        num_samples=num_samples,
-        fingerprint=fingerprint,
-        holdout=holdout,
-        holdout_fingerprint=holdout_fingerprint,
-        holdout_summary=holdout_summary,
-        flip_safe=flip_safe,
-    )
+    if session.scalar(select(Dataset.id).where(Dataset.name == record.name)) is not None:
+        raise ConflictError(f"a dataset named {record.name!r} already exists")
+    columns = asdict(record)  # copies the class names and the holdout summary
+    columns["input_shape"] = list(record.input_shape)  # a tuple is stored as a list too
+    columns["class_names"] = list(record.class_names)
+    row = Dataset(**columns)
     session.add(row)
     session.flush()
     return _info(row)
