@@ -372,12 +372,9 @@ def run_controller(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.logs import configure_logging
+    from core.logs import run_process
 
-    configure_logging()
-    parser = argparse.ArgumentParser(prog="channelhub controller", description=__doc__)
-    add_controller_arguments(parser)
-    return run_controller(parser.parse_args(argv))
+    return run_process("controller", __doc__, add_controller_arguments, run_controller, argv)
 
 
 if __name__ == "__main__":

@@ -429,12 +429,9 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.logs import configure_logging
+    from core.logs import run_process
 
-    configure_logging()
-    parser = argparse.ArgumentParser(prog="channelhub worker", description=__doc__)
-    add_worker_arguments(parser)
-    return run_worker(parser.parse_args(argv))
+    return run_process("worker", __doc__, add_worker_arguments, run_worker, argv)
 
 
 if __name__ == "__main__":
