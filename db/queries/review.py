@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from db.models import Annotation, Channel, Dataset, Feedback, Model, ModelVersion, Prediction
 from db.queries.dates import within_days
+from db.repo.feedback import FeedbackFields
+from db.repo.rows import info_of
 
 REVIEW_SORTS = ("newest", "least confident", "disagreement first")
 
@@ -27,16 +29,10 @@ class ReviewFilter:
 
 
 @dataclass(frozen=True)
-class ReviewRow:
+class ReviewRow(FeedbackFields):
     id: int
     channel_slug: str
     version_label: str
-    predicted_class: int
-    confidence: float
-    rating: str
-    claimed_class: int | None
-    comment: str
-    review_status: str
     created_at: datetime
 
 
@@ -110,17 +106,11 @@ def _labels(session: Session, feedback_rows: list[Feedback]) -> tuple[dict, dict
 def _rows(session: Session, feedback_rows: list[Feedback]) -> list[ReviewRow]:
     slugs, versions = _labels(session, feedback_rows)
     return [
-        ReviewRow(
-            r.id,
-            slugs.get(r.channel_id, "?"),
-            versions.get(r.version_id, "?"),
-            r.predicted_class,
-            r.confidence,
-            r.rating,
-            r.claimed_class,
-            r.comment,
-            r.review_status,
-            r.created_at,
+        info_of(
+            ReviewRow,
+            r,
+            channel_slug=slugs.get(r.channel_id, "?"),
+            version_label=versions.get(r.version_id, "?"),
         )
         for r in feedback_rows
     ]

@@ -19,6 +19,7 @@ from db.models import (
     Prediction,
 )
 from db.repo.rollups import RollupDelta, add_to_rollups
+from db.repo.rows import info_of
 from db.text import check_text, normalize_newlines
 
 MAX_COMMENT_CHARS = 2000
@@ -29,17 +30,24 @@ MAX_FEEDBACK_PER_PREDICTION = 1
 
 
 @dataclass(frozen=True)
-class FeedbackInfo:
-    id: int
-    prediction_id: str
-    channel_id: int
-    version_id: int
+class FeedbackFields:
+    """What a feedback item says, shared by FeedbackInfo and the review queue's rows (their own
+    fields follow these: build either by keyword)."""
+
     predicted_class: int
     confidence: float
     rating: str
     claimed_class: int | None
     comment: str
     review_status: str
+
+
+@dataclass(frozen=True)
+class FeedbackInfo(FeedbackFields):
+    id: int
+    prediction_id: str
+    channel_id: int
+    version_id: int
     used_in_version_id: int | None
     created_at: datetime
 
@@ -66,10 +74,7 @@ class TrainingItem:
 
 
 def _feedback_info(r: Feedback) -> FeedbackInfo:
-    return FeedbackInfo(
-        r.id, r.prediction_id, r.channel_id, r.version_id, r.predicted_class, r.confidence,
-        r.rating, r.claimed_class, r.comment, r.review_status, r.used_in_version_id, r.created_at,
-    )  # fmt: skip
+    return info_of(FeedbackInfo, r)
 
 
 @dataclass(frozen=True)
