@@ -20,8 +20,10 @@ from db.repo.rows import info_of
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
-    id: int
+class DatasetFields:
+    """What a dataset is, shared by DatasetInfo and DatasetRecord (build either by keyword, or
+    these fields first)."""
+
     name: str
     source: str
     location: str | None
@@ -29,6 +31,11 @@ class DatasetInfo:
     input_shape: list[int]
     num_samples: int
     fingerprint: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo(DatasetFields):
+    id: int
     created_at: datetime
     # None while the dataset has no holdout yet (registered before holdouts existed).
     holdout_fingerprint: str | None = None
@@ -46,17 +53,10 @@ def _info(row: Dataset) -> DatasetInfo:
 
 
 @dataclass(frozen=True)
-class DatasetRecord:
+class DatasetRecord(DatasetFields):
     """What registering a dataset stores: the fields of DatasetInfo the registry does not assign,
     and the holdout's bytes (None for a dataset registered before holdouts existed)."""
 
-    name: str
-    source: str
-    location: str | None
-    class_names: list[str]
-    input_shape: list[int]
-    num_samples: int
-    fingerprint: str
     holdout: bytes | None = None
     holdout_fingerprint: str | None = None
     holdout_summary: dict[str, Any] | None = None
