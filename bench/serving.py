@@ -6,7 +6,8 @@ epoch on the digits in a temporary registry, starts the servers as subprocesses 
 (ChannelHub with `--workers`, default one per core), drives each with the same closed-loop load
 (32 clients × 2,000 requests of the same PNG uploads) and prints the figures; the last line is one
 JSON object. The rounds alternate ChannelHub, LitServe (batching on: batch 32, 2 ms timeout, fast
-queue) and ChannelHub with the prediction log's rollups off; figures are medians over the rounds.
+queue) and ChannelHub with the prediction log's rollups off; figures are medians over the rounds
+(four by default: a round lasts only seconds).
 `peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` ChannelHub's ÷ the twin's
 without rollups. Every ChannelHub answer is stored before it is sent: `stored` must equal
 `answered`.
@@ -353,8 +354,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="rounds of ChannelHub, LitServe, no rollups (default 2)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds of ChannelHub, LitServe, no rollups (default 4)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="ChannelHub's serving processes (default: one per core)")  # fmt: skip
     parser.add_argument("--naive-requests", type=int, default=500,
