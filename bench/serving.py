@@ -257,16 +257,22 @@ def bench_servers(
     """Single-client load on ChannelHub, then rounds that alternate the same concurrent load
     between ChannelHub, LitServe and ChannelHub without rollups (all up, the others idle)."""
     headers = {"X-API-Key": key}
-    hub, url = start_api(env, log_dir / "channelhub.log", args.workers, rollups=True)
-    bare, bare_url = start_api(env, log_dir / "bare.log", args.workers, rollups=False)
-    peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
     bodies, peer_bodies = [multipart(i) for i in images], [json_upload(i) for i in images]
-    targets = {"with": (url, headers, bodies), "peer": (peer_url, {}, peer_bodies),
-               "without": (bare_url, headers, bodies)}  # fmt: skip
-    out: dict = {name: [] for name in targets}
+    hub, url = start_api(env, log_dir / "channelhub.log", args.workers, rollups=True)
+    procs = [hub]
+    out: dict = {"with": [], "peer": [], "without": []}
     try:
-        warm = [single_client(u, h, b, 100) for u, h, b in targets.values()]
+        # A lone user's latency, before the other servers start: LitServe's workers poll their
+        # queues even when idle and would take CPU from it.
+        warm = [single_client(url, headers, bodies, 100)]
         out["single"] = single_client(url, headers, bodies, args.single_requests)
+        bare, bare_url = start_api(env, log_dir / "bare.log", args.workers, rollups=False)
+        procs.append(bare)
+        peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
+        procs.append(peer)
+        targets = {"with": (url, headers, bodies), "peer": (peer_url, {}, peer_bodies),
+                   "without": (bare_url, headers, bodies)}  # fmt: skip
+        warm += [single_client(u, h, b, 100) for u, h, b in list(targets.values())[1:]]
         names = list(targets)
         for i in range(args.rounds):
             for name in names[i % 3 :] + names[: i % 3]:
@@ -276,7 +282,7 @@ def bench_servers(
                 print_row(f"{name} #{i + 1}", figures)
                 out[name].append(figures)
     finally:
-        for proc in (hub, bare, peer):
+        for proc in procs:
             stop_process(proc)  # a clean shutdown: nothing acknowledged is left unwritten
     hub_runs = [warm[0], warm[2], out["single"], *out["with"], *out["without"]]
     out["answered"] = sum(r["answered"] for r in hub_runs)
