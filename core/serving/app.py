@@ -4,6 +4,7 @@ routers."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,9 @@ def create_app(
         redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
         services = await asyncio.to_thread(Services.start, url, settings, metrics)
         app.state.services = services
+        # Everything loaded so far (TensorFlow, the models) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks it and stalls every request.
+        gc.freeze()
         try:
             yield
         finally:
