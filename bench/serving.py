@@ -7,10 +7,10 @@ epoch on the digits in a temporary registry, starts the servers as subprocesses 
 (32 clients × 2,000 requests of the same PNG uploads) and prints the figures; the last line is one
 JSON object. The rounds alternate ChannelHub, LitServe (batching on: batch 32, 2 ms timeout, fast
 queue) and ChannelHub with the prediction log's rollups off; figures are medians over the rounds
-(four by default: a round lasts only seconds).
+(six by default: a round lasts only seconds).
 `peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` ChannelHub's ÷ the twin's
-without rollups. Every ChannelHub answer is stored before it is sent: `stored` must equal
-`answered`.
+without rollups, each the median of the rounds' ratios (the two measured back to back). Every
+ChannelHub answer is stored before it is sent: `stored` must equal `answered`.
 """
 
 from __future__ import annotations
@@ -294,10 +294,12 @@ def median_of(runs: list[dict], key: str) -> float:
     return round(float(np.median([r[key] for r in runs])), 2)
 
 
-def rollup_ratio(out: dict) -> float:
-    """Median throughput with rollups ÷ median without, over the alternating rounds."""
-    with_rps, without_rps = median_of(out["with"], "rps"), median_of(out["without"], "rps")
-    return with_rps / without_rps if without_rps else float("inf")
+def paired_ratio(out: dict, name: str, other: str) -> float:
+    """The median over rounds of `name`'s requests/s ÷ `other`'s in the same round. The two
+    run back to back, so a slower minute of the shared machine hits both; the machine's speed
+    swung by a quarter between rounds, too much for a ratio of medians taken rounds apart."""
+    ratios = [a["rps"] / b["rps"] for a, b in zip(out[name], out[other], strict=True) if b["rps"]]
+    return float(np.median(ratios)) if ratios else float("inf")
 
 
 def bench_naive(env: dict, artifact: str, bodies: list, args, log_dir: Path) -> dict:
@@ -330,8 +332,7 @@ def run(args: argparse.Namespace) -> dict:
         naive = bench_naive(env, artifact, bodies, args, home) if args.naive_requests else None
     hub = {k: median_of(out["with"], k) for k in ("rps", "p50_ms", "p95_ms", "p99_ms")}
     peer = {k: median_of(out["peer"], k) for k in ("rps", "p50_ms", "p99_ms")}
-    peer_ratio = hub["rps"] / peer["rps"] if peer["rps"] else float("inf")
-    kept = rollup_ratio(out)
+    peer_ratio, kept = paired_ratio(out, "with", "peer"), paired_ratio(out, "with", "without")
     print(f"peer ratio {peer_ratio:.2f}x (LitServe {peer['rps']} rps, p99 {peer['p99_ms']} ms); "
           f"with rollups ÷ without {kept:.3f}; stored {stored} of {answered} answered",
           flush=True)  # fmt: skip
@@ -360,8 +361,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="rounds of ChannelHub, LitServe, no rollups (default 4)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="rounds of ChannelHub, LitServe, no rollups (default 6)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="ChannelHub's serving processes (default: one per core)")  # fmt: skip
     parser.add_argument("--naive-requests", type=int, default=500,
