@@ -204,12 +204,6 @@ def open_checked(data: bytes, max_pixels: int) -> Image.Image:
     return img
 
 
-def declared_pixels(data: bytes, max_pixels: int) -> int:
-    """The pixel count the header declares (the checks of `open_checked`)."""
-    with open_checked(data, max_pixels) as img:
-        return img.width * img.height
-
-
 def detected_format(data: bytes) -> str | None:
     """The format Pillow recognises in `data` from its header alone (for the refusal's message)."""
     try:
