@@ -25,7 +25,7 @@ from db.engine import SQLITE_BUSY_TIMEOUT_MS, configure_sqlite
 from db.files import create_private_file
 from db.models import Rollup
 from db.repo.predictions import PredictionRecord
-from db.repo.rollups import COUNTERS, HISTOGRAMS, RollupDelta, add_list, rollup_work
+from db.repo.rollups import HISTOGRAMS, VALUES, RollupDelta, merged_values, rollup_work
 
 log = logging.getLogger("channelhub.serving")
 CHECKPOINT_INTERVAL_S = 1.0
@@ -36,17 +36,16 @@ INSERT_PREDICTIONS = (
     f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _KEY = ("channel_id", "version_id", "arm", "resolution_s", "bucket_start")
-_VALUES = (*COUNTERS, "latency_sum_ms", *HISTOGRAMS)
 SELECT_ROLLUP = (
-    f"SELECT id, {', '.join(_VALUES)} FROM {Rollup.__tablename__} "
+    f"SELECT id, {', '.join(VALUES)} FROM {Rollup.__tablename__} "
     f"WHERE {' AND '.join(f'{c} = ?' for c in _KEY)}"
 )
 UPDATE_ROLLUP = (
-    f"UPDATE {Rollup.__tablename__} SET {', '.join(f'{c} = ?' for c in _VALUES)} WHERE id = ?"
+    f"UPDATE {Rollup.__tablename__} SET {', '.join(f'{c} = ?' for c in VALUES)} WHERE id = ?"
 )
 INSERT_ROLLUP = (
-    f"INSERT INTO {Rollup.__tablename__} ({', '.join((*_KEY, *_VALUES))}) "
-    f"VALUES ({', '.join('?' * (len(_KEY) + len(_VALUES)))})"
+    f"INSERT INTO {Rollup.__tablename__} ({', '.join((*_KEY, *VALUES))}) "
+    f"VALUES ({', '.join('?' * (len(_KEY) + len(VALUES)))})"
 )
 
 
@@ -75,16 +74,13 @@ def _prediction_row(r: PredictionRecord) -> tuple:
 
 
 def _merged_values(stored: tuple | None, delta: RollupDelta) -> list:
-    """The bucket's counters, latency sum and histograms once `delta` is added to `stored`."""
-    n = len(COUNTERS)
-    counters = [(stored[i] if stored else 0) or 0 for i in range(n)]
-    counters = [c + delta.counts.get(name, 0) for c, name in zip(counters, COUNTERS, strict=True)]
-    latency = ((stored[n] if stored else 0.0) or 0.0) + delta.latency_sum_ms
-    histograms = []
-    for i, name in enumerate(HISTOGRAMS):
-        before = json.loads(stored[n + 1 + i] or "[]") if stored else []
-        histograms.append(json.dumps(add_list(before, delta.histograms.get(name, []))))
-    return [*counters, latency, *histograms]
+    """The bucket's VALUES, as stored, once `delta` is added to the `stored` row (histograms are
+    JSON text in SQLite)."""
+    before = dict(zip(VALUES, stored, strict=True)) if stored else {}
+    for name in HISTOGRAMS:
+        before[name] = json.loads(before.get(name) or "[]")
+    merged = merged_values(before, delta)
+    return [json.dumps(merged[n]) if n in HISTOGRAMS else merged[n] for n in VALUES]
 
 
 def _connect_to(path: Path) -> sqlite3.Connection:

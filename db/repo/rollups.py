@@ -7,10 +7,11 @@ in the caller's transaction. Pages and the controller read these rows, never raw
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import zip_longest
+from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -49,12 +50,26 @@ def add_list(total: list[int], more: list[int]) -> list[int]:
     return [a + b for a, b in zip_longest(total, more, fillvalue=0)]
 
 
+# A bucket's values, in the order the plain-SQL writer (db/repo/log_writes.py) reads them.
+VALUES = (*COUNTERS, "latency_sum_ms", *HISTOGRAMS)
+
+
+def merged_values(stored: Mapping[str, Any], delta: RollupDelta) -> dict[str, Any]:
+    """A bucket's VALUES once `delta` is added to `stored` (missing or None values count as
+    empty): the one rule both the ORM path and the plain-SQL writer apply."""
+    merged: dict[str, Any] = {
+        name: (stored.get(name) or 0) + delta.counts.get(name, 0) for name in COUNTERS
+    }
+    merged["latency_sum_ms"] = (stored.get("latency_sum_ms") or 0.0) + delta.latency_sum_ms
+    for name in HISTOGRAMS:
+        merged[name] = add_list(list(stored.get(name) or []), delta.histograms.get(name, []))
+    return merged
+
+
 def _merge(row: Rollup, delta: RollupDelta) -> None:
-    for name, value in delta.counts.items():
-        setattr(row, name, (getattr(row, name) or 0) + value)
-    row.latency_sum_ms = (row.latency_sum_ms or 0.0) + delta.latency_sum_ms
-    for name, values in delta.histograms.items():
-        setattr(row, name, add_list(list(getattr(row, name) or []), values))
+    stored = {name: getattr(row, name) for name in VALUES}
+    for name, value in merged_values(stored, delta).items():
+        setattr(row, name, value)
 
 
 def _combine(deltas: Iterable[RollupDelta], resolution_s: int) -> dict[tuple, RollupDelta]:
