@@ -8,8 +8,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.errors import ConflictError, NotFoundError
+from db.errors import ConflictError
 from db.models import Alert, Channel, utcnow
+from db.repo.lookup import get_row
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,7 @@ def insert_alert(
 
 
 def _row(session: Session, alert_id: int) -> Alert:
-    row = session.get(Alert, alert_id)
-    if row is None:
-        raise NotFoundError(f"alert {alert_id} does not exist")
-    return row
+    return get_row(session, Alert, alert_id, "alert")
 
 
 def clear_alert(*, session: Session, alert_id: int) -> AlertInfo:

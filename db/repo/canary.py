@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.errors import ConflictError, NotFoundError
+from db.errors import ConflictError
 from db.models import Canary, CanaryDecision, Channel, Rollup, utcnow
 from db.queries.monitoring import Signals
+from db.repo.lookup import must_exist
 from db.repo.rollups import bucket_start
 
 
@@ -117,9 +118,7 @@ def create_canary(
 
 def get_canary(*, session: Session, canary_id: int) -> CanaryInfo:
     found = session.execute(_select_canaries().where(Canary.id == canary_id)).first()
-    if found is None:
-        raise NotFoundError(f"canary {canary_id} does not exist")
-    return _info(*found)
+    return _info(*must_exist(found, f"canary {canary_id}"))
 
 
 def running_canary(*, session: Session, channel_id: int) -> CanaryInfo | None:

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.errors import ConflictError, NotFoundError, RegistryError
+from db.errors import ConflictError, RegistryError
 from db.models import CHANNEL_KINDS, Channel, Dataset, Model, ModelVersion, utcnow
+from db.repo.lookup import get_row, must_exist
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
 API_KEY_PREFIX = "chk_"
@@ -112,9 +113,7 @@ def _info(session: Session, row: Channel) -> ChannelInfo:
 
 def _row(session: Session, slug: str) -> Channel:
     row = session.scalar(select(Channel).where(Channel.slug == slug))
-    if row is None:
-        raise NotFoundError(f"channel {slug!r} does not exist")
-    return row
+    return must_exist(row, f"channel {slug!r}")
 
 
 @dataclass(frozen=True)
@@ -144,10 +143,10 @@ def _validate_spec(session: Session, spec: ChannelSpec) -> None:
         raise RegistryError("a channel needs a name")
     if spec.kind not in CHANNEL_KINDS:
         raise RegistryError(f"kind must be one of {', '.join(CHANNEL_KINDS)} (got {spec.kind!r})")
-    if spec.dataset_id is not None and session.get(Dataset, spec.dataset_id) is None:
-        raise NotFoundError(f"dataset {spec.dataset_id} does not exist")
-    if spec.model_id is not None and session.get(Model, spec.model_id) is None:
-        raise NotFoundError(f"model {spec.model_id} does not exist")
+    if spec.dataset_id is not None:
+        get_row(session, Dataset, spec.dataset_id, "dataset")
+    if spec.model_id is not None:
+        get_row(session, Model, spec.model_id, "model")
     accuracy, p95 = spec.slo_min_accuracy, spec.slo_max_p95_ms
     if accuracy is not None and not 0.0 <= accuracy <= 1.0:
         raise RegistryError(f"minimum accuracy must be between 0 and 1 (got {accuracy})")
@@ -267,9 +266,7 @@ def check_api_key(*, session: Session, slug: str, key: str | None) -> bool:
 
 
 def _check_version_fits(session: Session, row: Channel, version_id: int) -> ModelVersion:
-    version = session.get(ModelVersion, version_id)
-    if version is None:
-        raise NotFoundError(f"model version {version_id} does not exist")
+    version = get_row(session, ModelVersion, version_id, "model version")
     if row.model_id is not None and version.model_id != row.model_id:
         raise ConflictError(
             f"version {version_id} belongs to another model than channel {row.slug!r}"

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from db.errors import ConflictError, NotFoundError
+from db.errors import ConflictError
 from db.models import Dataset
+from db.repo.lookup import get_row, must_exist
 from db.repo.rows import info_of
 
 
@@ -78,10 +79,7 @@ def register_dataset(*, session: Session, record: DatasetRecord) -> DatasetInfo:
 
 
 def get_dataset(*, session: Session, dataset_id: int) -> DatasetInfo:
-    row = session.get(Dataset, dataset_id)
-    if row is None:
-        raise NotFoundError(f"dataset {dataset_id} does not exist")
-    return _info(row)
+    return _info(get_row(session, Dataset, dataset_id, "dataset"))
 
 
 def find_dataset(*, session: Session, name: str) -> DatasetInfo | None:
@@ -90,17 +88,12 @@ def find_dataset(*, session: Session, name: str) -> DatasetInfo | None:
 
 
 def get_dataset_by_name(*, session: Session, name: str) -> DatasetInfo:
-    info = find_dataset(session=session, name=name)
-    if info is None:
-        raise NotFoundError(f"dataset {name!r} does not exist")
-    return info
+    return must_exist(find_dataset(session=session, name=name), f"dataset {name!r}")
 
 
 def set_flip_safe(*, session: Session, dataset_id: int, flip_safe: bool) -> DatasetInfo:
     """Record whether a mirrored image of the dataset keeps its class."""
-    row = session.get(Dataset, dataset_id)
-    if row is None:
-        raise NotFoundError(f"dataset {dataset_id} does not exist")
+    row = get_row(session, Dataset, dataset_id, "dataset")
     row.flip_safe = bool(flip_safe)
     session.flush()
     return _info(row)

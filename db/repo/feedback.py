@@ -18,6 +18,7 @@ from db.models import (
     ModelVersion,
     Prediction,
 )
+from db.repo.lookup import get_row
 from db.repo.rollups import RollupDelta, add_to_rollups
 from db.repo.rows import info_of
 from db.text import check_text, normalize_newlines
@@ -168,10 +169,7 @@ def _count_in_rollups(session: Session, prediction: Prediction, counts: dict[str
 
 
 def get_feedback(*, session: Session, feedback_id: int) -> FeedbackInfo:
-    row = session.get(Feedback, feedback_id)
-    if row is None:
-        raise NotFoundError(f"feedback {feedback_id} does not exist")
-    return _feedback_info(row)
+    return _feedback_info(get_row(session, Feedback, feedback_id, "feedback"))
 
 
 def _resolve_true_class(row: Feedback, verdict: str, true_class: int | None) -> int | None:
@@ -217,9 +215,7 @@ def annotate(
         raise RegistryError(f"verdict must be one of {', '.join(VERDICTS)} (got {verdict!r})")
     if not author or not author.strip():
         raise RegistryError("an annotation needs an author")
-    row = session.get(Feedback, feedback_id)
-    if row is None:
-        raise NotFoundError(f"feedback {feedback_id} does not exist")
+    row = get_row(session, Feedback, feedback_id, "feedback")
     resolved = _resolve_true_class(row, verdict, true_class)
     if resolved is not None and (
         resolved < 0 or (num_classes is not None and resolved >= num_classes)

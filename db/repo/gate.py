@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.errors import NotFoundError, RegistryError
+from db.errors import RegistryError
 from db.models import (
     GATE_OUTCOMES,
     Annotation,
@@ -21,6 +21,7 @@ from db.models import (
     Prediction,
     VersionTrainingItem,
 )
+from db.repo.lookup import get_row, must_exist
 
 # Defaults (README, "Gated promotion"): no floor; a candidate may lose at most one point of
 # accuracy against production; the feedback slice counts from 20 annotated items (fewer
@@ -64,9 +65,7 @@ class GateDecisionInfo:
 
 def _channel(session: Session, slug: str) -> Channel:
     row = session.scalar(select(Channel).where(Channel.slug == slug))
-    if row is None:
-        raise NotFoundError(f"channel {slug!r} does not exist")
-    return row
+    return must_exist(row, f"channel {slug!r}")
 
 
 def gate_rules(*, session: Session, slug: str) -> GateRules:
@@ -158,10 +157,7 @@ def add_gate_decision(
 
 
 def get_gate_decision(*, session: Session, decision_id: int) -> GateDecisionInfo:
-    row = session.get(GateDecision, decision_id)
-    if row is None:
-        raise NotFoundError(f"gate decision {decision_id} does not exist")
-    return _decision(row)
+    return _decision(get_row(session, GateDecision, decision_id, "gate decision"))
 
 
 def gate_decisions_by_id(*, session: Session, ids: Iterable[int]) -> dict[int, GateDecisionInfo]:

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from db.errors import ConflictError, NotFoundError, RegistryError
+from db.errors import ConflictError, RegistryError
 from db.models import (
     DEVICE_REQUESTS,
     Channel,
@@ -25,6 +25,7 @@ from db.models import (
     Worker,
     utcnow,
 )
+from db.repo.lookup import get_row, must_exist
 from db.repo.rows import info_of
 from db.repo.workers import WORKER_STALE_AFTER_S, accepted_requests
 
@@ -119,18 +120,14 @@ def _check_references(session: Session, request: JobRequest) -> None:
         raise RegistryError(
             f"device must be one of {', '.join(DEVICE_REQUESTS)} (got {request.device_request!r})"
         )
-    if session.get(Model, request.model_id) is None:
-        raise NotFoundError(f"model {request.model_id} does not exist")
-    if session.get(Dataset, request.dataset_id) is None:
-        raise NotFoundError(f"dataset {request.dataset_id} does not exist")
+    get_row(session, Model, request.model_id, "model")
+    get_row(session, Dataset, request.dataset_id, "dataset")
     if request.base_version_id is not None:
-        base = session.get(ModelVersion, request.base_version_id)
-        if base is None:
-            raise NotFoundError(f"base version {request.base_version_id} does not exist")
+        base = get_row(session, ModelVersion, request.base_version_id, "base version")
         if base.model_id != request.model_id:
             raise ConflictError(f"base version {request.base_version_id} belongs to another model")
-    if request.channel_id is not None and session.get(Channel, request.channel_id) is None:
-        raise NotFoundError(f"channel {request.channel_id} does not exist")
+    if request.channel_id is not None:
+        get_row(session, Channel, request.channel_id, "channel")
 
 
 def insert_job(*, session: Session, request: JobRequest, retry_of_id: int | None = None) -> JobInfo:
@@ -148,9 +145,7 @@ def insert_job(*, session: Session, request: JobRequest, retry_of_id: int | None
 
 def get_job(*, session: Session, job_id: int) -> JobInfo:
     row = session.execute(_select_jobs().where(TrainingJob.id == job_id)).first()
-    if row is None:
-        raise NotFoundError(f"job {job_id} does not exist")
-    return _info(row)
+    return _info(must_exist(row, f"job {job_id}"))
 
 
 def list_jobs(
@@ -268,9 +263,7 @@ def is_cancel_requested(*, session: Session, job_id: int) -> bool:
 
 def request_cancel(*, session: Session, job_id: int) -> JobInfo:
     """A queued job is cancelled at once; a running one stops at its next epoch end."""
-    job = session.get(TrainingJob, job_id)
-    if job is None:
-        raise NotFoundError(f"job {job_id} does not exist")
+    job = get_row(session, TrainingJob, job_id, "job")
     if job.status in FINISHED:
         raise ConflictError(f"job {job_id} has already finished ({job.status})")
     session.execute(
@@ -316,9 +309,7 @@ def reap_lost_jobs(*, session: Session, stale_after_s: float = WORKER_STALE_AFTE
 
 def retry_job(*, session: Session, job_id: int, actor: str = "system") -> JobInfo:
     """Queue a copy of a failed, cancelled or lost job."""
-    job = session.get(TrainingJob, job_id)
-    if job is None:
-        raise NotFoundError(f"job {job_id} does not exist")
+    job = get_row(session, TrainingJob, job_id, "job")
     if job.status not in RETRYABLE:
         raise ConflictError(
             f"only failed, cancelled or lost jobs can be retried (job {job_id} is {job.status})"

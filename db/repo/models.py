@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from db.errors import ConflictError, NotFoundError
+from db.errors import ConflictError
 from db.models import Channel, Dataset, Model, ModelVersion, VersionTrainingItem
+from db.repo.lookup import get_row, must_exist
 
 
 @dataclass(frozen=True)
@@ -86,16 +87,12 @@ def find_model(*, session: Session, name: str) -> ModelInfo | None:
 
 
 def get_model(*, session: Session, model_id: int) -> ModelInfo:
-    row = session.get(Model, model_id)
-    if row is None:
-        raise NotFoundError(f"model {model_id} does not exist")
+    row = get_row(session, Model, model_id, "model")
     return ModelInfo(row.id, row.name, row.description, row.created_at)
 
 
 def get_model_by_name(*, session: Session, name: str) -> ModelInfo:
-    row = session.scalar(select(Model).where(Model.name == name))
-    if row is None:
-        raise NotFoundError(f"model {name!r} does not exist")
+    row = must_exist(session.scalar(select(Model).where(Model.name == name)), f"model {name!r}")
     return ModelInfo(row.id, row.name, row.description, row.created_at)
 
 
@@ -179,9 +176,7 @@ def register_version(
 ) -> VersionInfo:
     """Add the next version of a model. `training_items`: (feedback, annotation, class);
     `holdout_fingerprint`: the dataset holdout its evaluation was computed on."""
-    model = session.get(Model, model_id)
-    if model is None:
-        raise NotFoundError(f"model {model_id} does not exist")
+    model = get_row(session, Model, model_id, "model")
     number = (
         session.scalar(
             select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model_id)
@@ -246,9 +241,7 @@ def get_version(*, session: Session, version_id: int) -> VersionInfo:
         .join(Dataset, Dataset.id == ModelVersion.dataset_id)
         .where(ModelVersion.id == version_id)
     ).first()
-    if row is None:
-        raise NotFoundError(f"model version {version_id} does not exist")
-    version, model_name, dataset_name = row
+    version, model_name, dataset_name = must_exist(row, f"model version {version_id}")
     return _version_info(version, model_name, dataset_name, _channels_serving(session, version_id))
 
 
@@ -258,9 +251,9 @@ def find_version(*, session: Session, model_name: str, version: int) -> VersionI
         .join(Model, Model.id == ModelVersion.model_id)
         .where(Model.name == model_name, ModelVersion.version == version)
     )
-    if version_id is None:
-        raise NotFoundError(f"{model_name} v{version} does not exist")
-    return get_version(session=session, version_id=version_id)
+    return get_version(
+        session=session, version_id=must_exist(version_id, f"{model_name} v{version}")
+    )
 
 
 def list_versions(
