@@ -135,10 +135,19 @@ def class_mix(classes: Sequence[int] | np.ndarray, num_classes: int) -> list[int
     return np.bincount(arr, minlength=num_classes).astype(int).tolist()
 
 
+def image_mean(image: np.ndarray) -> float:
+    """An image's mean pixel value (0–255 scale): the cheap input statistic drift watches."""
+    return float(np.mean(np.asarray(image, dtype=np.float64)))
+
+
+def intensity_histogram(means: Sequence[float] | np.ndarray) -> list[int]:
+    """Counts of image means (see `image_mean`) on INTENSITY_EDGES."""
+    return _fixed_histogram(means, INTENSITY_EDGES, "image means")
+
+
 def mean_intensity_histogram(images: Sequence[np.ndarray] | np.ndarray) -> list[int]:
     """Counts of each image's mean pixel value (0–255 scale) on INTENSITY_EDGES."""
-    means = [float(np.mean(np.asarray(image, dtype=np.float64))) for image in images]
-    return _fixed_histogram(means, INTENSITY_EDGES, "image means")
+    return intensity_histogram([image_mean(image) for image in images])
 
 
 def latency_histogram(latencies_ms: Sequence[float] | np.ndarray) -> list[int]:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from core.ml import monitoring_stats as stats
 from core.ml.images import encode_png
+from core.serving.rollup_buffer import RollupBuffer, deltas_of
 from db.artifact_store import ArtifactStore, as_store
 from db.engine import session_scope
-from db.models import ROLLUP_RESOLUTIONS
+from db.models import utcnow
 from db.repo.log_writes import SQLiteLogWriter, sqlite_file
 from db.repo.predictions import PredictionRecord, insert_predictions
-from db.repo.rollups import RollupDelta, add_to_rollups, bucket_start
+from db.repo.rollups import RollupDelta, add_to_rollups
 
 log = logging.getLogger("channelhub.serving")
 
@@ -30,6 +30,7 @@ log = logging.getLogger("channelhub.serving")
 # absent database); once a batch has failed, later ones get one attempt until a write succeeds.
 RETRY_BACKOFF_S = (0.05, 0.25)
 MAX_PENDING = 4096
+ROLLUP_SECONDS = 1.0
 
 
 def input_path_for(channel_slug: str, prediction_id: str, when: datetime) -> str:
@@ -43,32 +44,7 @@ Logged = tuple[PredictionRecord, "np.ndarray | None"]
 def rollup_deltas(logged: list[Logged]) -> list[RollupDelta]:
     """One delta per channel, version, arm and finest bucket: counts and binned histograms of
     the given (record, input image) pairs."""
-    groups: dict[tuple, list[Logged]] = {}
-    finest = min(ROLLUP_RESOLUTIONS)
-    for record, image in logged:
-        r = record
-        key = (r.channel_id, r.version_id, r.arm, bucket_start(r.created_at, finest))
-        groups.setdefault(key, []).append((record, image))
-    return [_delta(key, group) for key, group in groups.items()]
-
-
-def _delta(key: tuple, group: list[Logged]) -> RollupDelta:
-    records = [record for record, _ in group]
-    latencies = np.array([r.latency_ms for r in records], dtype=np.float64)
-    images = [image for _, image in group if image is not None]
-    histograms = {
-        "latency_hist": stats.latency_histogram(latencies),
-        "confidence_hist": stats.confidence_histogram([r.confidence for r in records]),
-        "class_counts": stats.class_mix(
-            [r.predicted_class for r in records], max(len(r.probabilities) for r in records)
-        ),
-    }
-    if images:
-        histograms["intensity_hist"] = stats.mean_intensity_histogram(images)
-    counts = {"requests": len(records), "simulated": sum(r.simulated for r in records)}
-    return RollupDelta(
-        *key, counts=counts, latency_sum_ms=float(latencies.sum()), histograms=histograms
-    )
+    return deltas_of(RollupBuffer.of_rows(logged))
 
 
 class LogRefused(RuntimeError):
@@ -108,6 +84,8 @@ class PredictionLog:
     `submit` returns a future resolved when the row is committed (or failed with `LogRefused`);
     `record` is its awaitable form for requests. `flush_seconds` is how long the writer may
     gather rows before a write when no one waits (0: write at once, the serving default).
+    Rollups are written at most every `rollup_seconds` (see core/serving/rollup_buffer.py; 0:
+    with every batch), and at once by `flush` and `close`.
     """
 
     def __init__(
@@ -119,6 +97,7 @@ class PredictionLog:
         flush_rows: int = 256,
         max_pending: int = MAX_PENDING,
         rollups: bool = True,
+        rollup_seconds: float = ROLLUP_SECONDS,
     ) -> None:
         self.database_url = database_url
         # False only in bench/serving.py, which measures what keeping the rollups costs.
@@ -127,12 +106,15 @@ class PredictionLog:
         self.flush_seconds = flush_seconds
         self.flush_rows = max(1, flush_rows)
         self.max_pending = max(1, max_pending)
+        self.rollup_seconds = max(0.0, rollup_seconds)
+        self._rollups = RollupBuffer()
+        self._rollups_written_at = time.monotonic()
         self._cond = threading.Condition()
         self._buffer: list[_Entry] = []
         self._pending: set[str] = set()
         self._submitted = 0
         self._written = 0
-        self._flush_wanted = False
+        self._flush_asked = self._flush_done = self._flush_target = 0
         self._closing = False
         self.rows_written = 0
         self.failed_rows = 0
@@ -186,13 +168,27 @@ class PredictionLog:
         with self._cond:
             return LogHealth(self._healthy, self.last_error, len(self._buffer), self.failed_rows)
 
+    def count_error(
+        self, channel_id: int, version_id: int, arm: str, at: datetime | None = None
+    ) -> None:
+        """Count a request that failed after it was routed (the model raised) into its arm's
+        rollups: the error rate the SLOs and the canary judge."""
+        if self.rollups:
+            self._rollups.add_error(channel_id, version_id, arm, at or utcnow())
+            with self._cond:
+                self._cond.notify_all()
+
     def flush(self, timeout: float = 30.0) -> bool:
-        """Write everything submitted so far now; False if that did not finish in `timeout`."""
+        """Write everything submitted so far now, rollups included; False if that did not
+        finish in `timeout`."""
         with self._cond:
-            target = self._submitted
-            self._flush_wanted = True
+            self._flush_target = target = self._submitted
+            self._flush_asked += 1
+            asked = self._flush_asked
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._written >= target, timeout)
+            return self._cond.wait_for(
+                lambda: self._written >= target and self._flush_done >= asked, timeout
+            )
 
     def close(self, timeout: float = 60.0) -> None:
         """Write what is buffered (its requests are still waiting) and stop the writer."""
@@ -204,31 +200,59 @@ class PredictionLog:
             self._sqlite.close()
         if self._buffer:
             log.error("prediction log closed with %d unwritten rows", len(self._buffer))
+        if self._rollups:
+            log.error("prediction log closed with rollup counts it could not write")
 
     def _run(self) -> None:
+        wake = self.rollup_seconds or None if self.rollups else None
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._buffer or self._closing)
-                if self.flush_seconds > 0:
+                self._cond.wait_for(self._has_work, wake)
+                if self.flush_seconds > 0 and self._buffer:
                     self._cond.wait_for(self._batch_is_due, self.flush_seconds)
                 batch = self._buffer[: self.flush_rows]
-                self._flush_wanted = False
-                if not batch and self._closing:
-                    return
-            self._finish(batch, self._write_with_retries(batch))
+                asked, target, closing = self._flush_asked, self._flush_target, self._closing
+                forced = closing or self._flush_done < asked
+            if batch:
+                self._finish(batch, self._write_with_retries(batch, forced))
+            elif forced or self._rollups_due():
+                self._write_rollups_alone()
+            if forced and (not batch or batch[-1].seq >= target):
+                with self._cond:  # the rows up to the flush and the rollups owed are written
+                    self._flush_done = max(self._flush_done, asked)
+                    self._cond.notify_all()
+            if closing and not batch:
+                return
+
+    def _has_work(self) -> bool:
+        return (
+            bool(self._buffer)
+            or self._closing
+            or self._flush_done < self._flush_asked
+            or (self._rollups_due())
+        )
+
+    def _rollups_due(self) -> bool:
+        return bool(self._rollups) and (
+            time.monotonic() - self._rollups_written_at >= self.rollup_seconds
+        )
 
     def _batch_is_due(self) -> bool:
-        return self._closing or self._flush_wanted or len(self._buffer) >= self.flush_rows
+        return (
+            self._closing
+            or self._flush_done < self._flush_asked
+            or len(self._buffer) >= self.flush_rows
+        )
 
-    def _write_with_retries(self, batch: list[_Entry]) -> str:
+    def _write_with_retries(self, batch: list[_Entry], forced: bool) -> str:
         """'' once the batch is committed, else why it could not be."""
         pauses = RETRY_BACKOFF_S if self._healthy else ()
-        error = self._write(batch)
+        error = self._write(batch, forced)
         for pause in pauses:
             if not error:
                 break
             time.sleep(pause)
-            error = self._write(batch)
+            error = self._write(batch, forced)
         return error
 
     def _finish(self, batch: list[_Entry], error: str) -> None:
@@ -256,27 +280,53 @@ class PredictionLog:
             except InvalidStateError:  # its client went away; the row is stored all the same
                 pass
 
-    def _write(self, batch: list[_Entry]) -> str:
-        """Files, then rows and rollups in one transaction; '' on success, else the error (and
-        the files written for the batch are removed again, so no input lies without its row)."""
+    def _write(self, batch: list[_Entry], forced: bool) -> str:
+        """Files, then rows (and the rollups, when due) in one transaction; '' on success, else
+        the error (and the files written for the batch are removed again, so no input lies
+        without its row). The batch's rollup figures are owed until a rollup write succeeds."""
         images: dict[str, bytes] = {}
+        figures = RollupBuffer.of_rows([(e.record, e.image) for e in batch]) if self.rollups else {}
+        owed = self._rollups.take() if figures and (forced or self._rollups_due()) else None
         try:
             images = {e.record.input_path: e.png or encode_png(e.image) for e in batch
                       if e.image is not None and e.record.input_path is not None}  # fmt: skip
             self.artifacts.write_many(images)  # at once: an object store takes them in parallel
-            records = [e.record for e in batch]
-            deltas = rollup_deltas([(e.record, e.image) for e in batch]) if self.rollups else []
-            if self._sqlite is not None:
-                self._sqlite.write(records, deltas)
-            else:
-                with session_scope(self.database_url) as session:
-                    # Rows first: the insert takes the write lock before the rollups are read.
-                    insert_predictions(session=session, records=records)
-                    add_to_rollups(session=session, deltas=deltas)
+            self._commit(
+                [e.record for e in batch], deltas_of(owed, figures) if owed is not None else []
+            )
         except Exception as exc:  # the database may be locked, read-only or away
             self._remove_inputs(list(images))
+            if owed:
+                self._rollups.add(owed)
             return f"{type(exc).__name__}: {exc}"
+        if owed is None:
+            self._rollups.add(figures)
+        else:
+            self._rollups_written_at = time.monotonic()
         return ""
+
+    def _write_rollups_alone(self) -> None:
+        """The rollups owed, in a transaction of their own (no rows came for a while)."""
+        owed = self._rollups.take()
+        if not owed:
+            return
+        try:
+            self._commit([], deltas_of(owed))
+        except Exception as exc:  # kept, and tried again with the next write
+            self._rollups.add(owed)
+            log.warning("prediction log could not write its rollups: %s: %s",
+                        type(exc).__name__, exc)  # fmt: skip
+            return
+        self._rollups_written_at = time.monotonic()
+
+    def _commit(self, records: list[PredictionRecord], deltas: list[RollupDelta]) -> None:
+        if self._sqlite is not None:
+            self._sqlite.write(records, deltas)
+            return
+        with session_scope(self.database_url) as session:
+            # Rows first: the insert takes the write lock before the rollups are read.
+            insert_predictions(session=session, records=records)
+            add_to_rollups(session=session, deltas=deltas)
 
     def _remove_inputs(self, paths: list[str]) -> None:
         for path in paths:

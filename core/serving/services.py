@@ -38,6 +38,7 @@ class Services:
             database_url,
             artifact_store(),
             flush_seconds=settings.flush_seconds,
+            rollup_seconds=settings.rollup_seconds,
             flush_rows=settings.flush_rows,
             max_pending=settings.max_pending,
             rollups=settings.rollups,

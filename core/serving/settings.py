@@ -25,6 +25,8 @@ class ServingSettings:
     flush_seconds: float = 0.0
     flush_rows: int = 256
     max_pending: int = 4096
+    # Rollups are written at most this often (0: with every batch): core/serving/rollup_buffer.py
+    rollup_seconds: float = 1.0
     seed: int | None = None
     # Not configurable: only bench/serving.py turns it off, to measure what rollups cost.
     rollups: bool = True

@@ -105,7 +105,11 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
     upload = await image_from_request(
         request, version.input_shape, max_pixels=services.settings.max_pixels
     )
-    probs = await version.batcher.predict(upload.image)
+    try:
+        probs = await version.batcher.predict(upload.image)
+    except Exception:  # answered 500 by the error handler; the arm's error rate counts it
+        services.predictions.count_error(state.routing.id, version.version_id, arm)
+        raise
     prediction_id = new_prediction_id()
     body = prediction_body(prediction_id, version, arm, probs)
     now = utcnow()

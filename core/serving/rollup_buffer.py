@@ -1,0 +1,122 @@
+"""What the prediction log owes the rollups between two rollup writes.
+
+Binning a batch's histograms and reading, merging and rewriting its rollup rows cost about as much
+as inserting a small batch of predictions (0.4 ms against 0.2 ms for four rows on this machine):
+done with every group commit it took ~5 % of the serving throughput. So the writer keeps each
+committed row's few figures here, per channel, version, arm and finest bucket, and writes their
+sums at most once per `rollup_seconds`, in the transaction of a batch of predictions, or alone when
+no traffic comes. A clean shutdown, `flush()` and a test write them at once; a process killed
+outright loses at most that last interval of counts (its prediction rows are stored all the same).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from core.ml import monitoring_stats as stats
+from db.models import ROLLUP_RESOLUTIONS
+from db.repo.predictions import PredictionRecord
+from db.repo.rollups import RollupDelta, bucket_start
+
+Key = tuple[int, int, str, datetime]  # channel, version, arm, start of the finest bucket
+
+
+@dataclass
+class _Figures:
+    """The raw figures of one key's rows since the last rollup write."""
+
+    requests: int = 0
+    simulated: int = 0
+    errors: int = 0
+    num_classes: int = 0
+    latencies: list[float] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    classes: list[int] = field(default_factory=list)
+    image_means: list[float] = field(default_factory=list)
+
+    def absorb(self, other: _Figures) -> None:
+        self.requests += other.requests
+        self.simulated += other.simulated
+        self.errors += other.errors
+        self.num_classes = max(self.num_classes, other.num_classes)
+        self.latencies += other.latencies
+        self.confidences += other.confidences
+        self.classes += other.classes
+        self.image_means += other.image_means
+
+    def delta(self, key: Key) -> RollupDelta:
+        counts = {"requests": self.requests, "simulated": self.simulated, "errors": self.errors}
+        histograms: dict[str, list[int]] = {}
+        if self.requests:
+            histograms["latency_hist"] = stats.latency_histogram(self.latencies)
+            histograms["confidence_hist"] = stats.confidence_histogram(self.confidences)
+            histograms["class_counts"] = stats.class_mix(self.classes, self.num_classes)
+        if self.image_means:
+            histograms["intensity_hist"] = stats.intensity_histogram(self.image_means)
+        latency_sum = float(np.sum(self.latencies)) if self.latencies else 0.0
+        counts = {name: value for name, value in counts.items() if value}
+        return RollupDelta(*key, counts=counts, latency_sum_ms=latency_sum, histograms=histograms)
+
+
+def _key(channel_id: int, version_id: int, arm: str, at: datetime) -> Key:
+    return (channel_id, version_id, arm, bucket_start(at, min(ROLLUP_RESOLUTIONS)))
+
+
+class RollupBuffer:
+    """Figures per key, safe to add to from the request threads and the writer at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._figures: dict[Key, _Figures] = {}
+
+    def __bool__(self) -> bool:
+        with self._lock:
+            return bool(self._figures)
+
+    @staticmethod
+    def of_rows(rows: list[tuple[PredictionRecord, np.ndarray | None]]) -> dict[Key, _Figures]:
+        """The figures of the given (record, input image) pairs, not yet added to any buffer."""
+        out: dict[Key, _Figures] = {}
+        for r, image in rows:
+            key = _key(r.channel_id, r.version_id, r.arm, r.created_at)
+            f = out.get(key) or out.setdefault(key, _Figures())
+            f.requests += 1
+            f.simulated += bool(r.simulated)
+            f.num_classes = max(f.num_classes, len(r.probabilities))
+            f.latencies.append(r.latency_ms)
+            f.confidences.append(r.confidence)
+            f.classes.append(r.predicted_class)
+            if image is not None:
+                f.image_means.append(stats.image_mean(image))
+        return out
+
+    def add(self, figures: dict[Key, _Figures]) -> None:
+        with self._lock:
+            for key, more in figures.items():
+                mine = self._figures.get(key) or self._figures.setdefault(key, _Figures())
+                mine.absorb(more)
+
+    def add_error(self, channel_id: int, version_id: int, arm: str, at: datetime) -> None:
+        """A request of this arm that failed after it was routed (the model raised)."""
+        with self._lock:
+            key = _key(channel_id, version_id, arm, at)
+            (self._figures.get(key) or self._figures.setdefault(key, _Figures())).errors += 1
+
+    def take(self) -> dict[Key, _Figures]:
+        """Everything owed so far, leaving the buffer empty (`add` it back if the write fails)."""
+        with self._lock:
+            taken, self._figures = self._figures, {}
+        return taken
+
+
+def deltas_of(*parts: dict[Key, _Figures]) -> list[RollupDelta]:
+    """One delta per key over all `parts` (which are not changed)."""
+    total: dict[Key, _Figures] = {}
+    for part in parts:
+        for key, figures in part.items():
+            (total.get(key) or total.setdefault(key, _Figures())).absorb(figures)
+    return [figures.delta(key) for key, figures in total.items()]
