@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from core.actions.feedback import submit_feedback
 from db.repo.datasets import DatasetRecord, register_dataset
+from db.repo.feedback import FeedbackInput
 from db.repo.models import create_model, register_version
 
 # The dataset holdout every helper version was scored on: the promotion gate compares them.
@@ -53,3 +55,23 @@ def add_model_with_version(session, dataset_id: int, name: str = "digits-classif
         holdout_fingerprint=HOLDOUT,
     )
     return model, version
+
+
+def user_feedback(
+    prediction_id: str,
+    channel_id: int,
+    rating: str,
+    claimed_class: int | None = None,
+    *,
+    session=None,
+) -> int:
+    """An end user's thumb on a prediction of a ten-class model, submitted through the action as
+    "user" (in `session` when given, else in its own); the feedback id."""
+    feedback = FeedbackInput(
+        prediction_id=prediction_id,
+        channel_id=channel_id,
+        rating=rating,
+        claimed_class=claimed_class,
+        num_classes=10,
+    )
+    return submit_feedback(actor="user", session=session, feedback=feedback).id

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.actions.feedback import accept_suggestions, submit_feedback
+from core.actions.feedback import accept_suggestions
 from db.engine import session_scope
 from db.queries.lookups import annotation_history, list_events
 from db.queries.review import review_item, suggest_verdict
 from db.repo.channels import ChannelSpec, create_channel
-from db.repo.feedback import FeedbackInput
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
-from tests.registry_helpers import add_dataset, add_model_with_version
+from tests.registry_helpers import add_dataset, add_model_with_version, user_feedback
 
 
 def _prediction(session, channel_id: int, version_id: int, cls: int, second: int) -> str:
@@ -34,19 +33,7 @@ def test_each_item_keeps_its_own_suggested_class(registry):
         ids = []
         for predicted, second, rating, claimed in cases:
             pid = _prediction(s, channel.id, version.id, predicted, second)
-            ids.append(
-                submit_feedback(
-                    actor="user",
-                    session=s,
-                    feedback=FeedbackInput(
-                        prediction_id=pid,
-                        channel_id=channel.id,
-                        rating=rating,
-                        claimed_class=claimed,
-                        num_classes=10,
-                    ),
-                ).id
-            )
+            ids.append(user_feedback(pid, channel.id, rating, claimed, session=s))
     with session_scope() as s:
         expected = [suggest_verdict(review_item(session=s, feedback_id=i)) for i in ids]
     result = accept_suggestions(actor="ann", feedback_ids=ids)

@@ -17,9 +17,10 @@ from db.errors import ConflictError, RegistryError
 from db.repo.audit import list_events
 from db.repo.canary import list_decisions
 from db.repo.channels import get_channel
-from db.repo.feedback import AnnotationInput, FeedbackInput
+from db.repo.feedback import AnnotationInput
 from db.repo.rollups import RollupDelta, add_to_rollups
 from tests.canary_helpers import channel_with_versions, plan, write_traffic
+from tests.registry_helpers import user_feedback
 
 STEP = timedelta(minutes=6)  # longer than the default 5 minutes per step
 
@@ -118,7 +119,7 @@ def test_a_candidate_with_more_errors_is_rolled_back(registry):
 
 
 def test_worse_feedback_accuracy_is_rolled_back(registry):
-    from core.actions.feedback import annotate_feedback, submit_feedback
+    from core.actions.feedback import annotate_feedback
 
     channel_id, (v1, v2, _) = channel_with_versions()
     canary = _start(v2, min_requests=100)
@@ -126,28 +127,14 @@ def test_worse_feedback_accuracy_is_rolled_back(registry):
     for arm, right in (("production", True), ("candidate", False)):
         for record in written[arm][:30]:
             other = (record.predicted_class + 1) % 10
-            fb = submit_feedback(
-                actor="user",
-                feedback=FeedbackInput(
-                    prediction_id=record.id,
-                    channel_id=channel_id,
-                    rating="up" if right else "down",
-                    claimed_class=None if right else other,
-                    num_classes=10,
-                ),
+            rating, claimed = ("up", None) if right else ("down", other)
+            feedback_id = user_feedback(record.id, channel_id, rating, claimed)
+            verdict = (
+                AnnotationInput(verdict="confirmed")
+                if right
+                else AnnotationInput(verdict="corrected", true_class=other, num_classes=10)
             )
-            if right:
-                annotate_feedback(
-                    actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")
-                )
-            else:
-                annotate_feedback(
-                    actor="ann",
-                    feedback_id=fb.id,
-                    annotation=AnnotationInput(
-                        verdict="corrected", true_class=other, num_classes=10
-                    ),
-                )
+            annotate_feedback(actor="ann", feedback_id=feedback_id, annotation=verdict)
     Controller().tick(canary.step_started_at + STEP)
     (decision,) = _decisions(channel_id)
     assert decision.decision == "rollback" and "accuracy" in decision.reason, decision.reason

@@ -19,11 +19,11 @@ from db.models import Channel
 from db.repo.alerts import list_alerts
 from db.repo.audit import list_events
 from db.repo.channels import ChannelSpec, create_channel, promote_version
-from db.repo.feedback import AnnotationInput, FeedbackInput
+from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
-from tests.registry_helpers import add_dataset, add_model_with_version
+from tests.registry_helpers import add_dataset, add_model_with_version, user_feedback
 
 pytestmark = pytest.mark.both_databases
 
@@ -131,7 +131,7 @@ def test_too_little_traffic_is_neither_breach_nor_recovery(registry):
 
 def test_accuracy_breach_needs_the_interval_below_the_objective(registry):
     """Annotated feedback: 12 of 40 right is surely below 90 %; 35 of 40 is not surely below."""
-    from core.actions.feedback import annotate_feedback, submit_feedback
+    from core.actions.feedback import annotate_feedback
 
     channel_id, version_id = _channel(slo_min_accuracy=0.9, slo_min_feedback=30, alert_m=1,
                                       alert_n=1)  # fmt: skip
@@ -151,18 +151,10 @@ def test_accuracy_breach_needs_the_interval_below_the_objective(registry):
     log.close()
     for j, record in enumerate(records):
         right = j < 12
-        fb = submit_feedback(
-            actor="user",
-            feedback=FeedbackInput(
-                prediction_id=record.id,
-                channel_id=channel_id,
-                rating="up" if right else "down",
-                claimed_class=None if right else 2,
-                num_classes=10,
-            ),
-        )
+        rating, claimed = ("up", None) if right else ("down", 2)
+        feedback_id = user_feedback(record.id, channel_id, rating, claimed)
         annotate_feedback(
-            actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")
+            actor="ann", feedback_id=feedback_id, annotation=AnnotationInput(verdict="confirmed")
         )
     changes = Controller(bucket_s=BUCKET_S).tick(NOW)
     assert any("opened accuracy alert" in c for c in changes), changes

@@ -9,14 +9,14 @@ import numpy as np
 
 from core.actions.alerts import open_alert
 from core.actions.base import SYSTEM
-from core.actions.feedback import annotate_feedback, submit_feedback
+from core.actions.feedback import annotate_feedback
 from db.engine import session_scope
 from db.queries.lookups import count_training_items, list_jobs
 from db.repo.channels import ChannelSpec, create_channel, promote_version
-from db.repo.feedback import AnnotationInput, FeedbackInput
+from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
-from tests.registry_helpers import add_dataset, add_model_with_version
+from tests.registry_helpers import add_dataset, add_model_with_version, user_feedback
 
 
 def _loop_registry() -> int:
@@ -32,20 +32,7 @@ def _loop_registry() -> int:
                                     1, 0.7, np.full(10, 0.1).tolist(), 3.0, "inputs/x.png")
                    for _ in range(5)]  # fmt: skip
         insert_predictions(session=s, records=records)
-        ids = [
-            submit_feedback(
-                actor="user",
-                session=s,
-                feedback=FeedbackInput(
-                    prediction_id=r.id,
-                    channel_id=channel.id,
-                    rating="down",
-                    claimed_class=7,
-                    num_classes=10,
-                ),
-            ).id
-            for r in records
-        ]
+        ids = [user_feedback(r.id, channel.id, "down", 7, session=s) for r in records]
     for feedback_id in ids[:3]:
         annotate_feedback(
             actor="ann", feedback_id=feedback_id, annotation=AnnotationInput(verdict="confirmed")

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from core.actions.feedback import annotate_feedback, submit_feedback
+from core.actions.feedback import annotate_feedback
 from core.actions.jobs import retrain_channel
 from core.ops.controller import Controller
 from db.engine import session_scope
@@ -17,11 +17,17 @@ from db.queries.lookups import get_channel, get_job, list_events
 from db.repo import jobs as job_repo
 from db.repo.canary import list_decisions, running_canary
 from db.repo.channels import ChannelSpec, create_channel, promote_version
-from db.repo.feedback import AnnotationInput, FeedbackInput
+from db.repo.feedback import AnnotationInput
 from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.repo.workers import register_worker
-from tests.registry_helpers import EVALUATION, HOLDOUT, add_dataset, add_model_with_version
+from tests.registry_helpers import (
+    EVALUATION,
+    HOLDOUT,
+    add_dataset,
+    add_model_with_version,
+    user_feedback,
+)
 
 
 def _channel_with_feedback(annotated: bool) -> tuple[int, int]:
@@ -35,20 +41,10 @@ def _channel_with_feedback(annotated: bool) -> tuple[int, int]:
         record = PredictionRecord(new_prediction_id(), channel.id, version.id, "production", 1,
                                   0.7, np.full(10, 0.1).tolist(), 3.0, None)  # fmt: skip
         insert_predictions(session=s, records=[record])
-        fb = submit_feedback(
-            actor="user",
-            session=s,
-            feedback=FeedbackInput(
-                prediction_id=record.id,
-                channel_id=channel.id,
-                rating="down",
-                claimed_class=7,
-                num_classes=10,
-            ),
-        )
+        feedback_id = user_feedback(record.id, channel.id, "down", 7, session=s)
     if annotated:
         annotate_feedback(
-            actor="ann", feedback_id=fb.id, annotation=AnnotationInput(verdict="confirmed")
+            actor="ann", feedback_id=feedback_id, annotation=AnnotationInput(verdict="confirmed")
         )
     return model.id, version.id
 
