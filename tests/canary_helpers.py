@@ -12,10 +12,13 @@ from core.serving.prediction_log import PredictionLog
 from db.engine import session_scope
 from db.repo.canary import CanaryInfo, get_canary
 from db.repo.channels import ChannelSpec, create_channel
-from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.settings import artifact_dir
-from tests.registry_helpers import EVALUATION, HOLDOUT, add_dataset, add_model_with_version
+from tests.registry_helpers import (
+    add_dataset,
+    add_model_with_version,
+    add_version,
+)
 
 
 def channel_with_versions(count: int = 3, slug: str = "web") -> tuple[int, list[int]]:
@@ -26,16 +29,7 @@ def channel_with_versions(count: int = 3, slug: str = "web") -> tuple[int, list[
         model, first = add_model_with_version(s, dataset_id)
         ids = [first.id]
         for _ in range(count - 1):
-            ids.append(
-                register_version(
-                    session=s, model_id=model.id, architecture="seed-cnn",
-                    artifact_path="/nonexistent/model.keras", artifact_sha256="0" * 64,
-                    hyperparameters={"epochs": 1}, dataset_id=dataset_id,
-                    dataset_fingerprint="f" * 64, evaluation=EVALUATION, history=[],
-                    framework_versions={}, device="cpu", train_seconds=1.0,
-                    holdout_fingerprint=HOLDOUT,
-                ).id
-            )  # fmt: skip
+            ids.append(add_version(s, model.id, dataset_id).id)
         channel, _ = create_channel(
             session=s, slug=slug, spec=ChannelSpec(name=slug.title(), model_id=model.id)
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.actions.feedback import submit_feedback
 from db.repo.datasets import DatasetRecord, register_dataset
 from db.repo.feedback import FeedbackInput
-from db.repo.models import create_model, register_version
+from db.repo.models import VersionInfo, create_model, register_version
 
 # The dataset holdout every helper version was scored on: the promotion gate compares them.
 HOLDOUT = "h" * 64
@@ -36,25 +38,29 @@ def add_dataset(session, name: str = "digits") -> int:
     return info.id
 
 
+def add_version(session, model_id: int, dataset_id: int, **changes: Any) -> VersionInfo:
+    """The model's next version: a seed-cnn scored EVALUATION on HOLDOUT, with no artifact on
+    disk; `changes` are the register_version arguments a test needs otherwise."""
+    arguments: dict[str, Any] = {
+        "architecture": "seed-cnn",
+        "artifact_path": "/nonexistent/model.keras",
+        "artifact_sha256": "0" * 64,
+        "hyperparameters": {"epochs": 1},
+        "dataset_fingerprint": "f" * 64,
+        "evaluation": EVALUATION,
+        "history": [],
+        "framework_versions": {},
+        "device": "cpu",
+        "train_seconds": 1.0,
+        "holdout_fingerprint": HOLDOUT,
+    }
+    arguments.update(changes)
+    return register_version(session=session, model_id=model_id, dataset_id=dataset_id, **arguments)
+
+
 def add_model_with_version(session, dataset_id: int, name: str = "digits-classifier"):
     model = create_model(session=session, name=name)
-    version = register_version(
-        session=session,
-        model_id=model.id,
-        architecture="seed-cnn",
-        artifact_path="/nonexistent/model.keras",
-        artifact_sha256="0" * 64,
-        hyperparameters={"epochs": 1},
-        dataset_id=dataset_id,
-        dataset_fingerprint="f" * 64,
-        evaluation=EVALUATION,
-        history=[],
-        framework_versions={},
-        device="cpu",
-        train_seconds=1.0,
-        holdout_fingerprint=HOLDOUT,
-    )
-    return model, version
+    return model, add_version(session, model.id, dataset_id)
 
 
 def user_feedback(

@@ -11,10 +11,10 @@ from db.engine import session_scope
 from db.models import Feedback, ModelVersion
 from db.queries.registry import VersionFilter, version_page
 from db.queries.review import ReviewFilter, review_page
-from db.repo import channels, feedback, models, predictions
+from db.repo import channels, feedback, predictions
 from db.repo.channels import ChannelSpec
 from db.repo.feedback import FeedbackInput
-from tests.registry_helpers import EVALUATION, add_dataset, add_model_with_version
+from tests.registry_helpers import add_dataset, add_model_with_version, add_version
 
 pytestmark = pytest.mark.both_databases
 
@@ -27,12 +27,7 @@ def test_versions_are_filtered_by_creation_day_inclusive(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         model, v1 = add_model_with_version(s, dataset_id)
-        v2 = models.register_version(
-            session=s, model_id=model.id, architecture="seed-cnn", artifact_path="a",
-            artifact_sha256="1" * 64, hyperparameters={}, dataset_id=dataset_id,
-            dataset_fingerprint="f" * 64, evaluation=EVALUATION, history=[],
-            framework_versions={}, device="cpu", train_seconds=1.0,
-        )  # fmt: skip
+        v2 = add_version(s, model.id, dataset_id)
         _stamp(s, ModelVersion, v1.id, datetime(2026, 3, 1, 23, 59, tzinfo=UTC))
         _stamp(s, ModelVersion, v2.id, datetime(2026, 3, 2, 0, 0, tzinfo=UTC))
     with session_scope() as s:

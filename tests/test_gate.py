@@ -20,10 +20,10 @@ from db.repo import jobs as job_repo
 from db.repo.channels import ChannelSpec, create_channel
 from db.repo.channels import promote_version as repo_promote
 from db.repo.gate import get_gate_decision, list_gate_decisions
-from db.repo.models import create_model, register_version
+from db.repo.models import create_model
 from db.repo.workers import register_worker
 from db.settings import artifact_dir
-from tests.registry_helpers import add_dataset
+from tests.registry_helpers import add_dataset, add_version
 
 HOLDOUT = "h" * 64
 N = 200  # holdout samples, 20 per class
@@ -37,11 +37,9 @@ def _version(s, model_id: int, dataset_id: int, name: str, wrong: int, holdout=H
     folder = artifact_dir() / name
     folder.mkdir(parents=True, exist_ok=True)
     path = write_holdout_predictions(folder, np.arange(N), y, probs)
-    return register_version(
-        session=s, model_id=model_id, architecture="seed-cnn", artifact_path=f"{name}/m.keras",
-        artifact_sha256="0" * 64, hyperparameters={}, dataset_id=dataset_id,
-        dataset_fingerprint="f" * 64, evaluation={"accuracy": 1 - wrong / N, "num_test": N},
-        history=[], framework_versions={}, device="cpu", train_seconds=1.0,
+    return add_version(
+        s, model_id, dataset_id, artifact_path=f"{name}/m.keras", hyperparameters={},
+        evaluation={"accuracy": 1 - wrong / N, "num_test": N},
         test_predictions_path=str(path), holdout_fingerprint=holdout,
     ).id  # fmt: skip
 

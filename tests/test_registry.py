@@ -15,7 +15,7 @@ from db.models import Annotation, Prediction, TrainingJob, utcnow
 from db.repo import channels, feedback, jobs, models, predictions, workers
 from db.repo.channels import ChannelSpec
 from db.repo.feedback import AnnotationInput, FeedbackInput
-from tests.registry_helpers import add_dataset, add_model_with_version
+from tests.registry_helpers import add_dataset, add_model_with_version, add_version
 
 pytestmark = pytest.mark.both_databases
 
@@ -40,12 +40,14 @@ def test_versions_are_numbered_per_model(registry):
     with session_scope() as s:
         dataset_id = add_dataset(s)
         model, v1 = add_model_with_version(s, dataset_id)
-        v2 = models.register_version(
-            session=s, model_id=model.id, architecture="resnet-small", artifact_path="a",
-            artifact_sha256="1" * 64, hyperparameters={}, dataset_id=dataset_id,
-            dataset_fingerprint="f" * 64, evaluation={"accuracy": 0.99}, history=[],
-            framework_versions={}, device="cpu", train_seconds=2.0, parent_version_id=v1.id,
-        )  # fmt: skip
+        v2 = add_version(
+            s,
+            model.id,
+            dataset_id,
+            architecture="resnet-small",
+            evaluation={"accuracy": 0.99},
+            parent_version_id=v1.id,
+        )
     assert (v1.version, v2.version) == (1, 2)
     with session_scope() as s:
         got = models.get_version(session=s, version_id=v2.id)

@@ -18,14 +18,12 @@ from db.repo import jobs as job_repo
 from db.repo.canary import list_decisions, running_canary
 from db.repo.channels import ChannelSpec, create_channel, promote_version
 from db.repo.feedback import AnnotationInput
-from db.repo.models import register_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.repo.workers import register_worker
 from tests.registry_helpers import (
-    EVALUATION,
-    HOLDOUT,
     add_dataset,
     add_model_with_version,
+    add_version,
     user_feedback,
 )
 
@@ -54,13 +52,14 @@ def _finish(job, model_id: int, base_id: int):
     with session_scope() as s:
         worker = register_worker(session=s, host="h", pid=1, gpus=[])
         assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
-        version = register_version(
-            session=s, model_id=model_id, architecture="seed-cnn", artifact_path="/x.keras",
-            artifact_sha256="0" * 64, hyperparameters=job.hyperparameters,
-            dataset_id=job.dataset_id, dataset_fingerprint="f" * 64, evaluation=EVALUATION,
-            history=[], framework_versions={}, device="cpu", train_seconds=1.0,
-            parent_version_id=base_id, job_id=job.id, holdout_fingerprint=HOLDOUT,
-        )  # fmt: skip
+        version = add_version(
+            s,
+            model_id,
+            job.dataset_id,
+            hyperparameters=job.hyperparameters,
+            parent_version_id=base_id,
+            job_id=job.id,
+        )
         job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
                             result_version_id=version.id)  # fmt: skip
     return version
