@@ -105,13 +105,17 @@ def test_a_claim_skips_the_job_another_worker_holds(pg_registry):
     assert owners == {job_ids[0]: w1, job_ids[1]: w2}
 
 
-def test_concurrent_writers_of_a_new_bucket_keep_every_count(pg_registry):
+def _web_channel_and_version():
+    """Channel `web` and a version of a model, for the rollup writers to count against."""
     with session_scope() as s:
         dataset_id = add_dataset(s)
         _, version = add_model_with_version(s, dataset_id)
-        channel_id = create_channel(
-            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web")
-        )[0].id
+        channel, _ = create_channel(session=s, slug="web", spec=ChannelSpec(name="Web", kind="web"))
+    return channel.id, version
+
+
+def test_concurrent_writers_of_a_new_bucket_keep_every_count(pg_registry):
+    channel_id, version = _web_channel_and_version()
     writers, rounds = 4, 10
     start = datetime(2026, 1, 1, tzinfo=UTC)
     barrier, errors = threading.Barrier(writers), []
@@ -146,12 +150,7 @@ def test_a_batch_of_many_buckets_is_written_in_chunks(pg_registry, monkeypatch):
     import db.repo.rollups as rollups
 
     monkeypatch.setattr(rollups, "KEYS_PER_STATEMENT", 7)
-    with session_scope() as s:
-        dataset_id = add_dataset(s)
-        _, version = add_model_with_version(s, dataset_id)
-        channel_id = create_channel(
-            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web")
-        )[0].id
+    channel_id, version = _web_channel_and_version()
     start = datetime(2026, 1, 1, tzinfo=UTC)
     deltas = [
         RollupDelta(
