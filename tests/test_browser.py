@@ -57,18 +57,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_answering(
+    url: str, proc: subprocess.Popen, what: str, timeout_s: float, poll_s: float = 0.3
+) -> None:
+    """Return once GET `url` answers 200; RuntimeError when `proc` (`what`) exits first or
+    `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+            with urllib.request.urlopen(url, timeout=2) as answer:
                 if answer.status == 200:
                     return
         except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"streamlit did not answer at {url} within {timeout_s} s")
+            time.sleep(poll_s)
+    raise RuntimeError(f"{what} did not answer at {url} within {timeout_s:.0f} s")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    wait_answering(f"{url}/_stcore/health", proc, "streamlit", timeout_s)
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from tests.test_browser import (
     require_chromium,
     stop,
     submit_sign_in,
+    wait_answering,
     wait_healthy,
 )
 
@@ -96,20 +96,6 @@ def _spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> subpr
     )
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 300) -> None:
-    """The API answers /readyz once its models are loaded (minutes on a loaded machine)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the serving API exited with {proc.returncode}"
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"the serving API was not ready within {timeout_s:.0f} s")
-
-
 def _log_tails(logs: Path, chars: int = 1500) -> str:
     return "\n".join(
         f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(logs.glob("*"))
@@ -151,7 +137,8 @@ def services(demo_template: Path, tmp_path: Path) -> Iterator[Services]:
             mp.delenv("CHANNELHUB_ARTIFACTS", raising=False)
             dispose_engines()
             wait_healthy(found.dashboard_url, procs[3], timeout_s=180)
-            _wait_ready(found.api_url, procs[0])
+            # /readyz answers once the models are loaded (minutes on a loaded machine).
+            wait_answering(f"{found.api_url}/readyz", procs[0], "the serving API", 300, 0.5)
             yield found
     finally:
         for proc in reversed(procs):
