@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.actions.feedback import submit_feedback
+from db.repo.channels import ChannelSpec, create_channel, promote_version
 from db.repo.datasets import DatasetRecord, register_dataset
 from db.repo.feedback import FeedbackInput
 from db.repo.models import VersionInfo, create_model, register_version
@@ -81,3 +82,16 @@ def user_feedback(
         num_classes=10,
     )
     return submit_feedback(actor="user", session=session, feedback=feedback).id
+
+
+def serving_channel(session, slug: str = "web"):
+    """A fresh model, its one version and channel `slug` (web kind) serving it in production:
+    (model, version, channel)."""
+    model, version = add_model_with_version(session, add_dataset(session))
+    channel, _ = create_channel(
+        session=session,
+        slug=slug,
+        spec=ChannelSpec(name=slug.title(), kind="web", model_id=model.id),
+    )
+    promote_version(session=session, slug=slug, version_id=version.id)
+    return model, version, channel

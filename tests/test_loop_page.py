@@ -12,22 +12,16 @@ from core.actions.base import SYSTEM
 from core.actions.feedback import annotate_feedback
 from db.engine import session_scope
 from db.queries.lookups import count_training_items, list_jobs
-from db.repo.channels import ChannelSpec, create_channel, promote_version
 from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
-from tests.registry_helpers import add_dataset, add_model_with_version, user_feedback
+from tests.registry_helpers import serving_channel, user_feedback
 
 
 def _loop_registry() -> int:
     """Channel web serving v1: one open alert, 5 thumbs-down items, 3 of them confirmed."""
     with session_scope() as s:
-        dataset_id = add_dataset(s)
-        model, version = add_model_with_version(s, dataset_id)
-        channel = create_channel(
-            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web", model_id=model.id)
-        )[0]
-        promote_version(session=s, slug="web", version_id=version.id)
+        _, version, channel = serving_channel(s)
         records = [PredictionRecord(new_prediction_id(), channel.id, version.id, "production",
                                     1, 0.7, np.full(10, 0.1).tolist(), 3.0, "inputs/x.png")
                    for _ in range(5)]  # fmt: skip

@@ -16,26 +16,19 @@ from db.errors import ConflictError
 from db.queries.lookups import get_channel, get_job, list_events
 from db.repo import jobs as job_repo
 from db.repo.canary import list_decisions, running_canary
-from db.repo.channels import ChannelSpec, create_channel, promote_version
 from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from db.repo.workers import register_worker
 from tests.registry_helpers import (
-    add_dataset,
-    add_model_with_version,
     add_version,
+    serving_channel,
     user_feedback,
 )
 
 
 def _channel_with_feedback(annotated: bool) -> tuple[int, int]:
     with session_scope() as s:
-        dataset_id = add_dataset(s)
-        model, version = add_model_with_version(s, dataset_id)
-        channel = create_channel(
-            session=s, slug="web", spec=ChannelSpec(name="Web", kind="web", model_id=model.id)
-        )[0]
-        promote_version(session=s, slug="web", version_id=version.id)
+        model, version, channel = serving_channel(s)
         record = PredictionRecord(new_prediction_id(), channel.id, version.id, "production", 1,
                                   0.7, np.full(10, 0.1).tolist(), 3.0, None)  # fmt: skip
         insert_predictions(session=s, records=[record])
