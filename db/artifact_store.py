@@ -19,6 +19,18 @@ from typing import Any
 from db.settings import is_store_url, settings
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    """`path.write_bytes(data)` without the buffered-file layers (a fifth of the cost of the
+    small files the prediction log writes a thousand times a second)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 class ArtifactStoreError(OSError):
     """The object store could not be reached or refused a request (an OSError, like a disk's)."""
 
@@ -64,7 +76,7 @@ class ArtifactStore:
             if path.parent not in self._dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._dirs.add(path.parent)
-            path.write_bytes(data)
+            _write_file(path, data)
             return
         self._call("write", relative_path, self.fs.pipe_file, self._key(relative_path), data)
 
