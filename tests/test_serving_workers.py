@@ -155,3 +155,35 @@ def test_sigkill_under_load_loses_no_acknowledged_prediction(two_workers, servin
     feedback = httpx.post(f"{two_workers}/v1/feedback", headers={"X-API-Key": key},
                           json={"prediction_id": some, "rating": "up"}, timeout=10)  # fmt: skip
     assert feedback.status_code == 201, feedback.text
+
+
+@pytest.mark.slow
+def test_keep_alive_connections_end_up_evenly_shared(two_workers, serving_registry, digits):
+    """Twelve busy keep-alive clients: a worker holding more than its share plus one answers
+    with `Connection: close` until the shares are even; every request is still answered."""
+    import threading
+
+    key, image = serving_registry.keys["web"], png_of(digits, 3)
+    clients = [httpx.Client(timeout=10) for _ in range(12)]
+    statuses: Counter = Counter()
+    closes = []
+    stop = time.monotonic() + 3.0
+
+    def busy(client: httpx.Client) -> None:
+        while time.monotonic() < stop:
+            answer = predict(client, two_workers, key, image)
+            statuses[answer.status_code] += 1
+            if answer.headers.get("connection") == "close":
+                closes.append(1)
+
+    threads = [threading.Thread(target=busy, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Where each connection is now (a closed one reconnects on its next request).
+    pids = Counter(c.get(f"{two_workers}/healthz").json()["worker"] for c in clients)
+    for c in clients:
+        c.close()
+    assert set(statuses) == {200}, statuses
+    assert len(pids) == 2 and max(pids.values()) <= 6 + 2, (pids, len(closes))

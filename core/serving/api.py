@@ -7,6 +7,7 @@ import argparse
 import os
 
 from core.serving.app import create_app
+from core.serving.balance import shares_path
 from core.serving.keys import redact_keys_in_logs
 from core.serving.settings import ServingSettings, default_workers
 from core.serving.shared_limiter import shared_limits_path
@@ -66,6 +67,7 @@ def run_server(
         pass
     finally:
         shared_limits_path(os.getpid()).unlink(missing_ok=True)
+        shares_path(os.getpid()).unlink(missing_ok=True)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:

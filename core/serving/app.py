@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from core.logs import configure_logging
+from core.serving.balance import BalanceMiddleware, balancer_for_this_process
 from core.serving.errors import install_error_handlers
 from core.serving.keys import redact_keys_in_logs
 from core.serving.metrics import MetricsMiddleware, ServingMetrics
@@ -31,6 +32,7 @@ def create_app(
     url = database_url or default_database_url()
     settings = settings or ServingSettings.from_env()
     metrics = ServingMetrics()
+    balance: dict = {"balancer": None}  # set in the lifespan: it belongs to the worker process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,17 +41,22 @@ def create_app(
         redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
         services = await asyncio.to_thread(Services.start, url, settings, metrics)
         app.state.services = services
+        balance["balancer"] = balancer_for_this_process()
         # Everything loaded so far (TensorFlow, the models) lives as long as the process: out of
         # the collector's sight, a full collection no longer walks it and stalls every request.
         gc.freeze()
         try:
             yield
         finally:
+            if balance["balancer"] is not None:
+                balance["balancer"].shares.close()
+                balance["balancer"] = None
             await asyncio.to_thread(services.close)
 
     app = FastAPI(title="ChannelHub serving API", version="1", lifespan=lifespan)
     app.state.metrics = metrics
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(BalanceMiddleware, balancer=lambda: balance["balancer"])
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: times refusals too
     install_error_handlers(app)
     app.include_router(predictions.router)
