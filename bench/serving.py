@@ -6,10 +6,12 @@ epoch on the digits in a temporary registry, starts the servers as subprocesses 
 (ChannelHub with `--workers`, default one per core), drives each with the same closed-loop load
 (32 clients × 2,000 requests of the same PNG uploads) and prints the figures; the last line is one
 JSON object. The rounds alternate ChannelHub, LitServe (batching on: batch 32, 2 ms timeout, fast
-queue) and ChannelHub with the prediction log's rollups off; figures are medians over the rounds
-(six by default: a round lasts only seconds).
-`peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` ChannelHub's ÷ the twin's
-without rollups, each the median of the rounds' ratios (the two measured back to back). Every
+queue) and two twins of ChannelHub's app, started alike after the single-client run, one with the
+prediction log's rollups and one without; figures are medians over the rounds (six by default: a
+round lasts only seconds).
+`peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` the twin with rollups ÷ the
+one without, each the median of the rounds' ratios. The twins exist because the server that met
+the single-client run first was ~4 % slower afterwards whichever way its rollups were set. Every
 ChannelHub answer is stored before it is sent: `stored` must equal `answered`.
 """
 
@@ -55,12 +57,13 @@ def naive_app(model_path: str):
     return app
 
 
-def create_app_without_rollups():
-    """The serving app with the prediction log's rollups off (uvicorn factory of the twin)."""
+def create_twin_app():
+    """The serving app with rollups on or off as BENCH_ROLLUPS says (uvicorn factory of a twin)."""
     from core.serving.app import create_app
     from core.serving.settings import ServingSettings
 
-    return create_app(settings=ServingSettings.from_env().with_overrides(rollups=False))
+    rollups = os.environ.get("BENCH_ROLLUPS") == "1"
+    return create_app(settings=ServingSettings.from_env().with_overrides(rollups=rollups))
 
 
 def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]:
@@ -229,15 +232,15 @@ def print_row(name: str, figures: dict) -> None:
           f"answered {figures['answered']}  failed {figures['failed']}", flush=True)  # fmt: skip
 
 
-def start_api(env: dict, log_path: Path, workers: int, *, rollups: bool):
-    """The real API (`python -m core.serving.api`), or the same app with rollups switched off;
+def start_api(env: dict, log_path: Path, workers: int, *, twin_rollups: bool | None = None):
+    """The real API (`python -m core.serving.api`), or a twin of its app with rollups on or off;
     returns the process and its predict URL."""
     port = free_port()
-    if rollups:
+    if twin_rollups is None:
         cmd = [sys.executable, "-m", "core.serving.api", "--port", str(port)]
     else:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--api-without-rollups",
-               "--port", str(port)]  # fmt: skip
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--api-twin", "--port", str(port)]
+        env = {**env, "BENCH_ROLLUPS": "1" if twin_rollups else "0"}
     cmd += ["--workers", str(workers), "--log-level", "warning"]
     proc = start(cmd, env, f"http://127.0.0.1:{port}/readyz", log_path)
     return proc, f"http://127.0.0.1:{port}/v1/channels/bench/predict"
@@ -255,22 +258,26 @@ def bench_servers(
     env: dict, key: str, artifact: str, images: list[bytes], args, log_dir: Path
 ) -> dict:
     """Single-client load on ChannelHub, then rounds that alternate the same concurrent load
-    between ChannelHub, LitServe and ChannelHub without rollups (all up, the others idle)."""
+    between ChannelHub, LitServe and the twins with and without rollups (all up, the others
+    idle)."""
     headers = {"X-API-Key": key}
     bodies, peer_bodies = [multipart(i) for i in images], [json_upload(i) for i in images]
-    hub, url = start_api(env, log_dir / "channelhub.log", args.workers, rollups=True)
+    hub, url = start_api(env, log_dir / "channelhub.log", args.workers)
     procs = [hub]
-    out: dict = {"with": [], "peer": [], "without": []}
+    out: dict = {"with": [], "peer": [], "twin": [], "without": []}
     try:
         # A lone user's latency, before the other servers start: LitServe's workers poll their
         # queues even when idle and would take CPU from it.
         warm = [single_client(url, headers, bodies, 100)]
         out["single"] = single_client(url, headers, bodies, args.single_requests)
-        bare, bare_url = start_api(env, log_dir / "bare.log", args.workers, rollups=False)
+        twin, twin_url = start_api(env, log_dir / "twin.log", args.workers, twin_rollups=True)
+        procs.append(twin)
+        bare, bare_url = start_api(env, log_dir / "bare.log", args.workers, twin_rollups=False)
         procs.append(bare)
         peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
         procs.append(peer)
         targets = {"with": (url, headers, bodies), "peer": (peer_url, {}, peer_bodies),
+                   "twin": (twin_url, headers, bodies),
                    "without": (bare_url, headers, bodies)}  # fmt: skip
         warm += [single_client(u, h, b, 100) for u, h, b in list(targets.values())[1:]]
         # One unmeasured round each at full load: the first one ran ~40 % slower on whichever
@@ -280,7 +287,7 @@ def bench_servers(
                  for u, h, b in targets.values()]  # fmt: skip
         names = list(targets)
         for i in range(args.rounds):
-            for name in names[i % 3 :] + names[: i % 3]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 target, target_headers, target_bodies = targets[name]
                 figures = asyncio.run(load(target, target_headers, target_bodies, args.clients,
                                            args.requests))  # fmt: skip
@@ -289,8 +296,9 @@ def bench_servers(
     finally:
         for proc in procs:
             stop_process(proc)  # a clean shutdown: nothing acknowledged is left unwritten
-    # warm: single client on with, peer, without; then full load on with, peer, without
-    hub_runs = [warm[0], warm[2], warm[3], warm[5], out["single"], *out["with"], *out["without"]]
+    # warm: single client on with, peer, twin, without; then full load on each, same order
+    hub_runs = [*warm[:1], *warm[2:5], *warm[6:], out["single"], *out["with"], *out["twin"],
+                *out["without"]]  # fmt: skip
     out["answered"] = sum(r["answered"] for r in hub_runs)
     out["failed"] = sum(r["failed"] for r in hub_runs)
     return out
@@ -338,9 +346,9 @@ def run(args: argparse.Namespace) -> dict:
         naive = bench_naive(env, artifact, bodies, args, home) if args.naive_requests else None
     hub = {k: median_of(out["with"], k) for k in ("rps", "p50_ms", "p95_ms", "p99_ms")}
     peer = {k: median_of(out["peer"], k) for k in ("rps", "p50_ms", "p99_ms")}
-    peer_ratio, kept = paired_ratio(out, "with", "peer"), paired_ratio(out, "with", "without")
+    peer_ratio, kept = paired_ratio(out, "with", "peer"), paired_ratio(out, "twin", "without")
     print(f"peer ratio {peer_ratio:.2f}x (LitServe {peer['rps']} rps, p99 {peer['p99_ms']} ms); "
-          f"with rollups ÷ without {kept:.3f}; stored {stored} of {answered} answered",
+          f"twin with rollups ÷ without {kept:.3f}; stored {stored} of {answered} answered",
           flush=True)  # fmt: skip
     result = {
         "peer_ratio": round(peer_ratio, 3), "rps": hub["rps"], "peer_rps": peer["rps"],
@@ -352,7 +360,8 @@ def run(args: argparse.Namespace) -> dict:
         "rollup_ratio": round(kept, 3), "workers": args.workers,
         "rounds_rps": [r["rps"] for r in out["with"]],
         "peer_rounds_rps": [r["rps"] for r in out["peer"]],
-        "no_rollups_rps": [r["rps"] for r in out["without"]],
+        "twin_rollups_rps": [r["rps"] for r in out["twin"]],
+        "twin_no_rollups_rps": [r["rps"] for r in out["without"]],
     }  # fmt: skip
     if naive is not None:
         print_row(f"naive {args.clients} clients", naive)
@@ -368,7 +377,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=6,
-                        help="rounds of ChannelHub, LitServe, no rollups (default 6)")  # fmt: skip
+                        help="rounds of ChannelHub, LitServe, the twins (default 6)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="ChannelHub's serving processes (default: one per core)")  # fmt: skip
     parser.add_argument("--naive-requests", type=int, default=500,
@@ -379,17 +388,17 @@ def main() -> None:
                         help="LitServe's batch timeout, s (default its best, 2 ms)")  # fmt: skip
     parser.add_argument("--naive-server", metavar="MODEL", help=argparse.SUPPRESS)
     parser.add_argument("--litserve-server", metavar="MODEL", help=argparse.SUPPRESS)
-    parser.add_argument("--api-without-rollups", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--api-twin", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="warning", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rounds < 1 or args.workers < 1:
         parser.error("--rounds and --workers must be at least 1")
-    if args.api_without_rollups:
+    if args.api_twin:
         from core.serving.api import run_server
 
         run_server(port=args.port, workers=args.workers, log_level=args.log_level,
-                   app="bench.serving:create_app_without_rollups")  # fmt: skip
+                   app="bench.serving:create_twin_app")  # fmt: skip
         return
     if args.litserve_server:
         from bench.litserve_peer import run_litserve
