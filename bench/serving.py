@@ -7,12 +7,12 @@ epoch on the digits in a temporary registry, starts the servers as subprocesses 
 (32 clients × 2,000 requests of the same PNG uploads) and prints the figures; the last line is one
 JSON object. The rounds alternate ChannelHub, LitServe (batching on: batch 32, 2 ms timeout, fast
 queue) and two twins of ChannelHub's app, started alike after the single-client run, one with the
-prediction log's rollups and one without; figures are medians over the rounds (six by default: a
-round lasts only seconds).
+prediction log's rollups and one without, swapping those settings every round (a crossover: one
+server process of a set ran ~5 % slower than another for the whole run, whatever its config);
+figures are medians over the rounds (six by default: a round lasts only seconds).
 `peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` the twin with rollups ÷ the
-one without, each the median of the rounds' ratios. The twins exist because the server that met
-the single-client run first was ~4 % slower afterwards whichever way its rollups were set. Every
-ChannelHub answer is stored before it is sent: `stored` must equal `answered`.
+one without, each the median of the rounds' ratios. Every ChannelHub answer is stored before it
+is sent: `stored` must equal `answered`.
 """
 
 from __future__ import annotations
@@ -58,12 +58,33 @@ def naive_app(model_path: str):
 
 
 def create_twin_app():
-    """The serving app with rollups on or off as BENCH_ROLLUPS says (uvicorn factory of a twin)."""
+    """The serving app with rollups on or off as BENCH_ROLLUPS says (uvicorn factory of a twin);
+    SIGUSR1 switches them (the supervisor ignores it, see main)."""
+    import logging
+    import signal
+
     from core.serving.app import create_app
     from core.serving.settings import ServingSettings
 
     rollups = os.environ.get("BENCH_ROLLUPS") == "1"
-    return create_app(settings=ServingSettings.from_env().with_overrides(rollups=rollups))
+    app = create_app(settings=ServingSettings.from_env().with_overrides(rollups=rollups))
+
+    def switch(_signum, _frame) -> None:
+        log = app.state.services.predictions
+        log.rollups = not log.rollups
+        logging.getLogger("uvicorn.error").warning("bench twin: rollups %s", log.rollups)
+
+    signal.signal(signal.SIGUSR1, switch)
+    return app
+
+
+def switch_rollups(twins: list[subprocess.Popen]) -> None:
+    """Swap the twins' rollup settings (every worker of each; the supervisors ignore it)."""
+    import signal
+
+    for proc in twins:
+        os.killpg(proc.pid, signal.SIGUSR1)
+    time.sleep(0.3)
 
 
 def build_registry(home: Path, epochs: int) -> tuple[str, str, str, list[bytes]]:
@@ -262,24 +283,30 @@ def bench_servers(
     idle)."""
     headers = {"X-API-Key": key}
     bodies, peer_bodies = [multipart(i) for i in images], [json_upload(i) for i in images]
-    hub, url = start_api(env, log_dir / "channelhub.log", args.workers)
-    procs = [hub]
     out: dict = {"with": [], "peer": [], "twin": [], "without": []}
+    # A lone user's latency, on an API of its own, stopped before the other servers start:
+    # LitServe's workers poll their queues even when idle and would take CPU from it, and the
+    # server that met this run stayed slower under load afterwards (~5 %, whatever its config).
+    lone, lone_url = start_api(env, log_dir / "single.log", args.workers)
     try:
-        # A lone user's latency, before the other servers start: LitServe's workers poll their
-        # queues even when idle and would take CPU from it.
-        warm = [single_client(url, headers, bodies, 100)]
-        out["single"] = single_client(url, headers, bodies, args.single_requests)
-        twin, twin_url = start_api(env, log_dir / "twin.log", args.workers, twin_rollups=True)
+        warm = [single_client(lone_url, headers, bodies, 100)]
+        out["single"] = single_client(lone_url, headers, bodies, args.single_requests)
+    finally:
+        stop_process(lone)
+    procs = []
+    try:
+        hub, url = start_api(env, log_dir / "channelhub.log", args.workers)
+        procs.append(hub)
+        twin, twin_url = start_api(env, log_dir / "twin-a.log", args.workers, twin_rollups=True)
         procs.append(twin)
-        bare, bare_url = start_api(env, log_dir / "bare.log", args.workers, twin_rollups=False)
+        bare, bare_url = start_api(env, log_dir / "twin-b.log", args.workers, twin_rollups=False)
         procs.append(bare)
         peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
         procs.append(peer)
         targets = {"with": (url, headers, bodies), "peer": (peer_url, {}, peer_bodies),
                    "twin": (twin_url, headers, bodies),
                    "without": (bare_url, headers, bodies)}  # fmt: skip
-        warm += [single_client(u, h, b, 100) for u, h, b in list(targets.values())[1:]]
+        warm += [single_client(u, h, b, 100) for u, h, b in targets.values()]
         # One unmeasured round each at full load: the first one ran ~40 % slower on whichever
         # server met it (fresh allocator arenas, SQLite pages, input folders), a bias no
         # pairing of rounds removes.
@@ -291,13 +318,17 @@ def bench_servers(
                 target, target_headers, target_bodies = targets[name]
                 figures = asyncio.run(load(target, target_headers, target_bodies, args.clients,
                                            args.requests))  # fmt: skip
-                print_row(f"{name} #{i + 1}", figures)
-                out[name].append(figures)
+                # Odd rounds: the twins have swapped their rollup settings (a crossover).
+                role = {"twin": "without", "without": "twin"}.get(name, name) if i % 2 else name
+                print_row(f"{role} #{i + 1}", figures)
+                out[role].append(figures)
+            switch_rollups([twin, bare])
     finally:
         for proc in procs:
             stop_process(proc)  # a clean shutdown: nothing acknowledged is left unwritten
-    # warm: single client on with, peer, twin, without; then full load on each, same order
-    hub_runs = [*warm[:1], *warm[2:5], *warm[6:], out["single"], *out["with"], *out["twin"],
+    # warm: single client on the lone API; then on with, peer, twin, without; then full load
+    # on each, same order
+    hub_runs = [*warm[:2], *warm[3:6], *warm[7:], out["single"], *out["with"], *out["twin"],
                 *out["without"]]  # fmt: skip
     out["answered"] = sum(r["answered"] for r in hub_runs)
     out["failed"] = sum(r["failed"] for r in hub_runs)
@@ -395,8 +426,12 @@ def main() -> None:
     if args.rounds < 1 or args.workers < 1:
         parser.error("--rounds and --workers must be at least 1")
     if args.api_twin:
+        import signal
+
         from core.serving.api import run_server
 
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # inherited by the workers until they
+        # install create_twin_app's switch
         run_server(port=args.port, workers=args.workers, log_level=args.log_level,
                    app="bench.serving:create_twin_app")  # fmt: skip
         return
