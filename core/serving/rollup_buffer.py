@@ -12,6 +12,7 @@ outright loses at most that last interval of counts (its prediction rows are sto
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,6 +23,7 @@ from db.models import ROLLUP_RESOLUTIONS
 from db.repo.predictions import PredictionRecord
 from db.repo.rollups import RollupDelta
 
+_VALUES = ("latencies", "confidences", "classes", "image_means")
 Key = tuple[int, int, str, int]  # channel, version, arm, start of the finest bucket (epoch s)
 
 
@@ -29,37 +31,28 @@ Key = tuple[int, int, str, int]  # channel, version, arm, start of the finest bu
 class _Figures:
     """The raw figures of one key's rows since the last rollup write."""
 
-    requests: int = 0
-    simulated: int = 0
-    errors: int = 0
+    counts: Counter = field(default_factory=Counter)  # requests, simulated, errors
     num_classes: int = 0
-    latencies: list[float] = field(default_factory=list)
-    confidences: list[float] = field(default_factory=list)
-    classes: list[int] = field(default_factory=list)
-    image_means: list[float] = field(default_factory=list)
+    # Per row: latency ms, top confidence, predicted class; per input image: its mean.
+    values: dict[str, list] = field(default_factory=lambda: {name: [] for name in _VALUES})
 
     def absorb(self, other: _Figures) -> None:
-        self.requests += other.requests
-        self.simulated += other.simulated
-        self.errors += other.errors
+        self.counts.update(other.counts)
         self.num_classes = max(self.num_classes, other.num_classes)
-        self.latencies += other.latencies
-        self.confidences += other.confidences
-        self.classes += other.classes
-        self.image_means += other.image_means
+        for name, more in other.values.items():
+            self.values[name] += more
 
     def delta(self, key: Key) -> RollupDelta:
         channel_id, version_id, arm, start = key
-        counts = {"requests": self.requests, "simulated": self.simulated, "errors": self.errors}
         histograms: dict[str, list[int]] = {}
-        if self.requests:
-            histograms["latency_hist"] = stats.latency_histogram(self.latencies)
-            histograms["confidence_hist"] = stats.confidence_histogram(self.confidences)
-            histograms["class_counts"] = stats.class_mix(self.classes, self.num_classes)
-        if self.image_means:
-            histograms["intensity_hist"] = stats.intensity_histogram(self.image_means)
-        latency_sum = float(np.sum(self.latencies)) if self.latencies else 0.0
-        counts = {name: value for name, value in counts.items() if value}
+        if self.counts["requests"]:
+            histograms["latency_hist"] = stats.latency_histogram(self.values["latencies"])
+            histograms["confidence_hist"] = stats.confidence_histogram(self.values["confidences"])
+            histograms["class_counts"] = stats.class_mix(self.values["classes"], self.num_classes)
+        if self.values["image_means"]:
+            histograms["intensity_hist"] = stats.intensity_histogram(self.values["image_means"])
+        latency_sum = float(np.sum(self.values["latencies"])) if self.values["latencies"] else 0.0
+        counts = {name: value for name, value in self.counts.items() if value}
         at = datetime.fromtimestamp(start, UTC)
         return RollupDelta(channel_id, version_id, arm, at, counts=counts,
                            latency_sum_ms=latency_sum, histograms=histograms)  # fmt: skip
@@ -109,14 +102,14 @@ class RollupBuffer:
         for r, image in rows:
             key = _key(r.channel_id, r.version_id, r.arm, r.created_at)
             f = out.get(key) or out.setdefault(key, _Figures())
-            f.requests += 1
-            f.simulated += bool(r.simulated)
+            f.counts["requests"] += 1
+            f.counts["simulated"] += bool(r.simulated)
             f.num_classes = max(f.num_classes, len(r.probabilities))
-            f.latencies.append(r.latency_ms)
-            f.confidences.append(r.confidence)
-            f.classes.append(r.predicted_class)
+            f.values["latencies"].append(r.latency_ms)
+            f.values["confidences"].append(r.confidence)
+            f.values["classes"].append(r.predicted_class)
             if image is not None:
-                f.image_means.append(next(means))
+                f.values["image_means"].append(next(means))
         return out
 
     def add(self, figures: dict[Key, _Figures]) -> None:
@@ -129,7 +122,9 @@ class RollupBuffer:
         """A request of this arm that failed after it was routed (the model raised)."""
         with self._lock:
             key = _key(channel_id, version_id, arm, at)
-            (self._figures.get(key) or self._figures.setdefault(key, _Figures())).errors += 1
+            (self._figures.get(key) or self._figures.setdefault(key, _Figures())).counts[
+                "errors"
+            ] += 1
 
     def take(self) -> dict[Key, _Figures]:
         """Everything owed so far, leaving the buffer empty (`add` it back if the write fails)."""
