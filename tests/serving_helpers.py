@@ -146,6 +146,16 @@ def start_server(
     raise RuntimeError("server not ready in 180 s")
 
 
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    """Whether `predicate()` turned true within `timeout` seconds (polled every 50 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def sample_pixels(digits: LabelledImages, index: int = 0) -> list:
     return np.asarray(digits.x[index, :, :, 0], dtype=int).tolist()
 

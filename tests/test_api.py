@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -28,7 +27,7 @@ from db.repo.feedback import FeedbackInput, add_feedback
 from db.repo.models import create_model, get_version, list_models
 from db.repo.predictions import get_prediction
 from db.settings import artifact_dir
-from tests.serving_helpers import count_feedback, count_rows, png_of, sample_pixels
+from tests.serving_helpers import count_feedback, count_rows, png_of, sample_pixels, wait_for
 
 pytest_plugins = ["tests.serving_fixtures"]
 
@@ -50,15 +49,6 @@ def flushed_count(client, registry) -> int:
 def post_png(client, key, data, slug="web", filename="x.png", content_type="image/png"):
     files = {"file": (filename, data, content_type)}
     return client.post(PREDICT.format(slug), files=files, headers={"X-API-Key": key})
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_predict_upload_answers_and_logs_the_input(client, serving_registry, digits):

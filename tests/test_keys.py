@@ -26,7 +26,7 @@ from db.repo.audit import list_events
 from db.repo.channels import ChannelSpec, create_channel, get_channel
 from db.repo.serving_queries import channel_for_api_key, record_key_use
 from tests.dashboard_fixtures import filled_registry_fixture  # noqa: F401
-from tests.serving_helpers import REPO_ROOT, free_port
+from tests.serving_helpers import REPO_ROOT, free_port, wait_for
 
 ADMIN = Actor("ops", "admin")
 PREDICT = "/v1/channels/{}/predict"
@@ -52,15 +52,6 @@ def client(registry, keys):
 
 def predict(client, key: str, slug: str = "web") -> httpx.Response:
     return client.post(PREDICT.format(slug), headers={"X-API-Key": key}, json={"pixels": [[0]]})
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_old_key_works_within_its_grace_period_and_is_refused_after(client, keys):
