@@ -87,26 +87,6 @@ class Tally:
             return sum(n for key, n in self.statuses.items() if predicate(*key))
 
 
-def train_tiny_model(path: Path, data, *, epochs: int = 10, seed: int = 1) -> float:
-    """Rescaling + Flatten + Dense softmax on the raw 8x8 digits: a second or two to train."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [
-            keras.Input(shape=data.input_shape),
-            keras.layers.Rescaling(1.0 / 255.0),
-            keras.layers.Flatten(),
-            keras.layers.Dense(data.num_classes, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(data.x, data.y, epochs=epochs, batch_size=64, verbose=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    return float(history.history["accuracy"][-1])
-
-
 def build_registry() -> tuple[dict[str, str], list[bytes], int]:
     """Digits, a tiny trained version serving three channels; returns their keys, test PNGs
     and the number of classes (the registry is the one DATABASE_URL names)."""
@@ -116,7 +96,6 @@ def build_registry() -> tuple[dict[str, str], list[bytes], int]:
     from core.actions.models import ensure_model
     from core.ml.datasets import load_dataset
     from core.ml.images import encode_png
-    from core.ml.training import sha256_of_file
     from db.artifact_store import artifact_store
     from db.engine import session_scope
     from db.repo.channels import ChannelSpec, promote_version
@@ -125,7 +104,9 @@ def build_registry() -> tuple[dict[str, str], list[bytes], int]:
 
     data = load_dataset("digits")
     path = artifact_dir() / "models" / "soak-tiny" / "model.keras"
-    accuracy = train_tiny_model(path, data)
+    from tests.serving_helpers import train_tiny_model  # the tests' tiny model, 1–2 s to train
+
+    tiny = train_tiny_model(path, data, epochs=10, seed=1)
     artifact_store().publish(relative_artifact(path))
     keys = {}
     with session_scope() as s:
@@ -133,9 +114,9 @@ def build_registry() -> tuple[dict[str, str], list[bytes], int]:
         model = ensure_model(actor=SYSTEM, session=s, name="digits-soak")
         version = register_version(
             session=s, model_id=model.id, architecture="tiny-mlp",
-            artifact_path=relative_artifact(path), artifact_sha256=sha256_of_file(path),
+            artifact_path=relative_artifact(path), artifact_sha256=tiny.sha256,
             hyperparameters={}, dataset_id=dataset.id, dataset_fingerprint=data.fingerprint,
-            evaluation={"accuracy": accuracy}, history=[], framework_versions={},
+            evaluation={"accuracy": tiny.accuracy}, history=[], framework_versions={},
             device="cpu", train_seconds=1.0,
         )  # fmt: skip
         for slug in CHANNELS:
