@@ -5,11 +5,13 @@ Run: `python bench/serving.py` (about five minutes on 2 CPU cores). It trains `s
 epoch on the digits in a temporary registry, starts the servers as subprocesses on loopback ports
 (ChannelHub with `--workers`, default one per core), drives each with the same closed-loop load
 (32 clients × 2,000 requests of the same PNG uploads) and prints the figures; the last line is one
-JSON object. The rounds alternate ChannelHub, LitServe (batching on: batch 32, 2 ms timeout, fast
-queue) and two twins of ChannelHub's app, started alike after the single-client run, one with the
-prediction log's rollups and one without, swapping those settings every round (a crossover: one
-server process of a set ran ~5 % slower than another for the whole run, whatever its config);
-figures are medians over the rounds (six by default: a round lasts only seconds).
+JSON object. The rounds alternate ChannelHub and LitServe (batching on: batch 32, 2 ms timeout,
+fast queue), both up, the idle one stopped (SIGSTOP), and a single client's latency is taken on
+ChannelHub after every other round (the median of those is reported); then, with
+those stopped, two twins of ChannelHub's app, one with the prediction log's rollups and one
+without, swapping those settings every round (a crossover: one process of a pair ran ~5 %
+slower than the other for a whole run, whatever its config). Figures are medians over the
+rounds (ten by default: a round lasts only seconds).
 `peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` the twin with rollups ÷ the
 one without, each the median of the rounds' ratios. Every ChannelHub answer is stored before it
 is sent: `stored` must equal `answered`.
@@ -22,6 +24,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,7 +64,6 @@ def create_twin_app():
     """The serving app with rollups on or off as BENCH_ROLLUPS says (uvicorn factory of a twin);
     SIGUSR1 switches them (the supervisor ignores it, see main)."""
     import logging
-    import signal
 
     from core.serving.app import create_app
     from core.serving.settings import ServingSettings
@@ -80,8 +82,6 @@ def create_twin_app():
 
 def switch_rollups(twins: list[subprocess.Popen]) -> None:
     """Swap the twins' rollup settings (every worker of each; the supervisors ignore it)."""
-    import signal
-
     for proc in twins:
         os.killpg(proc.pid, signal.SIGUSR1)
     time.sleep(0.3)
@@ -275,61 +275,90 @@ def start_litserve(env: dict, artifact: str, args, log_path: Path):
     return proc, f"http://127.0.0.1:{port}/predict"
 
 
+def measure_alone(paused: dict[str, subprocess.Popen], name: str) -> None:
+    """Let only `name`'s server run: the others are stopped (SIGSTOP) until their turn. Only
+    for servers that share nothing (an idle API holding the registry's write lock would stall
+    its twin)."""
+    for other, proc in paused.items():
+        os.killpg(proc.pid, signal.SIGCONT if other == name else signal.SIGSTOP)
+
+
+def run_rounds(
+    targets: dict, args, out: dict, *, between=None, paused=None, lone: str = ""
+) -> list[dict]:
+    """One unmeasured round at full load on each target (the first such round ran far slower
+    on whichever server met it), then `args.rounds` rounds, each target in turn, the order
+    rotating. `between(i)` runs after round i and returns how to rename targets in round i + 1
+    (the twins' crossover); `paused` (name → process) measures each server alone. A `lone`
+    target also gets a single client after every other round (the same
+    machine's lone-request latency swung 2× over minutes; their median is reported). Returns
+    the warm-up runs."""
+    names, roles, warm = list(targets), {}, []
+    try:
+        for name, (u, h, b) in targets.items():
+            measure_alone(paused or {}, name)
+            warm.append(asyncio.run(load(u, h, b, args.clients, args.requests // 2)))
+        for i in range(args.rounds):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                measure_alone(paused or {}, name)
+                target, target_headers, target_bodies = targets[name]
+                figures = asyncio.run(load(target, target_headers, target_bodies,
+                                           args.clients, args.requests))  # fmt: skip
+                role = roles.get(name, name)
+                print_row(f"{role} #{i + 1}", figures)
+                out[role].append(figures)
+            if lone and i % 2 == 0:
+                measure_alone(paused or {}, lone)
+                out["singles"].append(single_client(*targets[lone], args.single_requests))
+            roles = between(i) if between else roles
+    finally:
+        for proc in (paused or {}).values():  # every server left running
+            os.killpg(proc.pid, signal.SIGCONT)
+    return warm
+
+
 def bench_servers(
     env: dict, key: str, artifact: str, images: list[bytes], args, log_dir: Path
 ) -> dict:
-    """Single-client load on ChannelHub, then rounds that alternate the same concurrent load
-    between ChannelHub, LitServe and the twins with and without rollups (all up, the others
-    idle)."""
+    """Single-client load on an API of its own; rounds that alternate the same concurrent load
+    between ChannelHub and LitServe (both up, the other idle); then rounds between the twins
+    with and without rollups (both up, nothing else)."""
     headers = {"X-API-Key": key}
     bodies, peer_bodies = [multipart(i) for i in images], [json_upload(i) for i in images]
-    out: dict = {"with": [], "peer": [], "twin": [], "without": []}
-    # A lone user's latency, on an API of its own, stopped before the other servers start:
-    # LitServe's workers poll their queues even when idle and would take CPU from it, and the
-    # server that met this run stayed slower under load afterwards (~5 %, whatever its config).
-    lone, lone_url = start_api(env, log_dir / "single.log", args.workers)
-    try:
-        warm = [single_client(lone_url, headers, bodies, 100)]
-        out["single"] = single_client(lone_url, headers, bodies, args.single_requests)
-    finally:
-        stop_process(lone)
+    out: dict = {"with": [], "peer": [], "twin": [], "without": [], "singles": []}
+    hub_runs = []
     procs = []
     try:
         hub, url = start_api(env, log_dir / "channelhub.log", args.workers)
         procs.append(hub)
+        peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
+        procs.append(peer)
+        hub_runs.append(single_client(url, headers, bodies, 100))
+        single_client(peer_url, {}, peer_bodies, 100)
+        targets = {"with": (url, headers, bodies), "peer": (peer_url, {}, peer_bodies)}
+        paused = {"with": hub, "peer": peer}  # LitServe's idle workers poll their queues
+        hub_runs.append(run_rounds(targets, args, out, paused=paused, lone="with")[0])
+    finally:
+        for proc in procs:
+            stop_process(proc)  # a clean shutdown: nothing acknowledged is left unwritten
+    procs = []
+    try:
         twin, twin_url = start_api(env, log_dir / "twin-a.log", args.workers, twin_rollups=True)
         procs.append(twin)
         bare, bare_url = start_api(env, log_dir / "twin-b.log", args.workers, twin_rollups=False)
         procs.append(bare)
-        peer, peer_url = start_litserve(env, artifact, args, log_dir / "litserve.log")
-        procs.append(peer)
-        targets = {"with": (url, headers, bodies), "peer": (peer_url, {}, peer_bodies),
-                   "twin": (twin_url, headers, bodies),
-                   "without": (bare_url, headers, bodies)}  # fmt: skip
-        warm += [single_client(u, h, b, 100) for u, h, b in targets.values()]
-        # One unmeasured round each at full load: the first one ran ~40 % slower on whichever
-        # server met it (fresh allocator arenas, SQLite pages, input folders), a bias no
-        # pairing of rounds removes.
-        warm += [asyncio.run(load(u, h, b, args.clients, args.requests // 2))
-                 for u, h, b in targets.values()]  # fmt: skip
-        names = list(targets)
-        for i in range(args.rounds):
-            for name in names[i % len(names) :] + names[: i % len(names)]:
-                target, target_headers, target_bodies = targets[name]
-                figures = asyncio.run(load(target, target_headers, target_bodies, args.clients,
-                                           args.requests))  # fmt: skip
-                # Odd rounds: the twins have swapped their rollup settings (a crossover).
-                role = {"twin": "without", "without": "twin"}.get(name, name) if i % 2 else name
-                print_row(f"{role} #{i + 1}", figures)
-                out[role].append(figures)
-            switch_rollups([twin, bare])
+        targets = {"twin": (twin_url, headers, bodies), "without": (bare_url, headers, bodies)}
+        hub_runs += [single_client(u, h, b, 100) for u, h, b in targets.values()]
+
+        def crossover(i: int) -> dict:
+            switch_rollups([twin, bare])  # odd rounds: the twins' settings are swapped
+            return {"twin": "without", "without": "twin"} if i % 2 == 0 else {}
+
+        hub_runs += run_rounds(targets, args, out, between=crossover)
     finally:
         for proc in procs:
-            stop_process(proc)  # a clean shutdown: nothing acknowledged is left unwritten
-    # warm: single client on the lone API; then on with, peer, twin, without; then full load
-    # on each, same order
-    hub_runs = [*warm[:2], *warm[3:6], *warm[7:], out["single"], *out["with"], *out["twin"],
-                *out["without"]]  # fmt: skip
+            stop_process(proc)
+    hub_runs += [*out["singles"], *out["with"], *out["twin"], *out["without"]]
     out["answered"] = sum(r["answered"] for r in hub_runs)
     out["failed"] = sum(r["failed"] for r in hub_runs)
     return out
@@ -385,7 +414,9 @@ def run(args: argparse.Namespace) -> dict:
         "peer_ratio": round(peer_ratio, 3), "rps": hub["rps"], "peer_rps": peer["rps"],
         "p50_ms": hub["p50_ms"], "p95_ms": hub["p95_ms"], "p99_ms": hub["p99_ms"],
         "peer_p50_ms": peer["p50_ms"], "peer_p99_ms": peer["p99_ms"],
-        "single_client_p50_ms": out["single"]["p50_ms"], "failed": out["failed"],
+        "single_client_p50_ms": median_of(out["singles"], "p50_ms"),
+        "single_client_p50_samples": [r["p50_ms"] for r in out["singles"]],
+        "failed": out["failed"],
         "peer_failed": sum(r["failed"] for r in out["peer"]),
         "stored": stored, "answered": answered, "stored_equals_answered": stored == answered,
         "rollup_ratio": round(kept, 3), "workers": args.workers,
@@ -407,8 +438,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=6,
-                        help="rounds of ChannelHub, LitServe, the twins (default 6)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="rounds of ChannelHub, LitServe, the twins (default 10)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="ChannelHub's serving processes (default: one per core)")  # fmt: skip
     parser.add_argument("--naive-requests", type=int, default=500,
@@ -426,8 +457,6 @@ def main() -> None:
     if args.rounds < 1 or args.workers < 1:
         parser.error("--rounds and --workers must be at least 1")
     if args.api_twin:
-        import signal
-
         from core.serving.api import run_server
 
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # inherited by the workers until they
