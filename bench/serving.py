@@ -10,8 +10,8 @@ fast queue), both up, the idle one stopped (SIGSTOP), and a single client's late
 ChannelHub after every other round (the median of those is reported); then, with
 those stopped, two twins of ChannelHub's app, one with the prediction log's rollups and one
 without, swapping those settings every round (a crossover: one process of a pair ran ~5 %
-slower than the other for a whole run, whatever its config). Figures are medians over the
-rounds (ten by default: a round lasts only seconds).
+slower than the other for a whole run, whatever its config), twice as many rounds. Figures are
+medians over the rounds (ten by default: a round lasts only seconds).
 `peer_ratio` is ChannelHub's requests/s ÷ LitServe's, `rollup_ratio` the twin with rollups ÷ the
 one without, each the median of the rounds' ratios. Every ChannelHub answer is stored before it
 is sent: `stored` must equal `answered`.
@@ -284,7 +284,7 @@ def measure_alone(paused: dict[str, subprocess.Popen], name: str) -> None:
 
 
 def run_rounds(
-    targets: dict, args, out: dict, *, between=None, paused=None, lone: str = ""
+    targets: dict, args, out: dict, *, between=None, paused=None, lone: str = "", rounds: int = 0
 ) -> list[dict]:
     """One unmeasured round at full load on each target (the first such round ran far slower
     on whichever server met it), then `args.rounds` rounds, each target in turn, the order
@@ -298,7 +298,7 @@ def run_rounds(
         for name, (u, h, b) in targets.items():
             measure_alone(paused or {}, name)
             warm.append(asyncio.run(load(u, h, b, args.clients, args.requests // 2)))
-        for i in range(args.rounds):
+        for i in range(rounds or args.rounds):
             for name in names[i % len(names) :] + names[: i % len(names)]:
                 measure_alone(paused or {}, name)
                 target, target_headers, target_bodies = targets[name]
@@ -354,7 +354,8 @@ def bench_servers(
             switch_rollups([twin, bare])  # odd rounds: the twins' settings are swapped
             return {"twin": "without", "without": "twin"} if i % 2 == 0 else {}
 
-        hub_runs += run_rounds(targets, args, out, between=crossover)
+        # Twice the rounds: a round of the pair is short, and a few per cent is the effect.
+        hub_runs += run_rounds(targets, args, out, between=crossover, rounds=2 * args.rounds)
     finally:
         for proc in procs:
             stop_process(proc)
