@@ -77,6 +77,39 @@ def _record(channel_id: int, version_id: int) -> PredictionRecord:
     )  # fmt: skip
 
 
+def test_readiness_comes_back_with_the_database_not_with_the_next_prediction(
+    serving_registry, monkeypatch
+):
+    """A balancer that reads /readyz sends nothing to a red API, so the log must find out by
+    itself that the database writes again: an empty probe write every second."""
+    url = serving_registry.database_url
+    with session_scope(url) as s:
+        channel_id = get_channel(session=s, slug="web").id
+    log = PredictionLog(url, artifact_dir())
+    real_write, down = log._sqlite.write, [True]
+
+    def write(records, deltas, *, probe=False):
+        if down[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_write(records, deltas, probe=probe)
+
+    monkeypatch.setattr(log._sqlite, "write", write)
+    try:
+        with pytest.raises(LogRefused):
+            log.submit(_record(channel_id, serving_registry.version_ids[0]), None).result(10)
+        before = count_rows(url)
+        time.sleep(1.5)  # probes run, and fail while the database does
+        assert not log.health().ok and "disk I/O error" in log.health().error
+        down[0] = False  # the database is back; no prediction comes
+        deadline = time.monotonic() + 5
+        while not log.health().ok and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert log.health().ok
+        assert count_rows(url) == before  # the probe wrote nothing
+    finally:
+        log.close()
+
+
 def test_a_full_buffer_refuses_at_once_and_keeps_what_it_took(serving_registry):
     url = serving_registry.database_url
     with session_scope(url) as s:

@@ -14,13 +14,14 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import text
 
 from core.ml.images import encode_png
 from core.serving.rollup_buffer import RollupBuffer, deltas_of
 from db.artifact_store import ArtifactStore, as_store
 from db.engine import session_scope
 from db.models import utcnow
-from db.repo.log_writes import SQLiteLogWriter, sqlite_file
+from db.repo.log_writes import PROBE, SQLiteLogWriter, sqlite_file
 from db.repo.predictions import PredictionRecord, insert_predictions
 from db.repo.rollups import RollupDelta, add_to_rollups
 
@@ -31,6 +32,8 @@ log = logging.getLogger("channelhub.serving")
 RETRY_BACKOFF_S = (0.05, 0.25)
 MAX_PENDING = 4096
 ROLLUP_SECONDS = 1.0
+# While a write has failed, an empty transaction this often tells when the database is back.
+PROBE_SECONDS = 1.0
 
 
 def input_path_for(channel_slug: str, prediction_id: str, when: datetime) -> str:
@@ -123,6 +126,7 @@ class PredictionLog:
         self.failed_rows = 0
         self.last_error = ""
         self._healthy = True
+        self._probed_at = 0.0
         sqlite_path = sqlite_file(database_url)
         self._sqlite = SQLiteLogWriter(sqlite_path) if sqlite_path is not None else None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -207,7 +211,7 @@ class PredictionLog:
             log.error("prediction log closed with rollup counts it could not write")
 
     def _run(self) -> None:
-        wake = self.rollup_seconds or None if self.rollups else None
+        wake = min(self.rollup_seconds or PROBE_SECONDS, PROBE_SECONDS)
         while True:
             with self._cond:
                 self._cond.wait_for(self._has_work, wake)
@@ -220,6 +224,8 @@ class PredictionLog:
                 self._finish(batch, self._write_with_retries(batch, forced))
             elif forced or self._rollups_due():
                 self._write_rollups_alone()
+            elif self._probe_due():
+                self._probe()
             if forced and (not batch or batch[-1].seq >= target):
                 with self._cond:  # the rows up to the flush and the rollups owed are written
                     self._flush_done = max(self._flush_done, asked)
@@ -232,8 +238,26 @@ class PredictionLog:
             bool(self._buffer)
             or self._closing
             or self._flush_done < self._flush_asked
-            or (self._rollups_due())
+            or self._rollups_due()
+            or self._probe_due()
         )
+
+    def _probe_due(self) -> bool:
+        return not self._healthy and time.monotonic() - self._probed_at >= PROBE_SECONDS
+
+    def _probe(self) -> None:
+        """An empty write while the log is failing: readiness comes back with the database,
+        not only with the next prediction (which a balancer reading /readyz would not send)."""
+        self._probed_at = time.monotonic()
+        try:
+            self._commit([], [], probe=True)
+        except Exception as exc:  # still failing: say the latest reason
+            with self._cond:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            return
+        with self._cond:
+            self._healthy = True
+        log.info("prediction log can write again")
 
     def _rollups_due(self) -> bool:
         return bool(self._rollups) and (
@@ -322,14 +346,19 @@ class PredictionLog:
             return
         self._rollups_written_at = time.monotonic()
 
-    def _commit(self, records: list[PredictionRecord], deltas: list[RollupDelta]) -> None:
+    def _commit(
+        self, records: list[PredictionRecord], deltas: list[RollupDelta], probe: bool = False
+    ) -> None:
+        """Rows and rollups in one transaction; `probe`: nothing, but fail as a write would."""
         if self._sqlite is not None:
-            self._sqlite.write(records, deltas)
+            self._sqlite.write(records, deltas, probe=probe)
             return
         with session_scope(self.database_url) as session:
             # Rows first: the insert takes the write lock before the rollups are read.
             insert_predictions(session=session, records=records)
             add_to_rollups(session=session, deltas=deltas)
+            if probe:
+                session.execute(text(PROBE))
 
     def _remove_inputs(self, paths: list[str]) -> None:
         for path in paths:

@@ -35,6 +35,8 @@ _COLUMNS = ("id", "channel_id", "version_id", "arm", "predicted_class", "confide
 INSERT_PREDICTIONS = (
     f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
+# Needs the write lock (a read-only database refuses it) and changes nothing.
+PROBE = "DELETE FROM predictions WHERE 0 = 1"
 _KEY = ("channel_id", "version_id", "arm", "resolution_s", "bucket_start")
 SELECT_ROLLUP = (
     f"SELECT id, {', '.join(VALUES)} FROM {Rollup.__tablename__} "
@@ -145,8 +147,11 @@ class SQLiteLogWriter:
             self._lock_file = self._lock_path.open("r+b")
         return self._lock_file
 
-    def write(self, records: list[PredictionRecord], deltas: list[RollupDelta]) -> None:
-        """Insert `records` and add `deltas` to their rollups in one transaction."""
+    def write(
+        self, records: list[PredictionRecord], deltas: list[RollupDelta], *, probe: bool = False
+    ) -> None:
+        """Insert `records` and add `deltas` to their rollups in one transaction; `probe`: write
+        nothing, but fail as a write would (a statement that needs the write lock, rolled back)."""
         lock = self._lock()
         fcntl.flock(lock, fcntl.LOCK_EX)  # releases the GIL while it waits
         try:
@@ -155,7 +160,9 @@ class SQLiteLogWriter:
             try:
                 conn.executemany(INSERT_PREDICTIONS, [_prediction_row(r) for r in records])
                 self._add_rollups(conn, deltas)
-                conn.execute("COMMIT")
+                conn.execute(PROBE if probe else "COMMIT")
+                if probe:
+                    conn.execute("ROLLBACK")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
