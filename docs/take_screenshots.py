@@ -1,4 +1,5 @@
-"""Screenshot every dashboard page with headless Chromium into docs/screenshots/<page>.png.
+"""Screenshot every dashboard page with headless Chromium into docs/screenshots/<page>.png,
+signed in as the demo's admin (its password from the demo users file, see core/ops/demo_users).
 
 CHANNELHUB_HOME=var python docs/take_screenshots.py     # the registry the env points at
 CHANNELHUB_HOME=var python docs/take_screenshots.py --url http://127.0.0.1:8501   # `make run`'s
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -32,8 +34,10 @@ def page_paths() -> dict[str, str]:
         channels = [c for c in list_channels(session=s) if c.production_version_id]
         jobs = list_jobs(session=s, limit=1)
         versions = version_choices(session=s, limit=2)
-    paths = {"overview": "/", "models": "/models", "retrain": "/retrain", "jobs": "/jobs",
-             "feedback": "/feedback", "channels": "/channels"}  # fmt: skip
+    paths = {"overview": "/", "loop": "/loop", "monitoring": "/monitoring",
+             "predictions": "/predictions", "models": "/models", "retrain": "/retrain",
+             "jobs": "/jobs", "feedback": "/feedback", "channels": "/channels",
+             "audit": "/audit"}  # fmt: skip
     if channels:
         paths["version"] = f"/models?version={channels[-1].production_version_id}"
     if len(versions) >= 2:
@@ -64,10 +68,28 @@ def start_dashboard() -> tuple[subprocess.Popen, str]:
     raise SystemExit("the dashboard did not start")
 
 
+def sign_in(page, url: str, user: str) -> None:
+    """Through the sign-in form, as a manager would; the session cookie keeps later pages in."""
+    import json
+
+    from core.ops.demo_users import users_file
+
+    if not users_file().is_file():
+        raise SystemExit(f"no demo users in {users_file()}: run `channelhub demo` first")
+    password = json.loads(users_file().read_text())[user]
+    page.goto(url)
+    page.get_by_label("User name", exact=True).fill(user)
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text(f"Signed in as {user}").wait_for(timeout=60_000)
+    time.sleep(2)  # the session cookie is written by a component after the rerun
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
+    parser.add_argument("--user", default="demo-admin", help="a demo user (default demo-admin)")
     parser.add_argument(
         "--url", help="a running dashboard (e.g. from `make run`); default: start one"
     )
@@ -80,6 +102,7 @@ def main() -> None:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            sign_in(page, url, args.user)
             for name, path in page_paths().items():
                 page.set_viewport_size({"width": 1440, "height": 1000})
                 page.goto(url + path)
