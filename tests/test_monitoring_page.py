@@ -48,11 +48,12 @@ def test_monitoring_shows_each_arm_with_window_and_counts(registry):
     _traffic(registry, channel.id, version.id, {"production": 90, "candidate": 10})
     at = open_page("monitoring", channel="web")
     shown = texts(at)
-    assert "Last 24 h: 90 requests (45 simulated)." in shown
-    assert "Last 24 h: 10 requests (5 simulated)." in shown
+    assert "Last 24 h: 90 requests (45 simulated), 0 errors." in shown
+    assert "Last 24 h: 10 requests (5 simulated), 0 errors." in shown
     metrics = [(m.label, m.value) for m in at.metric]
     assert ("requests", "90") in metrics and ("requests", "10") in metrics
     assert ("accuracy on annotated feedback", "—") in metrics
+    assert ("error rate", "0.0%") in metrics  # the count is in the caption: a card shows it whole
     assert "Accuracy: no annotated feedback in this window." in shown
 
 

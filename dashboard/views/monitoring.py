@@ -28,11 +28,11 @@ def arm_cards(series: ArmSeries, window: str) -> None:
     ids = ", ".join(str(v) for v in sorted(series.total.versions))
     st.subheader(f"{series.arm} · version id {ids}")
     simulated = f" ({a.simulated:,} simulated)" if a.simulated else ""
-    st.caption(f"Last {window}: {a.requests:,} requests{simulated}.")
+    st.caption(f"Last {window}: {a.requests:,} requests{simulated}, {a.errors:,} errors.")
     ui.metric_row(
         [
             ("requests", f"{a.requests:,}"),
-            ("errors", "—" if a.error_rate is None else f"{a.errors:,} ({a.error_rate:.1%})"),
+            ("error rate", "—" if a.error_rate is None else f"{a.error_rate:.1%}"),
             ("p50", ui.ms(a.p50_ms)),
             ("p95", ui.ms(a.p95_ms)),
         ]
