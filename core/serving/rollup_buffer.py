@@ -12,7 +12,7 @@ outright loses at most that last interval of counts (its prediction rows are sto
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,7 +21,7 @@ import numpy as np
 from core.ml import monitoring_stats as stats
 from db.models import ROLLUP_RESOLUTIONS
 from db.repo.predictions import PredictionRecord
-from db.repo.rollups import RollupDelta
+from db.repo.rollups import RollupDelta, bucket_second
 
 _VALUES = ("latencies", "confidences", "classes", "image_means")
 Key = tuple[int, int, str, int]  # channel, version, arm, start of the finest bucket (epoch s)
@@ -62,10 +62,9 @@ FINEST_S = min(ROLLUP_RESOLUTIONS)
 
 
 def _key(channel_id: int, version_id: int, arm: str, at: datetime) -> Key:
-    """`bucket_start(at, FINEST_S)` as epoch seconds: a thousand times a second, the datetime
-    is made once per key, when the figures are written."""
-    seconds = int(at.timestamp())
-    return (channel_id, version_id, arm, seconds - seconds % FINEST_S)
+    """The bucket as epoch seconds: a thousand times a second, the datetime is made once per
+    key, when the figures are written."""
+    return (channel_id, version_id, arm, bucket_second(at, FINEST_S))
 
 
 def _image_means(images: list[np.ndarray]) -> list[float]:
@@ -87,7 +86,7 @@ class RollupBuffer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._figures: dict[Key, _Figures] = {}
+        self._figures: dict[Key, _Figures] = defaultdict(_Figures)
 
     def __bool__(self) -> bool:
         with self._lock:
@@ -96,12 +95,12 @@ class RollupBuffer:
     @staticmethod
     def of_rows(rows: list[tuple[PredictionRecord, np.ndarray | None]]) -> dict[Key, _Figures]:
         """The figures of the given (record, input image) pairs, not yet added to any buffer."""
-        out: dict[Key, _Figures] = {}
+        out: dict[Key, _Figures] = defaultdict(_Figures)
         images = [image for _, image in rows if image is not None]
         means = iter(_image_means(images))
         for r, image in rows:
             key = _key(r.channel_id, r.version_id, r.arm, r.created_at)
-            f = out.get(key) or out.setdefault(key, _Figures())
+            f = out[key]
             f.counts["requests"] += 1
             f.counts["simulated"] += bool(r.simulated)
             f.num_classes = max(f.num_classes, len(r.probabilities))
@@ -115,28 +114,24 @@ class RollupBuffer:
     def add(self, figures: dict[Key, _Figures]) -> None:
         with self._lock:
             for key, more in figures.items():
-                mine = self._figures.get(key) or self._figures.setdefault(key, _Figures())
-                mine.absorb(more)
+                self._figures[key].absorb(more)
 
     def add_error(self, channel_id: int, version_id: int, arm: str, at: datetime) -> None:
         """A request of this arm that failed after it was routed (the model raised)."""
         with self._lock:
-            key = _key(channel_id, version_id, arm, at)
-            (self._figures.get(key) or self._figures.setdefault(key, _Figures())).counts[
-                "errors"
-            ] += 1
+            self._figures[_key(channel_id, version_id, arm, at)].counts["errors"] += 1
 
     def take(self) -> dict[Key, _Figures]:
         """Everything owed so far, leaving the buffer empty (`add` it back if the write fails)."""
         with self._lock:
-            taken, self._figures = self._figures, {}
+            taken, self._figures = self._figures, defaultdict(_Figures)
         return taken
 
 
 def deltas_of(*parts: dict[Key, _Figures]) -> list[RollupDelta]:
     """One delta per key over all `parts` (which are not changed)."""
-    total: dict[Key, _Figures] = {}
+    total: dict[Key, _Figures] = defaultdict(_Figures)
     for part in parts:
         for key, figures in part.items():
-            (total.get(key) or total.setdefault(key, _Figures())).absorb(figures)
+            total[key].absorb(figures)
     return [figures.delta(key) for key, figures in total.items()]

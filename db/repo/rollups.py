@@ -39,10 +39,18 @@ class RollupDelta:
     histograms: dict[str, list[int]] = field(default_factory=dict)
 
 
+def bucket_second(at: datetime, resolution_s: int) -> int:
+    """Start of the `resolution_s` bucket holding `at`, in seconds since the epoch (the form a
+    hot path keys on; `bucket_start` makes the datetime)."""
+    seconds = int(
+        at.timestamp()
+    )  # an aware datetime's instant; a naive one is local, as in astimezone
+    return seconds - seconds % resolution_s
+
+
 def bucket_start(at: datetime, resolution_s: int) -> datetime:
     """Start of the `resolution_s` bucket holding `at` (UTC, aligned to the epoch)."""
-    seconds = int(at.astimezone(UTC).timestamp())
-    return datetime.fromtimestamp(seconds - seconds % resolution_s, UTC)
+    return datetime.fromtimestamp(bucket_second(at, resolution_s), UTC)
 
 
 def add_list(total: list[int], more: list[int]) -> list[int]:
