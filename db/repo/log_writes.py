@@ -158,11 +158,13 @@ class SQLiteLogWriter:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if probe:
+                    conn.execute(PROBE)
+                    conn.execute("ROLLBACK")
+                    return
                 conn.executemany(INSERT_PREDICTIONS, [_prediction_row(r) for r in records])
                 self._add_rollups(conn, deltas)
-                conn.execute(PROBE if probe else "COMMIT")
-                if probe:
-                    conn.execute("ROLLBACK")
+                conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
