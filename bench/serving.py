@@ -293,14 +293,14 @@ def run_rounds(
     target also gets a single client after every other round (the same
     machine's lone-request latency swung 2× over minutes; their median is reported). Returns
     the warm-up runs."""
-    names, roles, warm = list(targets), {}, []
+    names, roles, warm, paused = list(targets), {}, [], paused or {}
     try:
         for name, (u, h, b) in targets.items():
-            measure_alone(paused or {}, name)
+            measure_alone(paused, name)
             warm.append(asyncio.run(load(u, h, b, args.clients, args.requests // 2)))
         for i in range(rounds or args.rounds):
             for name in names[i % len(names) :] + names[: i % len(names)]:
-                measure_alone(paused or {}, name)
+                measure_alone(paused, name)
                 target, target_headers, target_bodies = targets[name]
                 figures = asyncio.run(load(target, target_headers, target_bodies,
                                            args.clients, args.requests))  # fmt: skip
@@ -308,11 +308,11 @@ def run_rounds(
                 print_row(f"{role} #{i + 1}", figures)
                 out[role].append(figures)
             if lone and i % 2 == 0:
-                measure_alone(paused or {}, lone)
+                measure_alone(paused, lone)
                 out["singles"].append(single_client(*targets[lone], args.single_requests))
             roles = between(i) if between else roles
     finally:
-        for proc in (paused or {}).values():  # every server left running
+        for proc in paused.values():  # every server left running
             os.killpg(proc.pid, signal.SIGCONT)
     return warm
 
@@ -320,9 +320,9 @@ def run_rounds(
 def bench_servers(
     env: dict, key: str, artifact: str, images: list[bytes], args, log_dir: Path
 ) -> dict:
-    """Single-client load on an API of its own; rounds that alternate the same concurrent load
-    between ChannelHub and LitServe (both up, the other idle); then rounds between the twins
-    with and without rollups (both up, nothing else)."""
+    """Rounds that alternate the same concurrent load between ChannelHub and LitServe (the idle
+    one stopped), single clients on ChannelHub between them; then rounds between the twins with
+    and without rollups (both up, nothing else), crossed over."""
     headers = {"X-API-Key": key}
     bodies, peer_bodies = [multipart(i) for i in images], [json_upload(i) for i in images]
     out: dict = {"with": [], "peer": [], "twin": [], "without": [], "singles": []}
