@@ -75,6 +75,12 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         falling = 0.5 * self.peak * (1.0 + ops.cos(math.pi * progress))
         return ops.where(step <= self.warmup_steps, rising, falling)
 
+    def refit(self, warmup_steps: int, total_steps: int) -> None:
+        """Change the schedule's length (a time budget re-fitting a running schedule); the
+        caller must trace the step function again for it to take effect."""
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+
     def get_config(self) -> dict:
         return {
             "peak": self.peak,
@@ -89,16 +95,26 @@ def learning_rate_schedule(
     """The learning rate (a schedule) for `epochs` epochs of `steps_per_epoch` steps."""
     if hp.schedule == "constant":
         return hp.learning_rate
+    return WarmupCosine(hp.learning_rate, *schedule_steps(hp, steps_per_epoch, epochs))
+
+
+def schedule_steps(hp: Hyperparameters, steps_per_epoch: int, epochs: int) -> tuple[int, int]:
+    """The warm-up and total steps of `hp`'s schedule over `epochs` epochs."""
     total = steps_per_epoch * epochs
-    return WarmupCosine(hp.learning_rate, round(hp.warmup_fraction * total), total)
+    return round(hp.warmup_fraction * total), total
 
 
 def make_optimizer(
-    hp: Hyperparameters, steps_per_epoch: int = 1, epochs: int = 1
+    hp: Hyperparameters,
+    steps_per_epoch: int = 1,
+    epochs: int = 1,
+    *,
+    schedule: float | WarmupCosine | None = None,
 ) -> keras.optimizers.Optimizer:
-    """The optimizer named in `hp`, on its schedule, with decoupled weight decay (not applied
-    to normalisation parameters and biases)."""
-    lr = learning_rate_schedule(hp, steps_per_epoch, epochs)
+    """The optimizer named in `hp`, on `schedule` (by default `hp`'s schedule for `epochs`
+    epochs of `steps_per_epoch` steps), with decoupled weight decay (not applied to
+    normalisation parameters and biases)."""
+    lr = schedule if schedule is not None else learning_rate_schedule(hp, steps_per_epoch, epochs)
     wd = hp.weight_decay or None
     factories: dict[str, Callable[[], keras.optimizers.Optimizer]] = {
         "adam": lambda: keras.optimizers.Adam(lr, weight_decay=wd),

@@ -21,7 +21,15 @@ from core.ml.datasets import Split
 from core.ml.evaluation import predict_probabilities, scores_from_probabilities
 from core.ml.holdout_predictions import write_holdout_predictions
 from core.ml.hparams import Hyperparameters
-from core.ml.recipe import make_loss, make_optimizer, pick_batch_size, pick_precision
+from core.ml.recipe import (
+    WarmupCosine,
+    learning_rate_schedule,
+    make_loss,
+    make_optimizer,
+    pick_batch_size,
+    pick_precision,
+    schedule_steps,
+)
 
 Report = Callable[[dict[str, Any]], None]
 ShouldCancel = Callable[[], bool]
@@ -174,12 +182,14 @@ def _prepare_model(config: TrainConfig, split: Split, policy: str) -> keras.Mode
 def _plan(
     config: TrainConfig, model: keras.Model, split: Split, x: np.ndarray, y: np.ndarray,
     started: float, log: Log | None,
-) -> dict[str, Any]:  # fmt: skip
-    """Batch size, epochs and steps of this run; with a time budget, the epochs that fit it."""
+) -> tuple[dict[str, Any], budget.StepTiming | None]:  # fmt: skip
+    """Batch size, epochs and steps of this run; with a time budget, the epochs that fit it
+    and the timing they were fitted from."""
     hp = config.hyperparameters
     batch = pick_batch_size(hp, len(y), config.mixed_precision)
     plan: dict[str, Any] = {"batch_size": batch, "epochs": hp.epochs}
     plan["steps_per_epoch"] = math.ceil(len(y) / batch)
+    timing = None
     if hp.budget_seconds is not None:
         timing = budget.time_training_steps(model, make_loss(hp), x, y, batch)
         remaining = hp.budget_seconds - (time.perf_counter() - started)
@@ -194,7 +204,7 @@ def _plan(
                 f"{timing.trace_s:.0f}s tracing "
                 f"measured, so {plan['epochs']} of at most {hp.epochs} epochs"
             )
-    return plan
+    return plan, timing
 
 
 def _training_arrays(
@@ -225,8 +235,31 @@ def _require_disjoint(split: Split) -> None:
         )
 
 
-def _callbacks(hp: Hyperparameters, progress: ProgressCallback) -> list[keras.callbacks.Callback]:
-    callbacks: list[keras.callbacks.Callback] = [progress]
+def _budget_keeper(
+    model: keras.Model, hp: Hyperparameters, schedule: float | WarmupCosine,
+    plan: dict[str, Any], timing: budget.StepTiming, deadline: float, num_test: int,
+    progress: ProgressCallback,
+) -> budget.BudgetKeeper:  # fmt: skip
+    """Re-fits the schedule's length to the budget as the epochs' real times come in."""
+
+    def refit(epochs: int) -> None:
+        progress.epochs_total = epochs
+        if isinstance(schedule, WarmupCosine):
+            schedule.refit(*schedule_steps(hp, plan["steps_per_epoch"], epochs))
+            model.make_train_function(force=True)  # the step function holds the old length
+
+    return budget.BudgetKeeper(
+        deadline=deadline, tail_s=budget.tail_seconds(timing, num_test), epochs=plan["epochs"],
+        max_epochs=hp.epochs, refit=refit, trace_s=timing.trace_s,
+    )  # fmt: skip
+
+
+def _callbacks(
+    hp: Hyperparameters, progress: ProgressCallback, keeper: budget.BudgetKeeper | None
+) -> list[keras.callbacks.Callback]:
+    # The keeper goes first: the epoch's progress row then shows the plan as it now stands.
+    callbacks: list[keras.callbacks.Callback] = [keeper] if keeper else []
+    callbacks.append(progress)
     if hp.early_stopping_patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -273,13 +306,19 @@ def train(
     x_train, y_train = _training_arrays(split, extra_train)
     policy = pick_precision(hp, config.mixed_precision)
     model = _prepare_model(config, split, policy)
-    plan = _plan(config, model, split, x_train, y_train, started, log) | {"precision": policy}
+    plan, timing = _plan(config, model, split, x_train, y_train, started, log)
+    plan["precision"] = policy
+    schedule = learning_rate_schedule(hp, plan["steps_per_epoch"], plan["epochs"])
     model.compile(
-        optimizer=make_optimizer(hp, plan["steps_per_epoch"], plan["epochs"]),
-        loss=make_loss(hp),
-        metrics=["accuracy"],
+        optimizer=make_optimizer(hp, schedule=schedule), loss=make_loss(hp), metrics=["accuracy"]
     )
     progress = ProgressCallback(plan["epochs"], report, should_cancel, log)
+    keeper = None
+    if timing is not None and hp.budget_seconds is not None:
+        deadline = started + hp.budget_seconds
+        keeper = _budget_keeper(
+            model, hp, schedule, plan, timing, deadline, len(split.test.y), progress
+        )
     if log:
         log(
             f"training {model.name} on {len(y_train)} images for up to {plan['epochs']} epochs "
@@ -289,11 +328,15 @@ def train(
         x_train,
         y_train,
         batch_size=plan["batch_size"],
-        epochs=plan["epochs"],
+        # With a budget the keeper may lengthen the plan up to the most allowed, and stops it.
+        epochs=hp.epochs if keeper else plan["epochs"],
         validation_data=(split.val.x, split.val.y),
-        callbacks=_callbacks(hp, progress),
+        callbacks=_callbacks(hp, progress, keeper),
         verbose=0,
     )
+    if keeper is not None:
+        plan["epochs"] = keeper.epochs
+        plan["replanned"] = [list(change) for change in keeper.changes]
     artifact_path = output_dir / ARTIFACT_NAME
     result = TrainResult(
         history=progress.rows,
