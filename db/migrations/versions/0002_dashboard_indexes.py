@@ -8,8 +8,6 @@ from alembic import op
 
 revision = "0002_dashboard_indexes"
 down_revision = "0001_initial"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -11,8 +11,6 @@ from db.types import UTCDateTime
 
 revision = "0003_live_monitoring"
 down_revision = "0002_dashboard_indexes"
-branch_labels = None
-depends_on = None
 
 CHANNEL_COLUMNS = (
     sa.Column("slo_min_feedback", sa.Integer(), nullable=False, server_default="20"),

@@ -12,8 +12,6 @@ from alembic import op
 
 revision = "0004_feedback_status_counts"
 down_revision = "0012_promotion_gate"
-branch_labels = None
-depends_on = None
 
 COLUMNS = ["review_status", "channel_id", "rating", "version_id", "used_in_version_id"]
 

@@ -12,8 +12,6 @@ from db.types import UTCDateTime
 
 revision = "0006_key_grace"
 down_revision = "0003_live_monitoring"
-branch_labels = None
-depends_on = None
 
 CHANNEL_COLUMNS = (
     sa.Column("previous_api_key_hash", sa.String(128), nullable=True),

@@ -12,8 +12,6 @@ from db.types import UTCDateTime
 
 revision = "0007_users"
 down_revision = "0006_key_grace"
-branch_labels = None
-depends_on = None
 
 APPEND_ONLY = "audit events are append-only"
 

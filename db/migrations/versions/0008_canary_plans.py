@@ -12,8 +12,6 @@ from db.types import UTCDateTime
 
 revision = "0008_canary_plans"
 down_revision = "0007_users"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -11,8 +11,6 @@ from db.types import UTCDateTime
 
 revision = "0010_retrain_then_canary"
 down_revision = "0008_canary_plans"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -16,8 +16,6 @@ from alembic import op
 
 revision = "0011_dataset_holdouts"
 down_revision = "0010_retrain_then_canary"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

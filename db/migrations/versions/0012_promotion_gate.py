@@ -12,8 +12,6 @@ from db.types import UTCDateTime
 
 revision = "0012_promotion_gate"
 down_revision = "0011_dataset_holdouts"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

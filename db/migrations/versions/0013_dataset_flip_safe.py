@@ -11,8 +11,6 @@ from alembic import op
 
 revision = "0013_dataset_flip_safe"
 down_revision = "0004_feedback_status_counts"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -8,8 +8,6 @@ from alembic import op
 
 revision = "0014_feedback_unlearned_index"
 down_revision = "0013_dataset_flip_safe"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
