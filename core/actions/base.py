@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, TypeVar
 
@@ -134,6 +134,25 @@ def audit(
         object_id=object_id,
         **details,
     )
+
+
+def refuse_unknown_settings(changes: Iterable[str], known: Iterable[str], owner: str) -> None:
+    """A settings change naming a field that `owner` (e.g. "a channel") lacks is refused, naming
+    every such field."""
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise RegistryError(f"{owner} has no setting {', '.join(unknown)}")
+
+
+def changed_fields(
+    before: Mapping[str, Any], after: Mapping[str, Any], keys: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """The audit's `before` and `after` of a settings change: only the keys whose value changed."""
+    changed = [k for k in keys if before.get(k) != after.get(k)]
+    return {
+        "before": {k: before.get(k) for k in changed},
+        "after": {k: after.get(k) for k in changed},
+    }
 
 
 def all_actions() -> dict[str, ActionSpec]:

@@ -109,6 +109,12 @@ def _record(
     return row
 
 
+def _refuse_production(channel: ChannelInfo, version_id: int) -> None:
+    """A canary or restore of the version the channel already serves in production is refused."""
+    if version_id == channel.production_version_id:
+        raise ConflictError(f"version {version_id} already serves {channel.slug!r} in production")
+
+
 @action("canary.start", role="manager")
 def start_canary_plan(
     *,
@@ -132,8 +138,7 @@ def start_canary_plan(
     channel = channel_repo.get_channel(session=session, slug=slug)
     if channel.production_version_id is None:
         raise ConflictError(f"channel {slug!r} serves no production version to compare with")
-    if version_id == channel.production_version_id:
-        raise ConflictError(f"version {version_id} already serves {slug!r} in production")
+    _refuse_production(channel, version_id)
     running = repo.running_canary(session=session, channel_id=channel.id)
     if running is not None and close_if_abandoned(session, actor, running, channel) is None:
         raise ConflictError(
@@ -217,8 +222,7 @@ def restore_version(
     if not (reason or "").strip():
         raise RegistryError("a restore needs a reason")
     before = channel_repo.get_channel(session=session, slug=slug)
-    if version_id == before.production_version_id:
-        raise ConflictError(f"version {version_id} already serves {slug!r} in production")
+    _refuse_production(before, version_id)
     if version_id not in served_versions(session=session, slug=slug):
         raise ConflictError(
             f"version {version_id} never served {slug!r} in production: promote it instead "

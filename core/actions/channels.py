@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from core.actions.base import Actor, action, audit
+from core.actions.base import Actor, action, audit, changed_fields, refuse_unknown_settings
 from core.actions.gate import apply_gate
 from db.errors import ConflictError, RegistryError
 from db.repo import channels as repo
@@ -47,41 +47,36 @@ def update_channel(
     **changes: Any,
 ) -> ChannelInfo:
     """Change a channel's settings and SLOs; fields left out (or UNCHANGED) keep their value."""
-    unknown = sorted(set(changes) - set(SETTINGS))
-    if unknown:
-        raise RegistryError(f"a channel has no setting {', '.join(unknown)}")
+    refuse_unknown_settings(changes, SETTINGS, "a channel")
     current = ChannelSpec.of(repo.get_channel(session=session, slug=slug))
     wanted = replace(current, **{k: v for k, v in changes.items() if v is not UNCHANGED})
     info = repo.update_channel(session=session, slug=slug, spec=wanted)
-    before, after = asdict(current), asdict(wanted)
-    changed = [k for k in SETTINGS if before[k] != after[k]]
-    audit(
-        session, actor, "channel.update", "channel", slug,
-        before={k: before[k] for k in changed}, after={k: after[k] for k in changed},
-        reason=reason.strip(),
-    )  # fmt: skip
+    changed = changed_fields(asdict(current), asdict(wanted), SETTINGS)
+    audit(session, actor, "channel.update", "channel", slug, **changed, reason=reason.strip())
     return info
 
 
 @action("channel.pause", role="manager")
 def pause_channel(*, session: Session, actor: Actor, slug: str, reason: str = "") -> ChannelInfo:
     """Stop serving a channel; `reason` is shown to its API clients."""
-    before = repo.get_channel(session=session, slug=slug).status
-    info = repo.set_channel_status(session=session, slug=slug, status="paused", reason=reason)
-    audit(
-        session, actor, "channel.pause", "channel", slug,
-        before=before, after=info.status, reason=info.status_reason,
-    )  # fmt: skip
-    return info
+    return _set_status(session, actor, "channel.pause", slug, "paused", reason)
 
 
 @action("channel.resume", role="manager")
 def resume_channel(*, session: Session, actor: Actor, slug: str, reason: str = "") -> ChannelInfo:
     """Serve a paused channel again."""
+    return _set_status(session, actor, "channel.resume", slug, "active", reason)
+
+
+def _set_status(
+    session: Session, actor: Actor, action_name: str, slug: str, status: str, reason: str
+) -> ChannelInfo:
+    """Pause or resume, audited with the status before and after (the reason is stored as the
+    status reason only on pause: the repository clears it on resume)."""
     before = repo.get_channel(session=session, slug=slug).status
-    info = repo.set_channel_status(session=session, slug=slug, status="active")
+    info = repo.set_channel_status(session=session, slug=slug, status=status, reason=reason)
     audit(
-        session, actor, "channel.resume", "channel", slug,
+        session, actor, action_name, "channel", slug,
         before=before, after=info.status, reason=reason.strip(),
     )  # fmt: skip
     return info
@@ -190,10 +185,8 @@ def set_objectives(
     accuracy, M of N, drift minimum count, webhook); fields left out keep their value."""
     before = repo.get_channel(session=session, slug=slug).objectives
     info = repo.set_objectives(session=session, slug=slug, values=values)
-    changed = [k for k in values if before.get(k) != info.objectives.get(k)]
+    changed = changed_fields(before, info.objectives, values)
     audit(
-        session, actor, "channel.set_objectives", "channel", slug,
-        before={k: before.get(k) for k in changed},
-        after={k: info.objectives.get(k) for k in changed}, reason=reason.strip(),
-    )  # fmt: skip
+        session, actor, "channel.set_objectives", "channel", slug, **changed, reason=reason.strip()
+    )
     return info

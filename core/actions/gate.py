@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.actions.base import Actor, action, audit
+from core.actions.base import Actor, action, audit, refuse_unknown_settings
 from db.engine import session_scope
-from db.errors import ConflictError, RegistryError
+from db.errors import ConflictError
 from db.models import GateDecision
 from db.repo import canary as canary_repo
 from db.repo import channels as channel_repo
@@ -128,9 +128,7 @@ def set_gate(
 ) -> GateRules:
     """Change a channel's promotion gate: min_accuracy (floor, None = none), max_regression
     (share), min_slice (items); fields left out keep their value."""
-    unknown = sorted(set(values) - {"min_accuracy", "max_regression", "min_slice"})
-    if unknown:
-        raise RegistryError(f"the gate has no setting {', '.join(unknown)}")
+    refuse_unknown_settings(values, ("min_accuracy", "max_regression", "min_slice"), "the gate")
     before = repo.gate_rules(session=session, slug=slug)
     wanted = GateRules(**{**before.__dict__, **values})
     after = repo.set_gate_rules(session=session, slug=slug, rules=wanted)
