@@ -12,11 +12,11 @@ import pytest
 
 from core.ml.datasets import load_dataset
 from core.ml.images import encode_png
+from core.ops.demo import channel_specs
 from core.serving.prediction_log import rollup_deltas
 from db.engine import dispose_engines, get_engine, session_scope
 from db.models import utcnow
 from db.repo import channels, datasets, feedback, jobs, models, predictions, workers
-from db.repo.channels import ChannelSpec
 from db.repo.feedback import AnnotationInput, FeedbackInput
 from db.repo.rollups import add_to_rollups
 from db.settings import artifact_dir
@@ -136,24 +136,13 @@ def _register_version(session, reg, data, rng, *, architecture, accuracy, parent
 
 def _add_channels(session, reg: FilledRegistry) -> None:
     v1, v2 = reg.version_ids[:2]
-    specs = [
+    table = [
         ("web", "Web app", "web", 0.9, 250.0),
         ("mobile", "Mobile app", "mobile", 0.9, 400.0),
         ("partner-api", "Partner API", "api", 0.99, 100.0),
     ]
-    for slug, name, kind, min_acc, p95 in specs:
-        info, _key = channels.create_channel(
-            session=session,
-            slug=slug,
-            spec=ChannelSpec(
-                name=name,
-                kind=kind,
-                dataset_id=reg.dataset_id,
-                model_id=reg.model_id,
-                slo_min_accuracy=min_acc,
-                slo_max_p95_ms=p95,
-            ),
-        )
+    for slug, spec in channel_specs(reg.dataset_id, reg.model_id, table).items():
+        info, _key = channels.create_channel(session=session, slug=slug, spec=spec)
         reg.channel_ids[slug] = info.id
         channels.promote_version(
             session=session, slug=slug, version_id=v2 if slug != "partner-api" else v1

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,24 +122,34 @@ def print_keys() -> None:
             print(f"  {slug:12} {key}")
 
 
+def channel_specs(
+    dataset_id: int,
+    model_id: int,
+    table: Iterable[tuple[str, str, str, float, float]] = DEMO_CHANNELS,
+) -> dict[str, ChannelSpec]:
+    """Slug -> spec of each row of a channel table laid out as DEMO_CHANNELS is (the dashboard
+    test registry uses it with its own figures)."""
+    return {
+        slug: ChannelSpec(
+            name=name,
+            kind=kind,
+            dataset_id=dataset_id,
+            model_id=model_id,
+            slo_min_accuracy=min_acc,
+            slo_max_p95_ms=max_p95,
+        )
+        for slug, name, kind, min_acc, max_p95 in table
+    }
+
+
 def create_channels() -> dict[str, str]:
     keys = {}
     with session_scope() as s:
         dataset = register_builtin_dataset(actor=SYSTEM, session=s)
         model = ensure_model(actor=SYSTEM, session=s, name=MODEL_NAME)
-        for slug, name, kind, min_acc, max_p95 in DEMO_CHANNELS:
+        for slug, spec in channel_specs(dataset.id, model.id).items():
             _, keys[slug] = channel_actions.create_channel(
-                actor=SYSTEM,
-                session=s,
-                slug=slug,
-                spec=ChannelSpec(
-                    name=name,
-                    kind=kind,
-                    dataset_id=dataset.id,
-                    model_id=model.id,
-                    slo_min_accuracy=min_acc,
-                    slo_max_p95_ms=max_p95,
-                ),
+                actor=SYSTEM, session=s, slug=slug, spec=spec
             )
             channel_actions.set_objectives(
                 actor=SYSTEM, session=s, slug=slug, reason="demo objectives", **DEMO_OBJECTIVES
