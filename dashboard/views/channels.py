@@ -68,16 +68,14 @@ def channels_table(channels: list[ChannelInfo]) -> None:
 
 
 def _when(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "never"
+    return ui.when(at) if at else "never"
 
 
 def _optional_select(column, label: str, names: dict, current: int | None, key: str):
+    """`ui.optional_select` ("—" for none) preselecting `current`, else the first name."""
     options = [None, *names]
     index = options.index(current) if current in options else min(1, len(options) - 1)
-    return column.selectbox(
-        label, options, index=index, key=key,
-        format_func=lambda i: "—" if i is None else names[i],
-    )  # fmt: skip
+    return ui.optional_select(column, label, names, key, none="—", index=index)
 
 
 def slo_fields(current: ChannelInfo | None, slots: dict, sfx: str) -> dict:
