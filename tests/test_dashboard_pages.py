@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.actions.base import Actor
+from core.actions.datasets import set_dataset_flip_safe
 from core.ml.hparams import Hyperparameters
 from db.engine import session_scope
 from db.queries.registry import version_choices
@@ -155,6 +157,7 @@ def test_valid_retrain_queues_exactly_the_values_entered(filled_registry: Filled
     # digits: the form says what augmentation runs, and that it has no flips.
     shown = " ".join(c.value for c in at.caption)
     assert "mirrored images do not keep their class" in shown and "horizontal flip" not in shown
+    assert "its mirror" not in shown
     with session_scope() as s:
         job = list_jobs(session=s, statuses=("queued",))[0]
     assert job.hyperparameters == {
@@ -181,6 +184,17 @@ def test_gpu_retrain_without_gpu_worker_warns(filled_registry: FilledRegistry):
     at = _fill_retrain(open_page("retrain"), rt_device="gpu")
     assert any("Queued job" in s.value for s in at.success)
     assert any("No live worker takes 'gpu' jobs" in w.value for w in at.warning)
+
+
+def test_retrain_says_mirror_safe_data_is_flipped_and_averaged(filled_registry: FilledRegistry):
+    dana, dataset_id = Actor("dana", "manager"), filled_registry.dataset_id
+    set_dataset_flip_safe(actor=dana, dataset_id=dataset_id, flip_safe=True)
+    try:
+        shown = " ".join(c.value for c in check_page(open_page("retrain")).caption)
+    finally:  # the registry is shared by the module's tests
+        set_dataset_flip_safe(actor=dana, dataset_id=dataset_id, flip_safe=False)
+    assert "horizontal flip" in shown and "mirrored images keep their class" in shown
+    assert "mean for each image and its mirror" in shown
 
 
 def test_retrain_prefills_from_the_channel(filled_registry: FilledRegistry):

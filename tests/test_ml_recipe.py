@@ -13,6 +13,8 @@ from core.ml.budget import BudgetKeeper, StepTiming, epochs_for_budget
 from core.ml.catalog import augmentation_layers, default_flip_safe
 from core.ml.datasets import Split, load_dataset, split_dataset, subsample
 from core.ml.hparams import Hyperparameters
+from core.ml.inference import Predictor, load_model
+from core.ml.mirror import is_mirror_averaged, trained_part
 from core.ml.training import TrainConfig, train
 
 
@@ -246,3 +248,35 @@ def test_budget_kept_when_the_epochs_run_slower_than_timed(
     assert result.recipe["replanned"][0][1] < 500
     assert result.epochs_run == result.recipe["epochs"] == result.history[-1]["epochs_total"]
     assert result.history[-1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mirror_safe_models_average_an_image_and_its_mirror(split: Split, tmp_path: Path) -> None:
+    hp = Hyperparameters(epochs=1, batch_size=64, precision="float32")
+    result = train(TrainConfig("seed-cnn", hp, tmp_path / "a", flip_safe=True), split)
+    served = Predictor(result.artifact_path, warmup_sizes=())
+    assert is_mirror_averaged(served.model) and result.recipe["mirror_average"] is True
+    x = split.test.x[:8]
+    probs = served.predict_batch(x)
+    # The served answer does not change with a mirrored image, and is the network's mean.
+    np.testing.assert_allclose(probs, served.predict_batch(x[:, :, ::-1]), atol=1e-5)
+    network = trained_part(served.model)
+    pair = network.predict(x, verbose=0) + network.predict(x[:, :, ::-1], verbose=0)
+    np.testing.assert_allclose(probs, pair / 2, atol=1e-5)
+    # The scored accuracy is the averaged model's.
+    expected = float(np.mean(served.predict_batch(split.test.x).argmax(1) == split.test.y))
+    assert result.evaluation["accuracy"] == pytest.approx(expected)
+    # Fine-tuned, it is wrapped once again, not twice.
+    base = TrainConfig(
+        "seed-cnn", hp, tmp_path / "b", base_model_path=result.artifact_path, flip_safe=True
+    )
+    tuned = load_model(train(base, split).artifact_path)
+    assert is_mirror_averaged(tuned) and not is_mirror_averaged(trained_part(tuned))
+
+
+def test_no_mirror_average_where_mirrors_change_the_class(split: Split, tmp_path: Path) -> None:
+    hp = Hyperparameters(epochs=1, batch_size=64, precision="float32")
+    result = train(TrainConfig("seed-cnn", hp, tmp_path, flip_safe=False), split)
+    model = load_model(result.artifact_path)
+    assert not is_mirror_averaged(model) and "mirror_average" not in result.recipe
+    x = split.test.x[:8].astype("float32")
+    assert not np.allclose(model.predict(x, verbose=0), model.predict(x[:, :, ::-1], verbose=0))

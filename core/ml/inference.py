@@ -9,6 +9,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from core.ml import mirror  # noqa: F401 - registers the layer mirror-averaged artifacts use
+
 # Batches are padded up to one of these sizes so the compiled call is traced a few times only.
 BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 

@@ -21,6 +21,7 @@ from core.ml.datasets import Split
 from core.ml.evaluation import predict_probabilities, scores_from_probabilities
 from core.ml.holdout_predictions import write_holdout_predictions
 from core.ml.hparams import Hyperparameters
+from core.ml.mirror import trained_part, with_mirror_average
 from core.ml.recipe import (
     WarmupCosine,
     learning_rate_schedule,
@@ -141,7 +142,8 @@ def framework_versions() -> dict[str, str]:
 
 
 def _load_base_model(path: Path, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    model = keras.saving.load_model(path, compile=False)
+    # A mirror-averaged artifact is fine-tuned as the network it wraps (and wrapped again).
+    model = trained_part(keras.saving.load_model(path, compile=False))
     outputs = int(model.outputs[0].shape[-1])
     if outputs != num_classes:
         raise ValueError(
@@ -195,7 +197,7 @@ def _plan(
         remaining = hp.budget_seconds - (time.perf_counter() - started)
         plan["epochs"] = budget.epochs_for_budget(
             remaining, timing, num_train=len(y), num_val=len(split.val.y),
-            num_test=len(split.test.y), max_epochs=hp.epochs,
+            num_test=_scored_images(config, split), max_epochs=hp.epochs,
         )  # fmt: skip
         plan["budget_images_per_s"] = round(timing.images_per_s, 1)
         if log:
@@ -205,6 +207,11 @@ def _plan(
                 f"measured, so {plan['epochs']} of at most {hp.epochs} epochs"
             )
     return plan, timing
+
+
+def _scored_images(config: TrainConfig, split: Split) -> int:
+    """Images the finished model scores: the test split, twice where mirrors are averaged."""
+    return len(split.test.y) * (2 if config.flip_safe else 1)
 
 
 def _training_arrays(
@@ -317,7 +324,7 @@ def train(
     if timing is not None and hp.budget_seconds is not None:
         deadline = started + hp.budget_seconds
         keeper = _budget_keeper(
-            model, hp, schedule, plan, timing, deadline, len(split.test.y), progress
+            model, hp, schedule, plan, timing, deadline, _scored_images(config, split), progress
         )
     if log:
         log(
@@ -350,6 +357,9 @@ def train(
         recipe=plan,
     )
     if not progress.cancelled:
+        if config.flip_safe:
+            model = with_mirror_average(model)
+            plan["mirror_average"] = True
         _finish(model, split, result, log)
     # Everything a time budget covers: planning, epochs, saving and scoring.
     result.train_seconds = time.perf_counter() - started

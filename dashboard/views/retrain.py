@@ -203,9 +203,12 @@ def augmentation_notice(dataset_id: int | None) -> None:
     if dataset is None:
         return
     keeps = "keep" if dataset.flip_safe else "do not keep"
+    # core.ml.mirror: where mirrors keep the class, the saved model averages the two.
+    averaged = " The model then answers with the mean for each image and its mirror."
     st.caption(
         f"Augmentation on {dataset.name}: {', '.join(augmentation_layers(dataset.flip_safe))} "
         f"(mirrored images {keeps} their class; change it with `channelhub datasets set-flip`)."
+        + (averaged if dataset.flip_safe else "")
     )
 
 
