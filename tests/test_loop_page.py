@@ -12,6 +12,7 @@ from core.actions.base import SYSTEM
 from core.actions.feedback import annotate_feedback
 from db.engine import session_scope
 from db.queries.lookups import count_training_items, list_jobs
+from db.repo.channels import get_channel
 from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
@@ -41,7 +42,12 @@ def test_stages_show_their_numbers_and_retrain_is_one_click(registry):
     shown = [m.value for m in at.markdown]
     assert shown.count("### 1") == 1  # one open alert
     assert "### 2" in shown and "### 3" in shown  # 2 still to review, 3 annotated not learned
-    assert "accuracy" in [c.value for c in at.caption]
+    captions = [c.value for c in at.caption]
+    assert "accuracy" in captions
+    # The annotated items are the model's, counted for every channel that serves it.
+    with session_scope() as s:
+        model_name = get_channel(session=s, slug="web").model_name
+    assert any(f"for {model_name} (every channel it serves)" in c for c in captions)
     assert "loop_live_until" not in at.session_state  # nothing moves: no polling
     check_page(at.button(key="loop_retrain_web").click().run())
     assert at.session_state["loop_live_until"] > time.monotonic()  # redraws while it runs

@@ -56,7 +56,9 @@ def review_stage(column, c: ChannelLoop) -> None:
 
 def learn_stage(column, c: ChannelLoop) -> None:
     n = c.annotated_not_learned
-    box = _card(column, STAGES[2], shown(n), "confirmed or corrected, waiting for a retrain")
+    # A retrain learns all of its model's annotated items, whichever channel they came from.
+    of = f" for {c.model_name} (every channel it serves)" if c.model_name else ""
+    box = _card(column, STAGES[2], shown(n), f"confirmed or corrected{of}, waiting for a retrain")
     busy = c.retrain is not None
     if n and c.production_version_id and ui.allowed("manager"):
         canary = box.checkbox("canary when done", value=True, key=f"loop_canary_{c.slug}")

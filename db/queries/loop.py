@@ -37,6 +37,7 @@ class ChannelLoop:
     slug: str
     name: str
     model_id: int | None
+    model_name: str | None
     production_version_id: int | None
     production_version: int | None
     production_since: datetime | None
@@ -121,6 +122,7 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
         ChannelLoop(
             **r.serving_fields(),
             model_id=r.channel.model_id,
+            model_name=r.model_name,
             production_since=since.get(r.channel.slug),
             alerts=r.open_alerts,
             **pending[r.channel.id],
