@@ -62,8 +62,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int) -> None:
         self.peak = float(peak)
-        self.warmup_steps = int(warmup_steps)
-        self.total_steps = max(int(total_steps), self.warmup_steps + 1)
+        self.refit(warmup_steps, total_steps)
 
     def __call__(self, step):
         ops = keras.ops
