@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from core.ml import feed
+
 # Steps timed, after one untimed step (the step function is traced before them).
 CALIBRATION_STEPS = 10
 # Aim below the budget: throughput drifts on a shared machine.
@@ -61,15 +63,18 @@ def time_training_steps(
     one = min(batch, len(y))
     started = time.perf_counter()
     model.fit(
-        x[:one], y[:one], batch_size=batch, epochs=1, validation_data=(x[:one], y[:one]),
-        verbose=0,
+        **feed.fit_inputs(x[:one], y[:one], batch, shuffle=True), epochs=1, verbose=0,
+        validation_data=feed.validation_data(x[:one], y[:one], batch),
     )  # fmt: skip
     first = time.perf_counter() - started
     full_steps = max(min(CALIBRATION_STEPS + 1, len(y) // batch), 1)
     n = full_steps * batch if len(y) >= batch else len(y)
     clock = _StepClock()
     started = time.perf_counter()
-    model.fit(x[:n], y[:n], batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=[clock])
+    model.fit(
+        **feed.fit_inputs(x[:n], y[:n], batch, shuffle=False), epochs=1, verbose=0,
+        callbacks=[clock],
+    )  # fmt: skip
     if len(clock.ends) >= 2:
         step = (clock.ends[-1] - clock.ends[0]) / (len(clock.ends) - 1)
     else:  # one step of data: the whole fit is all there is to time

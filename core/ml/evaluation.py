@@ -9,12 +9,14 @@ import keras
 import numpy as np
 from sklearn import metrics
 
+from core.ml import feed
+
 
 def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities (N, K) as float32 for a batch of raw images."""
     if len(x) == 0:
         return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
-    probs = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
+    probs = feed.predict(model, x.astype(np.float32), batch_size)
     return np.asarray(probs, dtype=np.float32)
 
 

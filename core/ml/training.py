@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from core.ml import budget
+from core.ml import budget, feed
 from core.ml.architectures import build_model
 from core.ml.datasets import Split
 from core.ml.evaluation import predict_probabilities, scores_from_probabilities
@@ -332,12 +332,10 @@ def train(
             f"(batch {plan['batch_size']}, {policy}, {hp.optimizer}, {hp.schedule})"
         )
     model.fit(
-        x_train,
-        y_train,
-        batch_size=plan["batch_size"],
+        **feed.fit_inputs(x_train, y_train, plan["batch_size"], shuffle=True, seed=hp.seed),
         # With a budget the keeper may lengthen the plan up to the most allowed, and stops it.
         epochs=hp.epochs if keeper else plan["epochs"],
-        validation_data=(split.val.x, split.val.y),
+        validation_data=feed.validation_data(split.val.x, split.val.y, plan["batch_size"]),
         callbacks=_callbacks(hp, progress, keeper),
         verbose=0,
     )
