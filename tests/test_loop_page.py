@@ -14,6 +14,7 @@ from db.engine import session_scope
 from db.queries.lookups import count_training_items, list_jobs
 from db.repo.channels import get_channel
 from db.repo.feedback import AnnotationInput
+from db.repo.models import get_version
 from db.repo.predictions import PredictionRecord, insert_predictions, new_prediction_id
 from tests.page_helpers import audit_rows, check_page, fresh_caches, open_page  # noqa: F401
 from tests.registry_helpers import serving_channel, user_feedback
@@ -77,3 +78,14 @@ def test_accepting_the_suggestions_from_the_loop_returns_to_it(registry):
         assert count_training_items(session=s, unused_only=True) == 5  # 3 confirmed + 2 accepted
     assert [t.value for t in at.title] == ["Loop"]
     assert "Accepted the suggestion on 2 items." in [s.value for s in at.success]
+
+
+def test_the_production_card_links_to_the_version_it_serves(registry):
+    _loop_registry()
+    at = open_page("loop", user="vic", role="viewer")
+    with session_scope() as s:
+        served = get_channel(session=s, slug="web").production_version_id
+        number = get_version(session=s, version_id=served).version
+    (link,) = [link for link in at.get("page_link") if link.proto.label.startswith("Open v")]
+    assert link.proto.label == f"Open v{number}"
+    assert link.proto.query_string == f"version={served}"

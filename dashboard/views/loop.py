@@ -125,8 +125,9 @@ def production_stage(column, c: ChannelLoop) -> None:
         return
     since = f"since {ui.when(c.production_since)}" if c.production_since else "since creation"
     box = _card(column, STAGES[5], f"v{c.production_version}", since)
+    # A short label: the card is a sixth of the page wide, and a longer one was cut off.
     ui.version_link(
-        c.production_version_id, "Version and lineage", ":material/verified:", where=box
+        c.production_version_id, f"Open v{c.production_version}", ":material/verified:", where=box
     )
 
 
