@@ -85,6 +85,7 @@ def _single_pass_accuracy(folder: Path, version) -> float | None:
     model is not mirror-averaged); the averaged model is scored again here as a check."""
     from core.artifacts import verified_artifact
     from core.ml.datasets import load_dataset
+    from core.ml.evaluation import predict_probabilities
     from core.ml.inference import load_model
     from core.ml.mirror import is_mirror_averaged, trained_part
 
@@ -93,10 +94,10 @@ def _single_pass_accuracy(folder: Path, version) -> float | None:
         return None
     data = load_dataset("folder", str(folder))
     x, y = data.x[data.given_test_idx], data.y[data.given_test_idx]
-    averaged = float(np.mean(model.predict(x, batch_size=500, verbose=0).argmax(1) == y))
+    averaged = float(np.mean(predict_probabilities(model, x, 500).argmax(1) == y))
     if abs(averaged - float(version.accuracy)) > 1e-9:
         raise SystemExit(f"the artifact scores {averaged} here but {version.accuracy} in its job")
-    single = trained_part(model).predict(x, batch_size=500, verbose=0).argmax(1)
+    single = predict_probabilities(trained_part(model), x, 500).argmax(1)
     return round(float(np.mean(single == y)), 4)
 
 
