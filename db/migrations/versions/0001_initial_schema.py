@@ -1,17 +1,10 @@
-"""initial schema
-
-Revision ID: 0001_initial
-Revises:
-Create Date: 2026-11-28 16:23:15.633793
-"""
+"""initial schema"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001_initial"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,4 @@
-"""indexes for the dashboard's per-channel traffic and review-queue queries
-
-Revision ID: 0002_dashboard_indexes
-Revises: 0001_initial
-"""
+"""indexes for the dashboard's per-channel traffic and review-queue queries"""
 
 from alembic import op
 

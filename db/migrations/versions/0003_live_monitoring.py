@@ -1,7 +1,5 @@
-"""live monitoring: simulated predictions, rollups per channel/version/arm/bucket, alerts, live SLOs
-
-Revision ID: 0003_live_monitoring
-Revises: 0002_dashboard_indexes
+"""live monitoring: simulated predictions, rollups per channel/version/arm/bucket, alerts,
+live SLOs
 """
 
 import sqlalchemy as sa

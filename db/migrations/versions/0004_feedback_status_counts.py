@@ -1,8 +1,5 @@
 """covering index for the per-status feedback counts (Overview, Loop, Retrain) at 1M items
 
-Revision ID: 0004_feedback_status_counts
-Revises: 0012_promotion_gate
-
 Numbered 0004 (a free number) but applied after 0012: with a million feedback items, counting
 pending items per channel and rating, and annotated items not yet learned per model, looked up
 every matching row in the table; this index answers both from the index alone.

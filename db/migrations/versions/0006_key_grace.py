@@ -1,8 +1,5 @@
 """API keys operations can live with: the previous key's hash and grace expiry, a per-key rate
 limit and the key's last use, on the channel
-
-Revision ID: 0006_key_grace
-Revises: 0003_live_monitoring
 """
 
 import sqlalchemy as sa

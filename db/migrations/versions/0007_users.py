@@ -1,8 +1,5 @@
 """users who sign in (argon2 hashes, roles, lock-out), their browser sessions, and audit rows
 that no statement can update or delete (triggers)
-
-Revision ID: 0007_users
-Revises: 0006_key_grace
 """
 
 import sqlalchemy as sa

@@ -1,8 +1,5 @@
 """stepped canaries: the plan and state of each canary, and every decision the controller took
 on it (advance, hold, rollback, promote) with its reason and evidence
-
-Revision ID: 0008_canary_plans
-Revises: 0007_users
 """
 
 import sqlalchemy as sa

@@ -1,8 +1,4 @@
-"""retrain from a channel with "canary when done": a flag on the job and when it was handed over
-
-Revision ID: 0010_retrain_then_canary
-Revises: 0008_canary_plans
-"""
+"""retrain from a channel with "canary when done": a flag on the job and when it was handed over"""
 
 import sqlalchemy as sa
 from alembic import op

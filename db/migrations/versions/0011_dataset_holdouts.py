@@ -1,9 +1,6 @@
 """one holdout per dataset: the fixed validation/test split stored with the dataset, and on each
 model version the holdout it was scored on (NULL = unknown)
 
-Revision ID: 0011_dataset_holdouts
-Revises: 0010_retrain_then_canary
-
 Datasets registered before: the built-in `digits` set (when its data is unchanged) gets the
 holdout registration gives it now, which is the split its seed-0 jobs used; its versions trained
 with seed 0 along a seed-0 lineage were scored on exactly that test part and are marked so.

@@ -1,8 +1,5 @@
 """gated promotion: each channel's gate (absolute accuracy floor, largest allowed regression,
 minimum feedback-slice size) and every gate decision with its evidence, outcome and override
-
-Revision ID: 0012_promotion_gate
-Revises: 0011_dataset_holdouts
 """
 
 import sqlalchemy as sa

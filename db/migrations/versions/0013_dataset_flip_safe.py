@@ -1,9 +1,6 @@
 """datasets record whether a mirrored image keeps its class (flip_safe), which chooses the
 default augmentation; existing rows get the default of their source (Keras cifar10 and
 fashion_mnist yes, everything else no)
-
-Revision ID: 0013_dataset_flip_safe
-Revises: 0004_feedback_status_counts
 """
 
 import sqlalchemy as sa

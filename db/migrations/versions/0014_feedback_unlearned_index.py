@@ -1,8 +1,4 @@
-"""index for the annotated items no version has learned yet (Loop page, retrain counts)
-
-Revision ID: 0014_feedback_unlearned_index
-Revises: 0013_dataset_flip_safe
-"""
+"""index for the annotated items no version has learned yet (Loop page, retrain counts)"""
 
 from alembic import op
 
