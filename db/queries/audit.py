@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import distinct, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import AuditEvent
@@ -38,7 +38,7 @@ class AuditChoices:
 
 def audit_choices(*, session: Session) -> AuditChoices:
     def values(column: Any) -> list[str]:
-        return sorted(session.scalars(select(distinct(column))))
+        return sorted(session.scalars(select(column).distinct()))
 
     return AuditChoices(
         values(AuditEvent.actor), values(AuditEvent.action), values(AuditEvent.object_type)
