@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from pathlib import Path
 
 from core.serving.app import create_app
 from core.serving.balance import shares_path
@@ -12,12 +14,49 @@ from core.serving.keys import redact_keys_in_logs
 from core.serving.settings import ServingSettings, default_workers
 from core.serving.shared_limiter import shared_limits_path
 
-__all__ = ["APP_FACTORY", "add_serve_arguments", "create_app", "run_serve", "run_server"]
+__all__ = [
+    "APP_FACTORY",
+    "add_serve_arguments",
+    "create_app",
+    "remove_stale_server_files",
+    "run_serve",
+    "run_server",
+]
 
 APP_FACTORY = "core.serving.app:create_app"
 # How long the supervisor waits for a worker's answer before it replaces it: a worker importing
 # TensorFlow on a busy machine can hold off uvicorn's 5 s default.
 WORKER_HEALTHCHECK_S = 60
+# The files a server of several workers shares between them, named by its supervisor's pid.
+SERVER_FILES = (shared_limits_path, shares_path)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_server_files() -> list[Path]:
+    """Remove the shared files of servers that are gone (a killed server cannot remove its own)
+    and any left under this process's pid (a new server must not start from an old one's rate
+    buckets or counts); returns what was removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob("channelhub-serve-*"):
+        pid = path.name.removeprefix("channelhub-serve-").partition(".")[0]
+        if not pid.isdigit() or path not in {f(int(pid)) for f in SERVER_FILES}:
+            continue
+        if int(pid) == os.getpid() or not _is_running(int(pid)):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # another user's file in a shared folder: theirs to remove
+                continue
+            removed.append(path)
+    return removed
 
 
 def run_server(
@@ -47,6 +86,7 @@ def run_server(
         share = str(max(1, len(os.sched_getaffinity(0)) // workers))
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    remove_stale_server_files()
     get_engine(url)  # create or upgrade the schema once, before the workers race to
     dispose_engines()
     config = uvicorn.Config(
@@ -66,8 +106,8 @@ def run_server(
     except KeyboardInterrupt:  # SIGINT is re-raised after the graceful shutdown, as uvicorn.run
         pass
     finally:
-        shared_limits_path(os.getpid()).unlink(missing_ok=True)
-        shares_path(os.getpid()).unlink(missing_ok=True)
+        for server_file in SERVER_FILES:
+            server_file(os.getpid()).unlink(missing_ok=True)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
