@@ -71,7 +71,7 @@ class ArtifactStore:
         return path if path.is_absolute() else self.local_root / path
 
     def write_bytes(self, relative_path: str | Path, data: bytes) -> None:
-        if self._is_local(relative_path):
+        if self.is_local(relative_path):
             path = self.local_path(relative_path)
             if path.parent not in self._dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ class ArtifactStore:
 
     def write_many(self, files: dict[str, bytes]) -> None:
         """Write several files (an object store takes them in parallel, not one by one)."""
-        remote = {path: data for path, data in files.items() if not self._is_local(path)}
+        remote = {path: data for path, data in files.items() if not self.is_local(path)}
         for path, data in files.items():
             if path not in remote:
                 self.write_bytes(path, data)
@@ -92,18 +92,18 @@ class ArtifactStore:
 
     def read_bytes(self, relative_path: str | Path) -> bytes:
         cached = self.local_path(relative_path)
-        if self._is_local(relative_path) or cached.is_file():
+        if self.is_local(relative_path) or cached.is_file():
             return cached.read_bytes()
         return self._call("read", relative_path, self.fs.cat_file, self._key(relative_path))
 
     def exists(self, relative_path: str | Path) -> bool:
-        if self._is_local(relative_path):
+        if self.is_local(relative_path):
             return self.local_path(relative_path).is_file()
         return self._call("look up", relative_path, self.fs.isfile, self._key(relative_path))
 
     def delete(self, relative_path: str | Path) -> None:
         """Remove a file; a missing one is not an error."""
-        if self._is_local(relative_path):
+        if self.is_local(relative_path):
             self.local_path(relative_path).unlink(missing_ok=True)
             return
         self.local_path(relative_path).unlink(missing_ok=True)
@@ -117,7 +117,7 @@ class ArtifactStore:
         (written to a temporary name and renamed, so no reader sees half a file).
         FileNotFoundError when the store has no such file."""
         path = self.local_path(relative_path)
-        if self._is_local(relative_path) or path.is_file():
+        if self.is_local(relative_path) or path.is_file():
             if not path.is_file():
                 raise FileNotFoundError(f"no artifact at {path}")
             return path
@@ -132,21 +132,22 @@ class ArtifactStore:
     def publish(self, relative_path: str | Path) -> None:
         """Upload a file written at `local_path(relative_path)` to a remote store (training
         writes its files locally first); nothing to do for a local store."""
-        if not self._is_local(relative_path):
+        if not self.is_local(relative_path):
             self.write_bytes(relative_path, self.local_path(relative_path).read_bytes())
 
     def where(self, relative_path: str | Path) -> str:
         """The file's place, for messages: a local path or the store URL."""
-        if self._is_local(relative_path):
+        if self.is_local(relative_path):
             return str(self.local_path(relative_path))
         return f"{self.location}/{relative_path}"
 
     def forget(self, relative_path: str | Path) -> None:
         """Drop a cached download (never a file of a local store)."""
-        if not self._is_local(relative_path):
+        if not self.is_local(relative_path):
             self.local_path(relative_path).unlink(missing_ok=True)
 
-    def _is_local(self, relative_path: str | Path) -> bool:
+    def is_local(self, relative_path: str | Path) -> bool:
+        """Whether the file lives on this machine's disk (a local store, or an absolute path)."""
         return not self.remote or Path(relative_path).is_absolute()
 
     def _key(self, relative_path: str | Path) -> str:

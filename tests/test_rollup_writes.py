@@ -5,6 +5,7 @@ error of its arm."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import numpy as np
@@ -123,10 +124,12 @@ def test_a_model_that_raises_counts_as_an_error_of_its_arm(serving_registry, dig
         ok = client.post("/v1/channels/web/predict", files=files, headers={"X-API-Key": key})
         assert ok.status_code == 200
 
-        async def broken(self, image):
-            raise RuntimeError("the model's kernel failed")
+        def broken(self, image) -> Future:
+            answer: Future = Future()
+            answer.set_exception(RuntimeError("the model's kernel failed"))
+            return answer
 
-        monkeypatch.setattr(MicroBatcher, "predict", broken)
+        monkeypatch.setattr(MicroBatcher, "submit", broken)
         failed = client.post("/v1/channels/web/predict", files=files, headers={"X-API-Key": key})
         assert failed.status_code == 500
         assert "kernel" not in failed.text  # the client gets no internals

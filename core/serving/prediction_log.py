@@ -1,6 +1,9 @@
 """The prediction log: input PNGs under the artifact folder, rows and rollups group-committed by
 one thread. A request awaits its row's commit before it answers, so an acknowledged prediction is
-stored; the buffer is bounded, and a writer that cannot write refuses rather than acknowledges."""
+stored; the buffer is bounded, and a writer that cannot write refuses rather than acknowledges.
+A request that finds the writer idle stores its input file itself while its model runs (a lone
+request's answer waits only for its row), and a batch's rollup figures are counted after its
+requests are told, unless the rollups are written in that very transaction."""
 
 from __future__ import annotations
 
@@ -79,7 +82,12 @@ class _Entry:
     record: PredictionRecord
     image: np.ndarray | None
     png: bytes | None = None  # the image already encoded (the upload itself), else encoded here
+    input_stored: bool = False  # the request wrote the input file itself (`store_input_early`)
     future: Future = field(default_factory=Future)
+
+
+def _rows_of(batch: list[_Entry]) -> list[Logged]:
+    return [(e.record, e.image) for e in batch]
 
 
 class PredictionLog:
@@ -127,6 +135,7 @@ class PredictionLog:
         self.last_error = ""
         self._healthy = True
         self._probed_at = 0.0
+        self._counted = False
         sqlite_path = sqlite_file(database_url)
         self._sqlite = SQLiteLogWriter(sqlite_path) if sqlite_path is not None else None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -141,26 +150,62 @@ class PredictionLog:
             return self._append(record, image)
 
     async def record(
-        self, record: PredictionRecord, image: np.ndarray | None, *, png: bytes | None = None
+        self,
+        record: PredictionRecord,
+        image: np.ndarray | None,
+        *,
+        png: bytes | None = None,
+        input_stored: bool = False,
     ) -> None:
         """Store one row before the caller answers; `LogRefused` when full, closed or failing.
-        `png`, when given, is `image` already encoded as PNG (stored as it is)."""
-        with self._cond:
-            if len(self._buffer) >= self.max_pending:
-                raise LogRefused(f"the prediction log is full ({len(self._buffer)} rows waiting)")
-            entry_future = self._append(record, image, png)
+        `png`, when given, is `image` already encoded as PNG (stored as it is); `input_stored`:
+        `store_input_early` wrote it (removed here again if the row is refused at once)."""
+        try:
+            with self._cond:
+                if len(self._buffer) >= self.max_pending:
+                    raise LogRefused(
+                        f"the prediction log is full ({len(self._buffer)} rows waiting)"
+                    )
+                entry_future = self._append(record, image, png, input_stored)
+        except LogRefused:
+            if input_stored and record.input_path is not None:
+                self.discard_input(record.input_path)
+            raise
         await asyncio.wrap_future(entry_future)
+
+    def store_input_early(self, path: str, image: np.ndarray, png: bytes | None) -> bool:
+        """Write a request's input file now, from the request's thread, when the writer has no
+        rows waiting and the store is a local folder: while the model runs, so the answer
+        waits only for the row. False when not (or the write failed): the writer stores it
+        with the row. The caller passes `input_stored=True` to `record`, or calls
+        `discard_input` if the request ends without a row."""
+        if self._buffer or not self.artifacts.is_local(path):
+            return False
+        try:
+            self.artifacts.write_bytes(path, png or encode_png(image))
+        except OSError as exc:  # the writer tries again with the row, and refuses if it fails
+            log.warning("could not store %s ahead of its row: %s", path, exc)
+            return False
+        return True
+
+    def discard_input(self, path: str) -> None:
+        """Remove an input stored by `store_input_early` whose row will not come."""
+        self._remove_inputs([path])
 
     def _has_room(self) -> bool:
         return self._closing or len(self._buffer) < self.max_pending
 
     def _append(
-        self, record: PredictionRecord, image: np.ndarray | None, png: bytes | None = None
+        self,
+        record: PredictionRecord,
+        image: np.ndarray | None,
+        png: bytes | None = None,
+        input_stored: bool = False,
     ) -> Future:
         if self._closing:
             raise LogRefused("the server is shutting down")
         self._submitted += 1
-        entry = _Entry(self._submitted, record, image, png)
+        entry = _Entry(self._submitted, record, image, png, input_stored)
         self._buffer.append(entry)
         self._pending.add(record.id)
         if len(self._buffer) == 1 or len(self._buffer) >= self.flush_rows:
@@ -221,7 +266,10 @@ class PredictionLog:
                 asked, target, closing = self._flush_asked, self._flush_target, self._closing
                 forced = closing or self._flush_done < asked
             if batch:
-                self._finish(batch, self._write_with_retries(batch, forced))
+                error = self._write_with_retries(batch, forced)
+                self._finish(batch, error)
+                if not error and self.rollups and not self._counted:
+                    self._rollups.add(RollupBuffer.of_rows(_rows_of(batch)))
             elif forced or self._rollups_due():
                 self._write_rollups_alone()
             elif self._probe_due():
@@ -309,26 +357,28 @@ class PredictionLog:
 
     def _write(self, batch: list[_Entry], forced: bool) -> str:
         """Files, then rows (and the rollups, when due) in one transaction; '' on success, else
-        the error (and the files written for the batch are removed again, so no input lies
-        without its row). The batch's rollup figures are owed until a rollup write succeeds."""
-        images: dict[str, bytes] = {}
-        figures = RollupBuffer.of_rows([(e.record, e.image) for e in batch]) if self.rollups else {}
-        owed = self._rollups.take() if figures and (forced or self._rollups_due()) else None
+        the error (and the batch's files are removed again, so no input lies without its row).
+        `_counted` says whether the batch's rollup figures went into this transaction; if not,
+        `_run` adds them to the rollups owed once its requests are told."""
+        inputs = [e for e in batch if e.image is not None and e.record.input_path is not None]
+        self._counted = self.rollups and (forced or self._rollups_due())
+        figures = RollupBuffer.of_rows(_rows_of(batch)) if self._counted else {}
+        owed = self._rollups.take() if self._counted else None
         try:
-            images = {e.record.input_path: e.png or encode_png(e.image) for e in batch
-                      if e.image is not None and e.record.input_path is not None}  # fmt: skip
-            self.artifacts.write_many(images)  # at once: an object store takes them in parallel
+            files = {e.record.input_path: e.png or encode_png(e.image)
+                     for e in inputs if not e.input_stored}  # fmt: skip
+            self.artifacts.write_many(files)  # at once: an object store takes them in parallel
             self._commit(
                 [e.record for e in batch], deltas_of(owed, figures) if owed is not None else []
             )
         except Exception as exc:  # the database may be locked, read-only or away
-            self._remove_inputs(list(images))
+            self._remove_inputs([e.record.input_path for e in inputs])
+            for entry in inputs:  # a retry writes them again
+                entry.input_stored = False
             if owed:
                 self._rollups.add(owed)
             return f"{type(exc).__name__}: {exc}"
-        if owed is None:
-            self._rollups.add(figures)
-        else:
+        if owed is not None:
             self._rollups_written_at = time.monotonic()
         return ""
 

@@ -3,6 +3,7 @@ answer goes out once its row is stored; a log that cannot store it answers 503).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -105,27 +106,38 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
     upload = await image_from_request(
         request, version.input_shape, max_pixels=services.settings.max_pixels
     )
-    try:
-        probs = await version.batcher.predict(upload.image)
-    except Exception:  # answered 500 by the error handler; the arm's error rate counts it
-        services.predictions.count_error(state.routing.id, version.version_id, arm)
-        raise
+    log = services.predictions
     prediction_id = new_prediction_id()
-    body = prediction_body(prediction_id, version, arm, probs)
-    now = utcnow()
-    record = PredictionRecord(
-        id=prediction_id,
-        channel_id=state.routing.id,
-        version_id=version.version_id,
-        arm=arm,
-        predicted_class=body["class_index"],
-        confidence=float(probs[body["class_index"]]),
-        probabilities=[float(p) for p in probs],
-        latency_ms=(time.perf_counter() - started) * 1000,
-        input_path=input_path_for(state.routing.slug, prediction_id, now),
-        created_at=now,
-        simulated=is_simulated(request),
-    )
+    input_path = input_path_for(state.routing.slug, prediction_id, utcnow())
+    answer = version.batcher.submit(upload.image)
+    # While the model runs, a request that has it to itself stores its input itself (under
+    # load the writer stores the inputs of a batch together).
+    lone = version.batcher.pending == 1
+    input_stored = lone and log.store_input_early(input_path, upload.image, upload.png)
+    try:
+        try:
+            probs = await asyncio.wrap_future(answer)
+        except Exception:  # answered 500 by the error handler; the arm's error rate counts it
+            log.count_error(state.routing.id, version.version_id, arm)
+            raise
+        body = prediction_body(prediction_id, version, arm, probs)
+        record = PredictionRecord(
+            id=prediction_id,
+            channel_id=state.routing.id,
+            version_id=version.version_id,
+            arm=arm,
+            predicted_class=body["class_index"],
+            confidence=float(probs[body["class_index"]]),
+            probabilities=[float(p) for p in probs],
+            latency_ms=(time.perf_counter() - started) * 1000,
+            input_path=input_path,
+            created_at=utcnow(),
+            simulated=is_simulated(request),
+        )
+    except BaseException:  # no row will come (an error, or the client went away)
+        if input_stored:
+            log.discard_input(input_path)
+        raise
     # Stored before the answer goes out.
-    await services.predictions.record(record, upload.image, png=upload.png)
+    await log.record(record, upload.image, png=upload.png, input_stored=input_stored)
     return OrjsonResponse(body)
