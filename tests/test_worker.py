@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from core.datasets import register_builtin_dataset
 from core.training.jobs import JobRequestError, enqueue_job
 from db.engine import session_scope
-from db.models import TrainingJob
+from db.models import Feedback, TrainingJob
 from db.repo import channels, feedback, jobs, models, predictions
 from db.repo.channels import ChannelSpec
 from db.repo.feedback import AnnotationInput, FeedbackInput
@@ -296,7 +296,11 @@ def test_holdout_is_fixed_across_seeds_and_never_trained_on_along_a_fine_tune_ch
     assert [(f, c) for f, _, c in items] == [(fb_id, 7)]
     assert any(f"left out 1 feedback images identical to holdout images (feedback {replayed})"
                in m for m in logs)  # fmt: skip
-    assert _count_unused() == 1  # the replayed item stays unused
+    with session_scope() as s:
+        replayed_row = s.get(Feedback, replayed)
+        assert replayed_row.used_in_version_id is None  # never trained on …
+        assert replayed_row.left_out_by_version_id == v2.id  # … and left out by this retrain
+    assert _count_unused() == 0  # so it no longer waits for a retrain
 
 
 def _count_unused() -> int:

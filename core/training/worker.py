@@ -164,7 +164,7 @@ class JobRunner:
         from core.ml.training import TrainConfig, train
 
         split, fingerprint, dataset, holdout = self._load_data()
-        extra, items = self._feedback_samples(dataset, split)
+        extra, items, left_out = self._feedback_samples(dataset, split)
         config = TrainConfig(
             architecture=self.job.architecture,
             hyperparameters=self.hp,
@@ -189,7 +189,7 @@ class JobRunner:
         if result.cancelled:
             self._finish_cancelled()
             return
-        self._register(result, fingerprint, device, items, holdout)
+        self._register(result, fingerprint, device, (items, left_out), holdout)
 
     def _load_data(self):
         """The dataset split by its fixed holdout (never by the job's seed)."""
@@ -217,14 +217,15 @@ class JobRunner:
         return split, fingerprint, dataset, holdout
 
     def _feedback_samples(self, dataset, split):
-        """Annotated feedback images (fit to the dataset's shape) and their registry ids.
+        """Annotated feedback images (fit to the dataset's shape), their registry ids, and the
+        ids of the items left out because their images are holdout images.
 
         Feedback is live input, never a dataset sample, so it only ever joins training; an
         image identical to a holdout image (traffic replaying the test set) is left out so the
         version is never scored on what it learned from.
         """
         if not self.job.include_feedback:
-            return None, []
+            return None, [], []
         with session_scope() as s:
             items = feedback_repo.training_items(session=s, model_id=self.job.model_id)
         held_out = _image_digests(np.concatenate([split.val.x, split.test.x])) if items else set()
@@ -249,8 +250,8 @@ class JobRunner:
             + (f" (feedback {', '.join(str(f) for f, _, _ in used[:50])})" if used else "")
         )
         if not used:
-            return None, []
-        return (np.stack(xs), np.asarray(ys, dtype=np.int64)), used
+            return None, [], overlapping
+        return (np.stack(xs), np.asarray(ys, dtype=np.int64)), used, overlapping
 
     def _feedback_image(self, item, input_shape, num_classes: int) -> np.ndarray | None:
         from core.ml.images import ImageError, decode_image, fit_to_shape
@@ -312,7 +313,8 @@ class JobRunner:
                 error=reason if status == "failed" else None,
             )  # fmt: skip
 
-    def _register(self, result, fingerprint: str, device: str, items, holdout) -> None:
+    def _register(self, result, fingerprint: str, device: str, feedback, holdout) -> None:
+        items, left_out = feedback
         artifact = relative_artifact(result.artifact_path)
         predictions = result.predictions_path and relative_artifact(result.predictions_path)
         for path in filter(None, (artifact, predictions)):
@@ -335,8 +337,9 @@ class JobRunner:
                 version.id, model=version.model_name, version=version.version, job_id=self.job.id,
             )  # fmt: skip
             feedback_repo.mark_used(
-                session=s, feedback_ids=[f for f, _, _ in items], version_id=version.id
-            )
+                session=s, feedback_ids=[f for f, _, _ in items], version_id=version.id,
+                left_out=left_out,
+            )  # fmt: skip
             if not job_repo.finish_job(
                 session=s, job_id=self.job.id, worker_id=self.worker.worker_id,
                 status="succeeded", result_version_id=version.id,

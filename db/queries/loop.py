@@ -19,6 +19,7 @@ from db.models import (
 from db.queries.channel_rows import serving_rows
 from db.queries.counting import capped_count, pending_feedback
 from db.repo.alerts import AlertInfo
+from db.repo.feedback import WAITING_FOR_A_RETRAIN
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _not_learned(session: Session, model_ids: set[int]) -> dict[int, int]:
     for model_id in model_ids:
         versions = select(ModelVersion.id).where(ModelVersion.model_id == model_id)
         query = select(Feedback.id).where(
-            Feedback.used_in_version_id.is_(None),
+            *WAITING_FOR_A_RETRAIN,
             Feedback.review_status.in_(("confirmed", "corrected")),
             Feedback.version_id.in_(versions),
         )

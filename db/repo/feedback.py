@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from numbers import Integral
@@ -28,6 +29,12 @@ MAX_TAGS = 20
 # One end user's verdict per prediction: a repeat is refused (409), so one client cannot weigh
 # a prediction's thumbs or flood the review queue with copies.
 MAX_FEEDBACK_PER_PREDICTION = 1
+# An annotated item waits for a retrain until a version learns it or a retrain leaves it out
+# (its image is a holdout image: scored on, never trained on).
+WAITING_FOR_A_RETRAIN = (
+    Feedback.used_in_version_id.is_(None),
+    Feedback.left_out_by_version_id.is_(None),
+)
 
 
 @dataclass(frozen=True)
@@ -291,14 +298,15 @@ def training_items(*, session: Session, model_id: int) -> list[TrainingItem]:
 def count_training_items(
     *, session: Session, model_id: int | None = None, unused_only: bool = False
 ) -> int:
-    """How many annotated items a retrain would add (`unused_only`: not yet trained on)."""
+    """How many annotated items a retrain would add (`unused_only`: not yet trained on, nor
+    left out by a retrain because the holdout holds the same image)."""
     query = (
         select(func.count())
         .select_from(Feedback)
         .where(Feedback.review_status.in_(("confirmed", "corrected")))
     )
     if unused_only:
-        query = query.where(Feedback.used_in_version_id.is_(None))
+        query = query.where(*WAITING_FOR_A_RETRAIN)
     if model_id is not None:
         query = query.join(ModelVersion, ModelVersion.id == Feedback.version_id).where(
             ModelVersion.model_id == model_id
@@ -306,16 +314,22 @@ def count_training_items(
     return session.scalar(query) or 0
 
 
-def mark_used(*, session: Session, feedback_ids: list[int], version_id: int) -> None:
-    if not feedback_ids:
+def mark_used(
+    *, session: Session, feedback_ids: list[int], version_id: int, left_out: Sequence[int] = ()
+) -> None:
+    """`version_id` learned `feedback_ids`, and left out the items `left_out` (their images are
+    holdout images): neither waits for a retrain any more."""
+    if not feedback_ids and not left_out:
         return
     if session.get(ModelVersion, version_id) is None:
         raise ConflictError(f"version {version_id} does not exist")
-    for start in range(0, len(feedback_ids), 500):
-        chunk = feedback_ids[start : start + 500]
-        session.execute(
-            update(Feedback).where(Feedback.id.in_(chunk)).values(used_in_version_id=version_id)
-        )
+    for ids, values in (
+        (feedback_ids, {"used_in_version_id": version_id, "left_out_by_version_id": None}),
+        (list(left_out), {"left_out_by_version_id": version_id}),
+    ):
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            session.execute(update(Feedback).where(Feedback.id.in_(chunk)).values(**values))
 
 
 def list_pending_feedback_ids(*, session: Session, limit: int = 50) -> list[int]:
