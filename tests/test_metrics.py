@@ -3,10 +3,13 @@ channel, arm and status, their latency, batch sizes and model loads."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.serving.api import create_app
+from core.serving.metrics import MetricsMiddleware, ServingMetrics
 from core.serving.settings import ServingSettings
 from db.engine import session_scope
 from db.repo.channels import ChannelSpec, create_channel
@@ -82,3 +85,31 @@ def test_metrics_of_served_predictions_name_the_arm_the_batches_and_the_loads(
     assert sample(samples, "channelhub_model_load_seconds_count") == 1
     batches = {k: v for k, v in samples.items() if k[0] == "channelhub_batch_size_sum"}
     assert list(batches.values()) == [3]  # three images went through the batcher
+
+
+def test_requests_in_flight_are_counted_while_they_are_answered():
+    """`in_flight` is how a prediction knows it is alone in its process (and may store its
+    input while its model runs, see core/serving/routes/predictions.py)."""
+    metrics = ServingMetrics()
+    seen: list[int] = []
+    both_in = asyncio.Event()
+
+    async def app(scope, receive, send) -> None:
+        seen.append(metrics.in_flight)
+        if len(seen) == 2:
+            both_in.set()
+        await asyncio.wait_for(both_in.wait(), 5)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message) -> None:
+        pass
+
+    async def two_requests() -> None:
+        wrapped = MetricsMiddleware(app, metrics=metrics)
+        scope = {"type": "http", "path": "/x", "method": "GET", "headers": []}
+        await asyncio.gather(*(wrapped(dict(scope), None, send) for _ in range(2)))
+
+    asyncio.run(two_requests())
+    assert seen == [1, 2]
+    assert metrics.in_flight == 0

@@ -50,9 +50,6 @@ class MicroBatcher:
         self._closed = False
         self.batches = 0
         self.items = 0
-        # Images submitted and answered so far (each counter has one writing thread).
-        self._submitted = 0
-        self._answered = 0
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -61,14 +58,8 @@ class MicroBatcher:
         if self._closed:
             raise ModelUnavailable("this model version is no longer served")
         item = _Item(image)
-        self._submitted += 1
         self._queue.put(item)
         return item.future
-
-    @property
-    def pending(self) -> int:
-        """Images submitted and not answered yet (a request's own included)."""
-        return self._submitted - self._answered
 
     async def predict(self, image: np.ndarray) -> np.ndarray:
         return await asyncio.wrap_future(self.submit(image))
@@ -118,11 +109,9 @@ class MicroBatcher:
             probs = self._predict(np.stack([item.image for item in batch]))
         except Exception as exc:  # every waiting request learns of the failure
             log.exception("batch of %d failed", len(batch))
-            self._answered += len(batch)
             for item in batch:
                 item.future.set_exception(exc)
             return
-        self._answered += len(batch)
         self.batches += 1
         self.items += len(batch)
         if self._on_batch is not None:

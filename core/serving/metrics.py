@@ -26,6 +26,8 @@ class ServingMetrics:
     the tests, never share counts)."""
 
     def __init__(self) -> None:
+        # HTTP requests this process is answering now (changed on its event loop only).
+        self.in_flight = 0
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -87,9 +89,11 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.in_flight += 1
         try:
             await self.app(scope, receive, send_and_note)
         finally:
+            self.metrics.in_flight -= 1
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe_request(
                 route,

@@ -110,9 +110,9 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
     prediction_id = new_prediction_id()
     input_path = input_path_for(state.routing.slug, prediction_id, utcnow())
     answer = version.batcher.submit(upload.image)
-    # While the model runs, a request that has it to itself stores its input itself (under
-    # load the writer stores the inputs of a batch together).
-    lone = version.batcher.pending == 1
+    # While the model runs, a request alone in this process stores its input itself (under
+    # load the writer stores the inputs of a batch together, off the event loop).
+    lone = services.metrics.in_flight == 1
     input_stored = lone and log.store_input_early(input_path, upload.image, upload.png)
     try:
         try:
