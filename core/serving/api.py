@@ -69,10 +69,13 @@ def run_server(
     log_level: str = "info",
     access_log: bool = False,
     app: str = APP_FACTORY,
+    loop: str = "uvloop",
+    http: str = "httptools",
 ) -> None:
     """Serve until SIGINT/SIGTERM; shutdown answers in-flight requests and writes the log.
     Workers are separate processes (each loads the models once) that build `app` from the
-    environment, so the database URL and `settings` travel to them as variables."""
+    environment, so the database URL and `settings` travel to them as variables. `loop` and
+    `http` are uvicorn's (bench/serving_stack.py measures what uvloop and httptools give)."""
     import uvicorn
 
     from core.logs import configure_logging
@@ -91,7 +94,7 @@ def run_server(
     dispose_engines()
     config = uvicorn.Config(
         app, factory=True, host=host, port=port, workers=workers, log_level=log_level,
-        access_log=access_log, timeout_graceful_shutdown=30, loop="uvloop", http="httptools",
+        access_log=access_log, timeout_graceful_shutdown=30, loop=loop, http=http,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )  # fmt: skip  # configures uvicorn's loggers: the redaction goes on their handlers after it
     redact_keys_in_logs("uvicorn", "uvicorn.error", "uvicorn.access")
