@@ -78,11 +78,11 @@ class LogHealth:
 
 @dataclass
 class _Entry:
-    seq: int
     record: PredictionRecord
     image: np.ndarray | None
     png: bytes | None = None  # the image already encoded (the upload itself), else encoded here
     input_stored: bool = False  # the request wrote the input file itself (`store_input_early`)
+    seq: int = 0  # set when the log takes it
     future: Future = field(default_factory=Future)
 
 
@@ -147,7 +147,7 @@ class PredictionLog:
         with self._cond:
             if not self._cond.wait_for(self._has_room, 600):
                 raise LogRefused("the prediction log stayed full for 10 minutes")
-            return self._append(record, image)
+            return self._append(_Entry(record, image))
 
     async def record(
         self,
@@ -166,7 +166,7 @@ class PredictionLog:
                     raise LogRefused(
                         f"the prediction log is full ({len(self._buffer)} rows waiting)"
                     )
-                entry_future = self._append(record, image, png, input_stored)
+                entry_future = self._append(_Entry(record, image, png, input_stored))
         except LogRefused:
             if input_stored and record.input_path is not None:
                 self.discard_input(record.input_path)
@@ -195,19 +195,13 @@ class PredictionLog:
     def _has_room(self) -> bool:
         return self._closing or len(self._buffer) < self.max_pending
 
-    def _append(
-        self,
-        record: PredictionRecord,
-        image: np.ndarray | None,
-        png: bytes | None = None,
-        input_stored: bool = False,
-    ) -> Future:
+    def _append(self, entry: _Entry) -> Future:
         if self._closing:
             raise LogRefused("the server is shutting down")
         self._submitted += 1
-        entry = _Entry(self._submitted, record, image, png, input_stored)
+        entry.seq = self._submitted
         self._buffer.append(entry)
-        self._pending.add(record.id)
+        self._pending.add(entry.record.id)
         if len(self._buffer) == 1 or len(self._buffer) >= self.flush_rows:
             self._cond.notify_all()
         return entry.future
