@@ -23,6 +23,21 @@ ROWS = (
     " include_feedback, hyperparameters, device_request, status, progress, current_epoch,"
     " total_epochs, requested_by, note, cancel_requested, created_at) values (1, 1, 1, 1,"
     " 'seed-cnn', 0, '{}', 'auto', 'queued', 0, 0, 1, 'x', '', 0, '2026-01-01')",
+    # A prediction with feedback that an annotation references: a rebuild of `feedback` (or of
+    # `predictions`, which feedback references) must not drop rows other rows point at.
+    "insert into model_versions (id, model_id, version, architecture, artifact_path,"
+    " artifact_sha256, hyperparameters, dataset_id, dataset_fingerprint, framework_versions,"
+    " device, train_seconds, history, evaluation, feedback_samples, split_seed, created_by,"
+    " created_at) values (1, 1, 1, 'seed-cnn', 'm.keras', 'x', '{}', 1, 'f', '{}', 'cpu', 1, '{}',"
+    " '{}', 0, 0, 'x', '2026-01-01')",
+    "insert into predictions (id, channel_id, version_id, arm, predicted_class, confidence,"
+    " probabilities, latency_ms, input_path, created_at) values ('p1', 1, 1, 'production', 3,"
+    " 0.9, '[]', 1, NULL, '2026-01-01')",
+    "insert into feedback (id, prediction_id, channel_id, version_id, predicted_class,"
+    " confidence, rating, claimed_class, comment, review_status, used_in_version_id, created_at)"
+    " values (1, 'p1', 1, 1, 3, 0.9, 'down', NULL, '', 'confirmed', NULL, '2026-01-01')",
+    "insert into annotations (id, feedback_id, verdict, true_class, tags, note, author,"
+    " is_current, created_at) values (1, 1, 'confirmed', 3, '[]', '', 'x', 1, '2026-01-01')",
 )
 
 
@@ -39,4 +54,5 @@ def test_each_revision_upgrades_a_registry_with_referenced_rows(tmp_path):
         assert current_revision(engine) == revision
     with engine.connect() as connection:
         assert connection.exec_driver_sql("select slug from channels").scalar() == "web"
+        assert connection.exec_driver_sql("select feedback_id from annotations").scalar() == 1
     engine.dispose()

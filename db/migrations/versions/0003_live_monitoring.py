@@ -24,7 +24,7 @@ CHANNEL_COLUMNS = (
 def upgrade() -> None:
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("simulated", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("simulated", sa.Boolean(), nullable=False, server_default="0")
         )
     with op.batch_alter_table("channels", schema=None) as batch_op:
         for column in CHANNEL_COLUMNS:

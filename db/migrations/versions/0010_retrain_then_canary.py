@@ -12,7 +12,7 @@ down_revision = "0008_canary_plans"
 def upgrade() -> None:
     with op.batch_alter_table("training_jobs", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("then_canary", sa.Boolean(), nullable=False, server_default=sa.false())
+            sa.Column("then_canary", sa.Boolean(), nullable=False, server_default="0")
         )
         batch_op.add_column(sa.Column("handed_to_canary_at", UTCDateTime(), nullable=True))
 
