@@ -1,9 +1,9 @@
 """The prediction log: input PNGs under the artifact folder, rows and rollups group-committed by
 one thread. A request awaits its row's commit before it answers, so an acknowledged prediction is
 stored; the buffer is bounded, and a writer that cannot write refuses rather than acknowledges.
-A request that finds the writer idle stores its input file itself while its model runs (a lone
-request's answer waits only for its row), and a batch's rollup figures are counted after its
-requests are told, unless the rollups are written in that very transaction."""
+A request alone in its process stores its input file itself while its model runs (its answer
+waits only for its row), and a batch's rollup figures are counted after its requests are told,
+unless the rollups are written in that very transaction."""
 
 from __future__ import annotations
 
@@ -135,7 +135,6 @@ class PredictionLog:
         self.last_error = ""
         self._healthy = True
         self._probed_at = 0.0
-        self._counted = False
         sqlite_path = sqlite_file(database_url)
         self._sqlite = SQLiteLogWriter(sqlite_path) if sqlite_path is not None else None
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -260,9 +259,10 @@ class PredictionLog:
                 asked, target, closing = self._flush_asked, self._flush_target, self._closing
                 forced = closing or self._flush_done < asked
             if batch:
-                error = self._write_with_retries(batch, forced)
+                with_rollups = self.rollups and (forced or self._rollups_due())
+                error = self._write_with_retries(batch, with_rollups)
                 self._finish(batch, error)
-                if not error and self.rollups and not self._counted:
+                if not error and self.rollups and not with_rollups:  # owed from now on
                     self._rollups.add(RollupBuffer.of_rows(_rows_of(batch)))
             elif forced or self._rollups_due():
                 self._write_rollups_alone()
@@ -313,15 +313,15 @@ class PredictionLog:
             or len(self._buffer) >= self.flush_rows
         )
 
-    def _write_with_retries(self, batch: list[_Entry], forced: bool) -> str:
+    def _write_with_retries(self, batch: list[_Entry], with_rollups: bool) -> str:
         """'' once the batch is committed, else why it could not be."""
         pauses = RETRY_BACKOFF_S if self._healthy else ()
-        error = self._write(batch, forced)
+        error = self._write(batch, with_rollups)
         for pause in pauses:
             if not error:
                 break
             time.sleep(pause)
-            error = self._write(batch, forced)
+            error = self._write(batch, with_rollups)
         return error
 
     def _finish(self, batch: list[_Entry], error: str) -> None:
@@ -349,15 +349,14 @@ class PredictionLog:
             except InvalidStateError:  # its client went away; the row is stored all the same
                 pass
 
-    def _write(self, batch: list[_Entry], forced: bool) -> str:
+    def _write(self, batch: list[_Entry], with_rollups: bool) -> str:
         """Files, then rows (and the rollups, when due) in one transaction; '' on success, else
         the error (and the batch's files are removed again, so no input lies without its row).
-        `_counted` says whether the batch's rollup figures went into this transaction; if not,
-        `_run` adds them to the rollups owed once its requests are told."""
+        `with_rollups`: the rollups owed and the batch's figures go into this transaction (else
+        `_run` adds the batch's figures to those owed once its requests are told)."""
         inputs = [e for e in batch if e.image is not None and e.record.input_path is not None]
-        self._counted = self.rollups and (forced or self._rollups_due())
-        figures = RollupBuffer.of_rows(_rows_of(batch)) if self._counted else {}
-        owed = self._rollups.take() if self._counted else None
+        figures = RollupBuffer.of_rows(_rows_of(batch)) if with_rollups else {}
+        owed = self._rollups.take() if with_rollups else None
         try:
             files = {e.record.input_path: e.png or encode_png(e.image)
                      for e in inputs if not e.input_stored}  # fmt: skip

@@ -189,7 +189,7 @@ class JobRunner:
         if result.cancelled:
             self._finish_cancelled()
             return
-        self._register(result, fingerprint, device, (items, left_out), holdout)
+        self._register(result, fingerprint, device, items, holdout, left_out)
 
     def _load_data(self):
         """The dataset split by its fixed holdout (never by the job's seed)."""
@@ -313,8 +313,9 @@ class JobRunner:
                 error=reason if status == "failed" else None,
             )  # fmt: skip
 
-    def _register(self, result, fingerprint: str, device: str, feedback, holdout) -> None:
-        items, left_out = feedback
+    def _register(
+        self, result, fingerprint: str, device: str, items, holdout, left_out: list[int]
+    ) -> None:
         artifact = relative_artifact(result.artifact_path)
         predictions = result.predictions_path and relative_artifact(result.predictions_path)
         for path in filter(None, (artifact, predictions)):
