@@ -392,12 +392,16 @@ def bench_naive(env: dict, artifact: str, bodies: list, args, log_dir: Path) -> 
         stop_process(proc)
 
 
+def registry_env(home: Path) -> dict[str, str]:
+    """The variables that point a process at the registry under `home`."""
+    return {"DATABASE_URL": f"sqlite:///{home / 'channelhub.db'}", "CHANNELHUB_HOME": str(home),
+            "CHANNELHUB_ARTIFACTS": str(home / "artifacts")}  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="channelhub-bench-") as tmp:
         home = Path(tmp)
-        paths = {"DATABASE_URL": f"sqlite:///{home / 'channelhub.db'}", "CHANNELHUB_HOME": tmp,
-                 "CHANNELHUB_ARTIFACTS": str(home / "artifacts")}  # fmt: skip
-        os.environ.update(paths)
+        os.environ.update(registry_env(home))
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         url, key, artifact, images = build_registry(home, args.epochs)
         out = bench_servers(env, key, artifact, images, args, home)

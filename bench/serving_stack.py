@@ -32,7 +32,10 @@ from serving import (  # noqa: E402
     build_registry,
     free_port,
     measure_alone,
+    median_of,
     multipart,
+    paired_ratio,
+    registry_env,
     run_rounds,
     single_client,
     start,
@@ -65,9 +68,7 @@ def create_stack_app():
 
 def start_variant(name: str, home: Path, args) -> tuple:
     loop, http, encoder = VARIANTS[name]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "DATABASE_URL": f"sqlite:///{home / 'channelhub.db'}", "CHANNELHUB_HOME": str(home),
-           "CHANNELHUB_ARTIFACTS": str(home / "artifacts"),
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **registry_env(home),
            "BENCH_STDLIB_JSON": "1" if encoder == "json" else "0"}  # fmt: skip
     port = free_port()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--server", name, "--port", str(port),
@@ -76,18 +77,11 @@ def start_variant(name: str, home: Path, args) -> tuple:
     return proc, f"http://127.0.0.1:{port}/v1/channels/bench/predict"
 
 
-def paired(out: dict, name: str, other: str) -> float:
-    ratios = [a["rps"] / b["rps"] for a, b in zip(out[name], out[other], strict=True) if b["rps"]]
-    return round(float(np.median(ratios)), 3)
-
-
 def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="channelhub-stack-") as tmp:
         base = Path(tmp) / "base"
         base.mkdir()
-        os.environ.update({"DATABASE_URL": f"sqlite:///{base / 'channelhub.db'}",
-                           "CHANNELHUB_HOME": str(base),
-                           "CHANNELHUB_ARTIFACTS": str(base / "artifacts")})  # fmt: skip
+        os.environ.update(registry_env(base))
         _, key, _, images = build_registry(base, 1)
         headers, bodies = {"X-API-Key": key}, [multipart(i) for i in images]
         procs, targets = {}, {}
@@ -101,8 +95,9 @@ def run(args: argparse.Namespace) -> dict:
             out: dict = {name: [] for name in VARIANTS}
             run_rounds(targets, args, out, paused=procs)
             singles: dict = {name: [] for name in VARIANTS}
+            names = list(VARIANTS)
             for i in range(args.single_samples):
-                for name in list(VARIANTS)[i % 4 :] + list(VARIANTS)[: i % 4]:
+                for name in names[i % len(names) :] + names[: i % len(names)]:
                     measure_alone(procs, name)
                     singles[name].append(
                         single_client(*targets[name], args.single_requests)["p50_ms"]
@@ -114,11 +109,11 @@ def run(args: argparse.Namespace) -> dict:
     failed = sum(r["failed"] for runs in out.values() for r in runs)
     result: dict = {"workers": args.workers, "rounds": args.rounds, "failed": failed}
     all_single = float(np.median(singles["all"]))
-    result["rps_all"] = float(np.median([r["rps"] for r in out["all"]]))
+    result["rps_all"] = median_of(out["all"], "rps")
     result["single_client_p50_ms_all"] = round(all_single, 2)
     for name, library in (("no_uvloop", "uvloop"), ("no_httptools", "httptools"),
                           ("no_orjson", "orjson")):  # fmt: skip
-        ratio = paired(out, "all", name)
+        ratio = round(paired_ratio(out, "all", name), 3)
         single = round(float(np.median(singles[name])), 2)
         print(f"{library:<10} requests/s with ÷ without {ratio:.3f}; single-client p50 "
               f"{all_single:.2f} ms with, {single:.2f} ms without", flush=True)  # fmt: skip
