@@ -127,6 +127,35 @@ def test_a_failed_write_removes_an_early_input_and_its_retry_stores_it_again(
     assert record.input_path in _logged_inputs(url)
 
 
+def test_an_early_write_that_fails_leaves_the_input_to_the_writer(
+    serving_registry, digits, monkeypatch
+):
+    url = serving_registry.database_url
+    log = PredictionLog(url, artifact_dir())
+    record = _record(url, serving_registry.version_ids[0])
+    image = digits.x[2]
+    written_by_writer = _spy_on_writer(log, monkeypatch)
+
+    real_write, calls = log.artifacts.write_bytes, []
+
+    def full_for_a_moment(path, data):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(log.artifacts, "write_bytes", full_for_a_moment)
+    try:
+        assert not log.store_input_early(record.input_path, image, None)
+        assert not (artifact_dir() / record.input_path).exists()
+        asyncio.run(log.record(record, image, input_stored=False))
+    finally:
+        log.close()
+    assert record.input_path in written_by_writer  # stored with its row after all
+    assert (artifact_dir() / record.input_path).read_bytes() == encode_png(image)
+    assert record.input_path in _logged_inputs(url)
+
+
 def test_inputs_for_an_object_store_are_left_to_the_writer(tmp_path, digits):
     log = PredictionLog(f"sqlite:///{tmp_path / 'unused.db'}", ArtifactStore("memory://inputs"))
     try:

@@ -11,13 +11,14 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from core.actions.channels import promote_version as promote_action
 from core.serving.api import create_app
 from core.serving.prediction_log import LogRefused, PredictionLog
 from core.serving.settings import ServingSettings
 from db.engine import session_scope
-from db.models import Channel, utcnow
+from db.models import ROLLUP_RESOLUTIONS, Channel, Rollup, utcnow
 from db.repo.alerts import open_alert_for
 from db.repo.channels import get_channel, set_candidate
 from db.repo.models import register_version
@@ -222,3 +223,36 @@ def test_one_channel_with_nothing_to_serve_does_not_turn_the_process_red(serving
     finally:
         with session_scope(url) as s:  # no action takes a channel back to serving nothing
             s.get(Channel, get_channel(session=s, slug="empty").id).production_version_id = None
+
+
+def _arm_totals(database_url: str, slug: str) -> tuple[int, int]:
+    """Requests and errors summed over a channel's minute rollups."""
+    with session_scope(database_url) as s:
+        channel_id = get_channel(session=s, slug=slug).id
+        totals = s.execute(
+            select(func.sum(Rollup.requests), func.sum(Rollup.errors)).where(
+                Rollup.channel_id == channel_id, Rollup.resolution_s == ROLLUP_RESOLUTIONS[0]
+            )
+        ).one()
+    return totals[0] or 0, totals[1] or 0
+
+
+def test_a_version_gone_between_routing_and_its_model_asks_for_a_retry_not_an_error(
+    serving_registry, digits
+):
+    url = serving_registry.database_url
+    app = create_app(url, settings=ServingSettings(refresh_seconds=0.2))
+    key = serving_registry.keys["web"]
+    with TestClient(app) as client:
+        services = client.app.state.services
+        assert post_png(client, key, png_of(digits, 1)).status_code == 200
+        assert services.predictions.flush()
+        requests, errors = _arm_totals(url, "web")
+        services.cache.channel("web").production.batcher.close()  # as a swap retires it
+        gone = post_png(client, key, png_of(digits, 2))
+        assert services.predictions.flush()
+    assert gone.status_code == 503
+    assert "retry" in gone.json()["detail"]
+    assert gone.headers["Retry-After"] == "1"
+    # Not the model's fault: the arm's error rate, which the canary and the SLOs judge, is clean.
+    assert _arm_totals(url, "web") == (requests, errors)

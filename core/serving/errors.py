@@ -56,8 +56,13 @@ async def on_validation(_request: Request, exc: RequestValidationError) -> JSONR
     return detail(422, validation_message(exc))
 
 
-async def on_unavailable(_request: Request, exc: ModelUnavailable) -> JSONResponse:
-    return detail(503, f"model not available, retry: {exc}")
+async def on_unavailable(request: Request, exc: ModelUnavailable) -> JSONResponse:
+    """The version the request was routed to went away (a promotion swapped it): the next
+    refresh routes a retry to what serves now."""
+    answer = detail(503, f"model not available, retry: {exc}")
+    refresh = request.app.state.services.cache.refresh_seconds
+    answer.headers["Retry-After"] = retry_after_header(refresh)
+    return answer
 
 
 async def on_log_refused(_request: Request, exc: LogRefused) -> JSONResponse:
