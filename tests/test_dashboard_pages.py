@@ -329,3 +329,16 @@ def test_finished_demo_jobs_are_set_against_the_channels_production(demo_registr
     at = open_page("jobs", job=2)
     assert "This version is now **Web app**'s production version." in texts(at)
     assert "Against **Web app**" not in texts(at)
+
+
+@pytest.mark.slow
+def test_the_overview_counts_simulated_requests_over_its_own_24_hours(demo_registry: Path):
+    """The demo's traffic is all simulated (backfilled over a week, so the 24 h window starts
+    inside an hour of traffic): each channel says all its requests were."""
+    at = open_page("overview")
+    said = [c.value for c in at.caption if "were simulated" in c.value]
+    total, *per_channel = (m.value for m in at.metric if m.label == "Requests 24 h")
+    assert len(said) == len(per_channel) == 3
+    for sentence, requests in zip(said, per_channel, strict=True):
+        assert sentence == f"{requests} of {requests} requests in 24 h were simulated."
+    assert sum(int(n.replace(",", "")) for n in per_channel) == int(total.replace(",", ""))

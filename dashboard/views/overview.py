@@ -104,7 +104,7 @@ def last_hours(trend: list[TrendPoint], hours: int = 24) -> tuple[list[str], lis
 
 def live_cell(c: ChannelHealth, trend: list[TrendPoint]) -> None:
     live = summarize(c.production_live)
-    simulated = sum(p.simulated for p in trend)
+    simulated = c.simulated_24h
     a, b, d = st.columns(3)
     a.metric("Requests 24 h", f"{c.requests_24h:,}",
              help=f"{simulated:,} of them simulated" if simulated else None)  # fmt: skip

@@ -54,6 +54,11 @@ class ChannelHealth:
     def requests_24h(self) -> int:
         return sum(s.requests for s in self.live.values())
 
+    @property
+    def simulated_24h(self) -> int:
+        """Of `requests_24h`, those marked simulated (the same rollups, the same window)."""
+        return sum(s.simulated for s in self.live.values())
+
 
 @dataclass(frozen=True)
 class TrendPoint:
@@ -77,13 +82,9 @@ def _active_job_counts(session: Session) -> dict[int, int]:
     return dict(rows.tuples().all())
 
 
-def _live(session: Session, channel_id: int) -> dict[str, Signals]:
-    return window_totals(session=session, channel_id=channel_id, window="24 h")
-
-
-def channel_health(*, session: Session) -> list[ChannelHealth]:
-    """One row per channel: serving versions, 24 h of live signals from rollups, open alerts,
-    feedback waiting for review and active retrains."""
+def channel_health(*, session: Session, now: datetime | None = None) -> list[ChannelHealth]:
+    """One row per channel: serving versions, the 24 h up to `now` of live signals from rollups,
+    open alerts, feedback waiting for review and active retrains."""
     rows = serving_rows(session)
     pending = _pending_counts(session, [r.channel.id for r in rows])
     jobs = _active_job_counts(session)
@@ -99,7 +100,7 @@ def channel_health(*, session: Session) -> list[ChannelHealth]:
             slo_min_feedback=r.channel.slo_min_feedback,
             slo_max_p95_ms=r.channel.slo_max_p95_ms,
             slo_max_error_rate=r.channel.slo_max_error_rate,
-            live=_live(session, r.channel.id),
+            live=window_totals(session=session, channel_id=r.channel.id, window="24 h", now=now),
             open_alerts=r.open_alerts,
             pending_feedback=pending.get(r.channel.id, 0),
             active_jobs=jobs.get(r.channel.id, 0),
