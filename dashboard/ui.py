@@ -253,6 +253,11 @@ def job_link(
     where.page_link(JOBS, query_params={"job": job_id}, label=label, icon=icon)
 
 
+# The Channels page's "none (end the canary)" option: never a version id (a None option would
+# read back as the selectbox's default, the running canary).
+NO_CANARY = 0
+
+
 def optional_select(
     where: Any, label: str, names: dict[Any, str], key: str, none: str = "any", **kwargs: Any
 ) -> Any:

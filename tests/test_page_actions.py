@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.ui import NO_CANARY
 from db.engine import session_scope
 from db.queries.review import ReviewFilter, review_page
 from db.repo.channels import get_channel
@@ -94,6 +95,30 @@ def test_promote_serves_the_version_and_joins_the_timeline(filled_registry: Fill
     assert len(lines) == 1 and "channel.promote" in lines[0]
 
 
+def test_the_serving_form_starts_from_what_the_channel_serves(filled_registry: FilledRegistry):
+    """Web runs a canary of v1 at 10 %: the form shows it, so pressing the button unchanged
+    cannot end it by accident; choosing none offers to end it; another channel starts afresh."""
+    v1 = filled_registry.version_ids[0]
+    at = check_page(open_page("channels", user="hana", channel="web"))
+    assert (at.selectbox(key="ch_candidate").value, at.number_input(key="ch_share").value) == (
+        v1,
+        10,
+    )
+    button = at.button(key="ch_candidate_go")
+    assert button.disabled and button.label == "Set candidate"
+    at.number_input(key="ch_share").set_value(20)
+    assert not check_page(at.run()).button(key="ch_candidate_go").disabled  # a new share
+    at.selectbox(key="ch_candidate").set_value(NO_CANARY)
+    button = check_page(at.run()).button(key="ch_candidate_go")
+    assert not button.disabled and button.label == "End canary"
+    at.selectbox(key="ch_select").set_value("mobile")
+    check_page(at.run())
+    assert at.selectbox(key="ch_candidate").value == NO_CANARY  # mobile runs no canary
+    assert at.number_input(key="ch_share").value == 10
+    assert at.button(key="ch_candidate_go").disabled
+    assert _channel("web").candidate_version_id == v1  # nothing pressed, nothing changed
+
+
 def test_canary_is_set_then_ended_and_both_are_on_the_timeline(filled_registry: FilledRegistry):
     v1 = filled_registry.version_ids[0]
     at = open_page("channels", user="ines", channel="mobile")
@@ -107,7 +132,8 @@ def test_canary_is_set_then_ended_and_both_are_on_the_timeline(filled_registry: 
     table = at.dataframe[0].value.set_index("name")
     assert table.loc["Mobile app", "candidate"].endswith("(25% of traffic)")
 
-    at.selectbox(key="ch_candidate").set_value(None)
+    check_page(at.selectbox(key="ch_candidate").set_value(NO_CANARY).run())
+    assert at.button(key="ch_candidate_go").label == "End canary"
     check_page(at.button(key="ch_candidate_go").click().run())
     assert _channel("mobile").candidate_version_id is None
     assert at.dataframe[0].value.set_index("name").loc["Mobile app", "candidate"] == ""

@@ -204,22 +204,47 @@ def status_and_key(c: ChannelInfo) -> None:
                 st.rerun()
 
 
+SERVING_CHOICES = ("ch_promote", "ch_candidate", "ch_share")
+
+
+def start_from_what_it_serves(slug: str) -> None:
+    """Opening another channel drops the serving choices made on the previous one, so the
+    selectors start from what this channel serves."""
+    if st.session_state.get("ch_choices_for") != slug:
+        for key in SERVING_CHOICES:
+            st.session_state.pop(key, None)
+        st.session_state["ch_choices_for"] = slug
+
+
 def serving_versions(c: ChannelInfo) -> None:
     if c.model_id is None:
         return
     options = dict(ui.read(version_choices, model_id=c.model_id))
+    start_from_what_it_serves(c.slug)
+    current = c.candidate_version_id if c.candidate_version_id in options else None
+    current_share = round(c.candidate_traffic * 100) if current is not None else 10
     with st.container(border=True):
         st.markdown("**Serving versions**")
         a, b, d = st.columns([2, 2, 1])
         prod = ui.optional_select(a, "Promote to production", options, "ch_promote", "—")
         refused = ui.why_not("manager")
-        cand = ui.optional_select(
-            b, "Candidate (canary)", options, "ch_candidate", "none (end the canary)"
+        # A real option for "no canary" (None would read back as the default, the running one).
+        choice = b.selectbox(
+            "Candidate (canary)", [ui.NO_CANARY, *options], key="ch_candidate",
+            index=0 if current is None else 1 + list(options).index(current),
+            format_func=lambda v: "none (end the canary)" if v == ui.NO_CANARY else options[v],
+        )  # fmt: skip
+        cand = None if choice == ui.NO_CANARY else choice
+        share = d.number_input(
+            "Traffic %", min_value=1, max_value=100, value=max(1, current_share), key="ch_share"
         )
-        share = d.number_input("Traffic %", min_value=1, max_value=100, value=10, key="ch_share")
+        # What the channel does now: nothing to judge, nothing to set.
+        unchanged = cand == c.candidate_version_id and (cand is None or share == current_share)
         # The gate's evidence before either button is pressed (below the selectors).
         go_prod, prod_override = gate_view.gate_check(c, prod, "channel.promote", "ch_gp")
-        go_cand, cand_override = gate_view.gate_check(c, cand, "channel.start_canary", "ch_gc")
+        go_cand, cand_override = gate_view.gate_check(
+            c, None if unchanged else cand, "channel.start_canary", "ch_gc"
+        )
         if a.button(
             "Promote" + (" (override)" if prod_override else ""),
             key="ch_promote_go",
@@ -230,11 +255,13 @@ def serving_versions(c: ChannelInfo) -> None:
                 actions.promote_version, slug=c.slug, version_id=prod, override_reason=prod_override
             ):
                 st.rerun()
+        ending = cand is None and c.candidate_version_id is not None
         if b.button(
-            "Set candidate" + (" (override)" if cand_override else ""),
+            ("End canary" if ending else "Set candidate")
+            + (" (override)" if cand_override else ""),
             key="ch_candidate_go",
-            disabled=bool(refused) or not go_cand,
-            help=refused,
+            disabled=bool(refused) or unchanged or not go_cand,
+            help=refused or ("This is what the channel serves now." if unchanged else None),
         ):
             if cand is None:
                 done = ui.act(actions.end_canary, slug=c.slug)
