@@ -54,7 +54,7 @@ def test_registry_table_filters_and_pages_on_the_server(filled_registry: FilledR
 
 
 def test_version_detail_shows_metrics_lineage_and_serving(filled_registry: FilledRegistry):
-    v2, v3 = filled_registry.version_ids[1], filled_registry.version_ids[2]
+    v1, v2, v3 = filled_registry.version_ids[:3]
     at = open_page("models", version=v3)
     shown = texts(at)
     with session_scope() as s:
@@ -65,6 +65,9 @@ def test_version_detail_shows_metrics_lineage_and_serving(filled_registry: Fille
     assert len(at.get("plotly_chart")) >= 3  # per-class bars, confusion matrix, curves
     at = open_page("models", version=v2)
     assert "serves web" in texts(at) and "serves mobile" in texts(at)
+    # v1 serves partner-api and is web's canary: said so, not "serves web".
+    shown = texts(open_page("models", version=v1))
+    assert "serves partner-api" in shown and "serves web (candidate)" in shown
 
 
 def test_missing_version_is_a_message_not_a_traceback(filled_registry: FilledRegistry):

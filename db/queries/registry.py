@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.models import Channel, Dataset, Model, ModelVersion
 from db.queries.dates import within_days
+from db.repo.models import channels_by_version
 
 VERSION_STATUSES = ("any", "production", "candidate", "serving", "archived")
 VERSION_SORTS = {
@@ -94,24 +95,6 @@ def _apply_filters(query: Select, filters: VersionFilter) -> Select:
     return within_days(query, ModelVersion.created_at, filters.created_from, filters.created_to)
 
 
-def _channels_by_version(session: Session, version_ids: list[int]) -> dict[int, list[str]]:
-    rows = session.execute(
-        select(Channel.slug, Channel.production_version_id, Channel.candidate_version_id).where(
-            or_(
-                Channel.production_version_id.in_(version_ids),
-                Channel.candidate_version_id.in_(version_ids),
-            )
-        )
-    )
-    serving: dict[int, list[str]] = {}
-    for slug, prod, cand in rows:
-        if prod in version_ids:
-            serving.setdefault(prod, []).append(slug)
-        if cand in version_ids:
-            serving.setdefault(cand, []).append(f"{slug} (candidate)")
-    return serving
-
-
 def version_page(
     *,
     session: Session,
@@ -151,7 +134,7 @@ def version_page(
     )
     query = query.order_by(*VERSION_SORTS.get(sort, VERSION_SORTS["newest"]))
     rows = session.execute(query.limit(page_size).offset(page * page_size)).all()
-    serving = _channels_by_version(session, [r[0] for r in rows])
+    serving = channels_by_version(session, [r[0] for r in rows])
     return [VersionRow(*r, ", ".join(serving.get(r[0], []))) for r in rows], total or 0
 
 

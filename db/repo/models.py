@@ -222,16 +222,25 @@ def register_version(
     return _version_info(row, model.name, dataset_name)
 
 
-def _channels_serving(session: Session, version_id: int) -> list[str]:
-    rows = session.scalars(
-        select(Channel.slug).where(
+def channels_by_version(session: Session, version_ids: list[int]) -> dict[int, list[str]]:
+    """Version id -> the channels it serves, by slug, "slug (candidate)" where it is the canary."""
+    rows = session.execute(
+        select(Channel.slug, Channel.production_version_id, Channel.candidate_version_id)
+        .where(
             or_(
-                Channel.production_version_id == version_id,
-                Channel.candidate_version_id == version_id,
+                Channel.production_version_id.in_(version_ids),
+                Channel.candidate_version_id.in_(version_ids),
             )
         )
+        .order_by(Channel.slug)
     )
-    return sorted(rows)
+    serving: dict[int, list[str]] = {}
+    for slug, prod, cand in rows:
+        if prod in version_ids:
+            serving.setdefault(prod, []).append(slug)
+        if cand in version_ids:
+            serving.setdefault(cand, []).append(f"{slug} (candidate)")
+    return serving
 
 
 def get_version(*, session: Session, version_id: int) -> VersionInfo:
@@ -242,7 +251,8 @@ def get_version(*, session: Session, version_id: int) -> VersionInfo:
         .where(ModelVersion.id == version_id)
     ).first()
     version, model_name, dataset_name = must_exist(row, f"model version {version_id}")
-    return _version_info(version, model_name, dataset_name, _channels_serving(session, version_id))
+    serving = channels_by_version(session, [version_id]).get(version_id, [])
+    return _version_info(version, model_name, dataset_name, serving)
 
 
 def find_version(*, session: Session, model_name: str, version: int) -> VersionInfo:
