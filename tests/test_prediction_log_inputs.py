@@ -50,6 +50,16 @@ def _record(database_url: str, version_id: int) -> PredictionRecord:
     )  # fmt: skip
 
 
+def _log_and_record(database_url: str, version_id: int) -> tuple[PredictionLog, PredictionRecord]:
+    """A prediction log on the registry and a row for it to store."""
+    return PredictionLog(database_url, artifact_dir()), _record(database_url, version_id)
+
+
+def _assert_stored_with_its_row(database_url: str, record: PredictionRecord, image) -> None:
+    assert (artifact_dir() / record.input_path).read_bytes() == encode_png(image)
+    assert record.input_path in _logged_inputs(database_url)
+
+
 def _spy_on_writer(log: PredictionLog, monkeypatch) -> list[str]:
     """The input paths the writer thread itself writes."""
     written: list[str] = []
@@ -88,8 +98,7 @@ def test_a_lone_request_stores_its_input_itself_and_answers_once_both_are_stored
 
 def test_an_input_whose_row_is_refused_is_removed(serving_registry, digits):
     url = serving_registry.database_url
-    log = PredictionLog(url, artifact_dir())
-    record = _record(url, serving_registry.version_ids[0])
+    log, record = _log_and_record(url, serving_registry.version_ids[0])
     image = digits.x[0]
     assert log.store_input_early(record.input_path, image, None)
     assert (artifact_dir() / record.input_path).is_file()
@@ -103,8 +112,7 @@ def test_a_failed_write_removes_an_early_input_and_its_retry_stores_it_again(
     serving_registry, digits, monkeypatch
 ):
     url = serving_registry.database_url
-    log = PredictionLog(url, artifact_dir())
-    record = _record(url, serving_registry.version_ids[0])
+    log, record = _log_and_record(url, serving_registry.version_ids[0])
     image = digits.x[1]
     real_commit, seen = log._commit, []
 
@@ -123,16 +131,14 @@ def test_a_failed_write_removes_an_early_input_and_its_retry_stores_it_again(
     finally:
         log.close()
     assert seen == [True, True]  # the retry wrote the file that the failure removed
-    assert (artifact_dir() / record.input_path).read_bytes() == encode_png(image)
-    assert record.input_path in _logged_inputs(url)
+    _assert_stored_with_its_row(url, record, image)
 
 
 def test_an_early_write_that_fails_leaves_the_input_to_the_writer(
     serving_registry, digits, monkeypatch
 ):
     url = serving_registry.database_url
-    log = PredictionLog(url, artifact_dir())
-    record = _record(url, serving_registry.version_ids[0])
+    log, record = _log_and_record(url, serving_registry.version_ids[0])
     image = digits.x[2]
     written_by_writer = _spy_on_writer(log, monkeypatch)
 
@@ -152,8 +158,7 @@ def test_an_early_write_that_fails_leaves_the_input_to_the_writer(
     finally:
         log.close()
     assert record.input_path in written_by_writer  # stored with its row after all
-    assert (artifact_dir() / record.input_path).read_bytes() == encode_png(image)
-    assert record.input_path in _logged_inputs(url)
+    _assert_stored_with_its_row(url, record, image)
 
 
 def test_inputs_for_an_object_store_are_left_to_the_writer(tmp_path, digits):
