@@ -145,7 +145,7 @@ def channel_card(c: ChannelHealth, trend: list[TrendPoint]) -> None:
         for alert in c.open_alerts:
             st.warning(f"{ui.when(alert.opened_at)} · {alert.signal}", icon=":material/warning:")
             st.text(alert.message)
-        left, right = st.columns([2, 5])
+        left, right = st.columns([1, 2])  # room for "Production v12 · 100.0% offline accuracy"
         with left:
             versions_cell(c)
             links_cell(c)
