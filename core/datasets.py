@@ -7,11 +7,13 @@ registration, independent of any job's seed (core.ml.holdout).
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 from core.ml.catalog import default_flip_safe
 from core.ml.datasets import DatasetError, LabelledImages, check_source, load_dataset
 from core.ml.holdout import Holdout, make_holdout
+from core.ml.images import image_digests
 from db.errors import RegistryError
 from db.repo.datasets import (
     DatasetInfo,
@@ -19,7 +21,9 @@ from db.repo.datasets import (
     find_dataset,
     fix_holdout,
     get_holdout_bytes,
+    has_holdout_images,
     register_dataset,
+    store_holdout_images,
 )
 
 
@@ -40,7 +44,20 @@ def register_loaded_dataset(
         data.fingerprint, holdout.to_bytes(), holdout.fingerprint, holdout.summary(),
         flip_safe=default_flip_safe(source, location) if flip_safe is None else bool(flip_safe),
     )  # fmt: skip
-    return register_dataset(session=session, record=record)
+    info = register_dataset(session=session, record=record)
+    _store_holdout_images(session, info.id, data, holdout)
+    return info
+
+
+def _store_holdout_images(
+    session: Session, dataset_id: int, data: LabelledImages, holdout: Holdout
+) -> None:
+    """The digests of the holdout's validation and test images, which feedback is checked
+    against: an annotated input identical to one of them never waits for a retrain."""
+    positions = np.union1d(holdout.val_idx, holdout.test_idx).astype(np.int64)
+    store_holdout_images(
+        session=session, dataset_id=dataset_id, digests=image_digests(data.x[positions])
+    )
 
 
 def register_builtin_dataset(*, session: Session) -> DatasetInfo:
@@ -75,4 +92,6 @@ def dataset_holdout(*, session: Session, dataset: DatasetInfo, data: LabelledIma
             f"{data.fingerprint[:12]}… instead of {holdout.dataset_fingerprint[:12]}…): its test "
             "positions no longer name the same images; register the new data under a new name"
         )
+    if not has_holdout_images(session=session, dataset_id=dataset.id):  # registered before 0016
+        _store_holdout_images(session, dataset.id, data, holdout)
     return holdout

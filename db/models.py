@@ -241,6 +241,16 @@ class JobLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class HoldoutImage(Base):
+    """One validation or test image of a dataset's holdout, by its pixels' digest: annotated
+    feedback whose input is one of them is never trained on, so it does not wait for a retrain."""
+
+    __tablename__ = "holdout_images"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
 class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
@@ -263,6 +273,8 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Sent by `channelhub simulate` (and the demo): shown as simulated wherever it appears.
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # core.ml.images.image_digest of the input as the model saw it (None: logged before 0016).
+    input_digest: Mapped[str | None] = mapped_column(String(40))
 
 
 class Feedback(Base):

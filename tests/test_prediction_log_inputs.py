@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from core.ml.images import encode_png
+from core.ml.images import encode_png, image_digest
 from core.serving.api import create_app
 from core.serving.batcher import MicroBatcher
 from core.serving.prediction_log import LogRefused, PredictionLog, input_path_for
@@ -92,6 +92,7 @@ def test_a_lone_request_stores_its_input_itself_and_answers_once_both_are_stored
             row = s.get(Prediction, answer.json()["prediction_id"])
             assert row is not None  # stored before the answer
             path = row.input_path
+            assert row.input_digest == image_digest(digits.x[3])  # the pixels the model saw
         assert (artifact_dir() / path).read_bytes() == upload
         assert path not in written_by_writer  # the request wrote it, while the model ran
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import warnings
 
@@ -11,6 +12,18 @@ from PIL import Image, UnidentifiedImageError
 # We enforce our own pixel limit before decoding, so PIL's own bomb guard is switched off:
 # it would otherwise surface as a warning or a PIL-specific exception instead of ImageError.
 Image.MAX_IMAGE_PIXELS = None
+
+
+def image_digest(image: np.ndarray) -> str:
+    """The identity of an image's pixels (40 hex characters): the same for a served input, the
+    PNG stored for it read back, and the dataset image it copies (all uint8 HxWxC)."""
+    pixels = np.ascontiguousarray(image, dtype=np.uint8)
+    return hashlib.sha1(pixels.tobytes(), usedforsecurity=False).hexdigest()
+
+
+def image_digests(images: np.ndarray) -> set[str]:
+    """`image_digest` of each image of a batch (N, H, W, C)."""
+    return {image_digest(image) for image in images}
 
 
 class ImageError(ValueError):

@@ -123,6 +123,7 @@ def predict_requests(
     """Run the channel's production version on the requested images, in batches; the
     latency is the measured model time per image plus a simulated serving overhead."""
     from core.artifacts import verified_artifact
+    from core.ml.images import image_digest
     from core.ml.inference import Predictor
     from core.serving.prediction_log import input_path_for
     from db.repo.channels import get_channel
@@ -147,7 +148,7 @@ def predict_requests(
             predicted_class=predicted, confidence=float(p[predicted]),
             probabilities=[float(v) for v in p], latency_ms=model_ms + float(extra),
             input_path=input_path_for(slug, prediction_id, request.at), created_at=request.at,
-            simulated=True,
+            simulated=True, input_digest=image_digest(image),
         )  # fmt: skip
         answered.append(Answered(record, image, int(held.y[request.sample])))
     return answered

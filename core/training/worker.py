@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import re
@@ -226,15 +225,17 @@ class JobRunner:
         """
         if not self.job.include_feedback:
             return None, [], []
+        from core.ml.images import image_digest, image_digests
+
         with session_scope() as s:
             items = feedback_repo.training_items(session=s, model_id=self.job.model_id)
-        held_out = _image_digests(np.concatenate([split.val.x, split.test.x])) if items else set()
+        held_out = image_digests(np.concatenate([split.val.x, split.test.x])) if items else set()
         xs, ys, used, overlapping = [], [], [], []
         for item in items:
             image = self._feedback_image(item, tuple(dataset.input_shape), len(dataset.class_names))
             if image is None:
                 continue
-            if _image_digest(image) in held_out:
+            if image_digest(image) in held_out:
                 overlapping.append(item.feedback_id)
                 continue
             xs.append(image)
@@ -349,14 +350,6 @@ class JobRunner:
                     "job was taken away from this worker (marked lost) before it ended"
                 )
         self.log(f"registered {version.label} (test accuracy {version.accuracy:.4f})")
-
-
-def _image_digest(image: np.ndarray) -> bytes:
-    return hashlib.sha1(np.ascontiguousarray(image).tobytes(), usedforsecurity=False).digest()
-
-
-def _image_digests(images: np.ndarray) -> set[bytes]:
-    return {_image_digest(image) for image in images}
 
 
 def _device_scope(use_gpu: bool, has_gpu: bool):

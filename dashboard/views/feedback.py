@@ -76,7 +76,8 @@ def training_counter() -> None:
         "Annotated items not yet used for training",
         f"{unused:,}",
         border=True,
-        help="Confirmed or corrected feedback that no version has learned from yet.",
+        help="Confirmed or corrected feedback that no version has learned from yet (inputs "
+        "identical to a holdout image are never trained on, so they are not counted).",
     )
     st.session_state["fb_unused"] = unused
     # Fine-tune what the chosen channel (or else the first one serving a version) serves.

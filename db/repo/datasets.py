@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.errors import ConflictError
-from db.models import Dataset
+from db.models import Dataset, HoldoutImage
 from db.repo.lookup import get_row, must_exist
 from db.repo.rows import info_of
 
@@ -130,3 +130,17 @@ def fix_holdout(
         .execution_options(synchronize_session=False)
     ).rowcount
     return changed == 1
+
+
+def has_holdout_images(*, session: Session, dataset_id: int) -> bool:
+    return bool(session.scalar(select(exists().where(HoldoutImage.dataset_id == dataset_id))))
+
+
+def store_holdout_images(*, session: Session, dataset_id: int, digests: set[str]) -> int:
+    """Record the digests of a dataset's holdout images, once (its holdout never changes);
+    returns how many were stored (0 when they already were)."""
+    if not digests or has_holdout_images(session=session, dataset_id=dataset_id):
+        return 0
+    rows = [{"dataset_id": dataset_id, "digest": d} for d in sorted(digests)]
+    session.execute(insert(HoldoutImage), rows)
+    return len(rows)

@@ -8,7 +8,7 @@ from datetime import datetime
 from numbers import Integral
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.errors import ConflictError, NotFoundError, RegistryError
 from db.models import (
@@ -16,6 +16,7 @@ from db.models import (
     VERDICTS,
     Annotation,
     Feedback,
+    HoldoutImage,
     ModelVersion,
     Prediction,
 )
@@ -29,11 +30,23 @@ MAX_TAGS = 20
 # One end user's verdict per prediction: a repeat is refused (409), so one client cannot weigh
 # a prediction's thumbs or flood the review queue with copies.
 MAX_FEEDBACK_PER_PREDICTION = 1
-# An annotated item waits for a retrain until a version learns it or a retrain leaves it out
-# (its image is a holdout image: scored on, never trained on).
+_input, _version = aliased(Prediction), aliased(ModelVersion)
+# A retrain never learns an input identical to one of its dataset's holdout images (scored on,
+# never trained on): known from the input's digest (predictions logged since 0016) ...
+NOT_A_HOLDOUT_IMAGE = ~(
+    select(HoldoutImage.digest)
+    .join(_input, _input.input_digest == HoldoutImage.digest)
+    .join(_version, _version.dataset_id == HoldoutImage.dataset_id)
+    .where(_input.id == Feedback.prediction_id, _version.id == Feedback.version_id)
+    .correlate(Feedback)
+    .exists()
+)
+# ... or, for older ones, from the retrain that left it out. Otherwise an annotated item waits
+# for a retrain until a version learns it.
 WAITING_FOR_A_RETRAIN = (
     Feedback.used_in_version_id.is_(None),
     Feedback.left_out_by_version_id.is_(None),
+    NOT_A_HOLDOUT_IMAGE,
 )
 
 
@@ -298,12 +311,12 @@ def training_items(*, session: Session, model_id: int) -> list[TrainingItem]:
 def count_training_items(
     *, session: Session, model_id: int | None = None, unused_only: bool = False
 ) -> int:
-    """How many annotated items a retrain would add (`unused_only`: not yet trained on, nor
-    left out by a retrain because the holdout holds the same image)."""
+    """How many annotated items a retrain would add, holdout images never among them
+    (`unused_only`: those not yet trained on, nor left out by a retrain)."""
     query = (
         select(func.count())
         .select_from(Feedback)
-        .where(Feedback.review_status.in_(("confirmed", "corrected")))
+        .where(Feedback.review_status.in_(("confirmed", "corrected")), NOT_A_HOLDOUT_IMAGE)
     )
     if unused_only:
         query = query.where(*WAITING_FOR_A_RETRAIN)

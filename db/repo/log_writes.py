@@ -31,7 +31,8 @@ log = logging.getLogger("channelhub.serving")
 CHECKPOINT_INTERVAL_S = 1.0
 
 _COLUMNS = ("id", "channel_id", "version_id", "arm", "predicted_class", "confidence",
-            "probabilities", "latency_ms", "input_path", "created_at", "simulated")  # fmt: skip
+            "probabilities", "latency_ms", "input_path", "created_at", "simulated",
+            "input_digest")  # fmt: skip
 INSERT_PREDICTIONS = (
     f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -72,7 +73,7 @@ def sqlite_timestamp(at: datetime) -> str:
 def _prediction_row(r: PredictionRecord) -> tuple:
     return (r.id, r.channel_id, r.version_id, r.arm, r.predicted_class, r.confidence,
             json.dumps(r.probabilities), r.latency_ms, r.input_path,
-            sqlite_timestamp(r.created_at), int(r.simulated))  # fmt: skip
+            sqlite_timestamp(r.created_at), int(r.simulated), r.input_digest)  # fmt: skip
 
 
 def _merged_values(stored: tuple | None, delta: RollupDelta) -> list:

@@ -36,6 +36,8 @@ class PredictionRecord:
     input_path: str | None
     created_at: datetime = field(default_factory=utcnow)
     simulated: bool = False
+    # core.ml.images.image_digest of the input (feedback on a holdout image never waits to train).
+    input_digest: str | None = None
 
 
 def insert_predictions(*, session: Session, records: list[PredictionRecord]) -> int:
@@ -53,4 +55,5 @@ def get_prediction(*, session: Session, prediction_id: str) -> PredictionRecord 
     return PredictionRecord(
         row.id, row.channel_id, row.version_id, row.arm, row.predicted_class, row.confidence,
         list(row.probabilities), row.latency_ms, row.input_path, row.created_at, row.simulated,
+        row.input_digest,
     )  # fmt: skip

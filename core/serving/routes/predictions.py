@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 
+from core.ml.images import image_digest
 from core.serving.deps import ChannelDep, ServicesDep
 from core.serving.model_cache import ChannelState, LoadedVersion
 from core.serving.prediction_log import input_path_for
@@ -114,6 +115,7 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
     # load the writer stores the inputs of a batch together, off the event loop).
     lone = services.metrics.in_flight == 1
     input_stored = lone and log.store_input_early(input_path, upload.image, upload.png)
+    digest = image_digest(upload.image)  # while the model runs
     try:
         try:
             probs = await asyncio.wrap_future(answer)
@@ -133,6 +135,7 @@ async def predict(state: ChannelDep, services: ServicesDep, request: Request) ->
             input_path=input_path,
             created_at=utcnow(),
             simulated=is_simulated(request),
+            input_digest=digest,
         )
     except BaseException:  # no row will come (an error, or the client went away)
         if input_stored:

@@ -1,0 +1,89 @@
+"""Annotated feedback whose input is one of its dataset's holdout images is never trained on (the
+worker leaves it out), so it never waits for a retrain: the registry knows the holdout images by
+their digests from registration, and each prediction its input's digest from serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, func, select
+
+from core.datasets import dataset_holdout, register_builtin_dataset
+from core.ml.datasets import load_dataset
+from core.ml.holdout import Holdout
+from core.ml.images import image_digest
+from db.engine import session_scope
+from db.models import HoldoutImage
+from db.queries.loop import channel_loops
+from db.repo import feedback, predictions
+from db.repo.channels import ChannelSpec, create_channel
+from db.repo.datasets import get_holdout_bytes
+from db.repo.feedback import AnnotationInput, FeedbackInput
+from tests.registry_helpers import add_model_with_version
+
+pytestmark = pytest.mark.both_databases
+
+
+def _annotated(channel_id: int, version_id: int, digest: str | None) -> int:
+    """A confirmed feedback item on a prediction whose input has `digest` (None: logged before
+    inputs had digests)."""
+    pid = predictions.new_prediction_id()
+    record = predictions.PredictionRecord(
+        pid, channel_id, version_id, "production", 1, 0.6, [0.1] * 10, 3.0, f"inputs/{pid}.png",
+        input_digest=digest,
+    )  # fmt: skip
+    with session_scope() as s:
+        predictions.insert_predictions(session=s, records=[record])
+        item = feedback.add_feedback(
+            session=s,
+            feedback=FeedbackInput(prediction_id=pid, channel_id=channel_id, rating="up"),
+        )
+        feedback.annotate(
+            session=s, feedback_id=item.id, author="ann",
+            annotation=AnnotationInput(verdict="confirmed"),
+        )  # fmt: skip
+    return item.id
+
+
+def _holdout_images(dataset_id: int) -> int:
+    with session_scope() as s:
+        return s.scalar(
+            select(func.count())
+            .select_from(HoldoutImage)
+            .where(HoldoutImage.dataset_id == dataset_id)
+        )
+
+
+def test_feedback_on_a_holdout_image_never_waits_for_a_retrain(registry):
+    digits = load_dataset("digits")
+    with session_scope() as s:
+        dataset = register_builtin_dataset(session=s)
+        holdout = Holdout.from_bytes(get_holdout_bytes(session=s, dataset_id=dataset.id))
+        model, version = add_model_with_version(s, dataset.id)
+        channel, _ = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model.id)
+        )
+    held = np.union1d(holdout.val_idx, holdout.test_idx)
+    assert _holdout_images(dataset.id) == len({image_digest(digits.x[i]) for i in held})
+    learnable = next(i for i in range(len(digits.y)) if i not in set(held.tolist()))
+    _annotated(channel.id, version.id, image_digest(digits.x[learnable]))
+    _annotated(channel.id, version.id, image_digest(digits.x[holdout.test_idx[0]]))
+    _annotated(channel.id, version.id, image_digest(digits.x[holdout.val_idx[0]]))
+    _annotated(channel.id, version.id, None)  # waits until a retrain leaves it out or learns it
+    with session_scope() as s:
+        waiting = feedback.count_training_items(session=s, model_id=model.id, unused_only=True)
+        added = feedback.count_training_items(session=s, model_id=model.id)
+        (loop,) = channel_loops(session=s)
+    assert (waiting, added, loop.annotated_not_learned) == (2, 2, 2)
+
+
+def test_a_dataset_registered_before_digests_gets_them_when_its_holdout_is_next_read(registry):
+    digits = load_dataset("digits")
+    with session_scope() as s:
+        dataset = register_builtin_dataset(session=s)
+    stored = _holdout_images(dataset.id)
+    with session_scope() as s:
+        s.execute(delete(HoldoutImage))  # as a registry upgraded to 0016 has it
+    with session_scope() as s:
+        dataset_holdout(session=s, dataset=dataset, data=digits)  # what every training job does
+    assert _holdout_images(dataset.id) == stored > 0
