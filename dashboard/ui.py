@@ -263,6 +263,8 @@ def optional_select(
 ) -> Any:
     """A selectbox over `names` (value -> shown text) with None first, shown as `none` ("any",
     "all", "—"): a filter or choice that may be left open. Returns the value or None."""
+    if key in st.session_state:  # set by a link's filters: a default as well draws a warning
+        kwargs.pop("index", None)
     return where.selectbox(
         label,
         [None, *names],
