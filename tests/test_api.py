@@ -225,6 +225,7 @@ def test_other_refusals(client, serving_registry, digits):
     for response, status, message in cases:
         assert response.status_code == status, response.text
         assert message in response.json()["detail"]
+        assert ("Retry-After" in response.headers) == (status == 503)  # as the schema says
     assert flushed_count(client, serving_registry) == before
 
 
@@ -235,6 +236,7 @@ def test_paused_channel_answers_503_with_the_reason(client, serving_registry, di
     assert wait_for(lambda: post_png(client, key, png_of(digits), "mobile").status_code == 503)
     response = post_png(client, key, png_of(digits), "mobile")
     assert "paused: data incident" in response.json()["detail"]
+    assert int(response.headers["Retry-After"]) >= 1
     with session_scope(url) as s:
         set_channel_status(session=s, slug="mobile", status="active")
     assert wait_for(lambda: post_png(client, key, png_of(digits), "mobile").status_code == 200)

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from core.ml.images import image_digest
 from core.serving.deps import ChannelDep, ServicesDep
+from core.serving.keys import retry_after_header
 from core.serving.model_cache import ChannelState, LoadedVersion
 from core.serving.prediction_log import input_path_for
 from core.serving.request_images import image_from_request
@@ -61,16 +62,22 @@ class OrjsonResponse(Response):
         return orjson.dumps(content)
 
 
-def ensure_servable(state: ChannelState) -> None:
-    """503 naming why when the channel is paused, has no production version or it did not load."""
+def ensure_servable(state: ChannelState, refresh_seconds: float) -> None:
+    """503 naming why when the channel is paused, has no production version or it did not load,
+    with `Retry-After` the refresh interval: the soonest this process can see it change."""
     routing = state.routing
+    retry = {"Retry-After": retry_after_header(refresh_seconds)}
     if routing.status == "paused":
         reason = f": {routing.status_reason}" if routing.status_reason else ""
-        raise HTTPException(503, f"channel {routing.slug!r} is paused{reason}")
+        raise HTTPException(503, f"channel {routing.slug!r} is paused{reason}", headers=retry)
     if routing.production_version_id is None:
-        raise HTTPException(503, f"channel {routing.slug!r} has no production model version yet")
+        raise HTTPException(
+            503, f"channel {routing.slug!r} has no production model version yet", headers=retry
+        )
     if state.serving is None:
-        raise HTTPException(503, f"channel {routing.slug!r} is not ready: {state.load_error}")
+        raise HTTPException(
+            503, f"channel {routing.slug!r} is not ready: {state.load_error}", headers=retry
+        )
 
 
 def prediction_body(
@@ -101,7 +108,7 @@ def is_simulated(request: Request) -> bool:
 async def predict(state: ChannelDep, services: ServicesDep, request: Request) -> OrjsonResponse:
     """Classify one image for `channel`; the answer is logged with its input and latency."""
     started = time.perf_counter()
-    ensure_servable(state)
+    ensure_servable(state, services.cache.refresh_seconds)
     version, arm = state.choose(services.cache.rng)
     request.state.arm = arm  # for the metrics
     upload = await image_from_request(
