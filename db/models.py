@@ -242,8 +242,8 @@ class JobLog(Base):
 
 
 class HoldoutImage(Base):
-    """One validation or test image of a dataset's holdout, by its pixels' digest: annotated
-    feedback whose input is one of them is never trained on, so it does not wait for a retrain."""
+    """One validation or test image of a dataset's holdout, by its pixels' digest: feedback
+    on a prediction whose input is one of them is marked `Feedback.holdout_image`."""
 
     __tablename__ = "holdout_images"
 
@@ -294,8 +294,16 @@ class Feedback(Base):
             "version_id",
             "used_in_version_id",
         ),  # fmt: skip
-        # What a retrain would add: the few annotated items not learned yet, per version.
-        Index("ix_feedback_unlearned", "used_in_version_id", "review_status", "version_id"),
+        # What a retrain would add (annotated, not a holdout image) and, of it, what waits for
+        # one (not learned, not left out), per version: counted from the index alone.
+        Index(
+            "ix_feedback_trainable",
+            "review_status",
+            "holdout_image",
+            "used_in_version_id",
+            "left_out_by_version_id",
+            "version_id",
+        ),  # fmt: skip
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -315,6 +323,9 @@ class Feedback(Base):
     left_out_by_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", name="fk_feedback_left_out_by_version")
     )
+    # The prediction's input is one of its version's dataset's holdout images (known from the
+    # digests when the feedback arrives): never trained on, so it never waits for a retrain.
+    holdout_image: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from numbers import Integral
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session
 
 from db.errors import ConflictError, NotFoundError, RegistryError
 from db.models import (
@@ -30,23 +30,12 @@ MAX_TAGS = 20
 # One end user's verdict per prediction: a repeat is refused (409), so one client cannot weigh
 # a prediction's thumbs or flood the review queue with copies.
 MAX_FEEDBACK_PER_PREDICTION = 1
-_input, _version = aliased(Prediction), aliased(ModelVersion)
-# A retrain never learns an input identical to one of its dataset's holdout images (scored on,
-# never trained on): known from the input's digest (predictions logged since 0016) ...
-NOT_A_HOLDOUT_IMAGE = ~(
-    select(HoldoutImage.digest)
-    .join(_input, _input.input_digest == HoldoutImage.digest)
-    .join(_version, _version.dataset_id == HoldoutImage.dataset_id)
-    .where(_input.id == Feedback.prediction_id, _version.id == Feedback.version_id)
-    .correlate(Feedback)
-    .exists()
-)
-# ... or, for older ones, from the retrain that left it out. Otherwise an annotated item waits
-# for a retrain until a version learns it.
+# An annotated item waits for a retrain until a version learns it or a retrain leaves it out;
+# one whose input is a holdout image (scored on, never trained on) never waits.
 WAITING_FOR_A_RETRAIN = (
     Feedback.used_in_version_id.is_(None),
     Feedback.left_out_by_version_id.is_(None),
-    NOT_A_HOLDOUT_IMAGE,
+    Feedback.holdout_image.is_(False),
 )
 
 
@@ -128,6 +117,7 @@ def add_feedback(*, session: Session, feedback: FeedbackInput) -> FeedbackInfo:
         prediction_id=prediction_id, channel_id=channel_id, version_id=prediction.version_id,
         predicted_class=prediction.predicted_class, confidence=prediction.confidence,
         rating=rating, claimed_class=claimed_class, comment=comment,
+        holdout_image=_is_a_holdout_image(session, prediction),
     )  # fmt: skip
     session.add(row)
     session.flush()  # the insert first: it takes SQLite's write lock before rollups are read
@@ -140,6 +130,25 @@ def add_feedback(*, session: Session, feedback: FeedbackInput) -> FeedbackInfo:
         raise ConflictError(f"prediction {prediction_id!r} already has its feedback")
     _count_in_rollups(session, prediction, {f"thumbs_{rating}": 1})
     return _feedback_info(row)
+
+
+def _is_a_holdout_image(session: Session, prediction: Prediction) -> bool:
+    """Whether the prediction's input is one of its version's dataset's holdout images (False
+    when unknown: no digest, logged before 0016, or the holdout's digests not stored yet; the
+    retrain that leaves such an item out records it then)."""
+    if prediction.input_digest is None:
+        return False
+    dataset = select(ModelVersion.dataset_id).where(ModelVersion.id == prediction.version_id)
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    HoldoutImage.dataset_id == dataset.scalar_subquery(),
+                    HoldoutImage.digest == prediction.input_digest,
+                )
+            )
+        )
+    )
 
 
 def _valid_feedback_fields(
@@ -316,7 +325,10 @@ def count_training_items(
     query = (
         select(func.count())
         .select_from(Feedback)
-        .where(Feedback.review_status.in_(("confirmed", "corrected")), NOT_A_HOLDOUT_IMAGE)
+        .where(
+            Feedback.review_status.in_(("confirmed", "corrected")),
+            Feedback.holdout_image.is_(False),
+        )
     )
     if unused_only:
         query = query.where(*WAITING_FOR_A_RETRAIN)

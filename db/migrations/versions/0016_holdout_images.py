@@ -1,26 +1,40 @@
-"""predictions.input_digest and holdout_images: annotated feedback whose input is a holdout
-image is known as such before any retrain, so it never counts as waiting for one"""
+"""holdout_images, predictions.input_digest and feedback.holdout_image: feedback on a holdout
+image is known as such when it arrives, so it never counts as waiting for a retrain; the index
+of those counts now covers the left-out and holdout columns"""
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_holdout_images"
 down_revision = "0015_feedback_left_out"
+TRAINABLE = ("review_status", "holdout_image", "used_in_version_id", "left_out_by_version_id",
+             "version_id")  # fmt: skip
+UNLEARNED = ("used_in_version_id", "review_status", "version_id")  # 0014's
 
 
 def upgrade() -> None:
-    # A plain ADD COLUMN (nullable, no default): no rebuild of a table others reference.
-    op.add_column("predictions", sa.Column("input_digest", sa.String(40), nullable=True))
     op.create_table(
         "holdout_images",
         sa.Column("dataset_id", sa.Integer(), sa.ForeignKey("datasets.id"), primary_key=True),
         sa.Column("digest", sa.String(40), primary_key=True),
     )
+    # Plain ADD COLUMNs (server_default "0", not sa.false(): no rebuild of referenced tables).
+    op.add_column("predictions", sa.Column("input_digest", sa.String(40), nullable=True))
+    op.add_column(
+        "feedback",
+        sa.Column("holdout_image", sa.Boolean(), nullable=False, server_default="0"),
+    )
+    op.drop_index("ix_feedback_unlearned", table_name="feedback")
+    op.create_index("ix_feedback_trainable", "feedback", list(TRAINABLE))
 
 
 def downgrade() -> None:
-    op.drop_table("holdout_images")
-    if op.get_bind().dialect.name == "sqlite":  # 3.35+; no rebuild of the referenced table
+    op.drop_index("ix_feedback_trainable", table_name="feedback")
+    op.create_index("ix_feedback_unlearned", "feedback", list(UNLEARNED))
+    if op.get_bind().dialect.name == "sqlite":  # 3.35+; no rebuild of the referenced tables
+        op.execute("ALTER TABLE feedback DROP COLUMN holdout_image")
         op.execute("ALTER TABLE predictions DROP COLUMN input_digest")
-        return
-    op.drop_column("predictions", "input_digest")
+    else:
+        op.drop_column("feedback", "holdout_image")
+        op.drop_column("predictions", "input_digest")
+    op.drop_table("holdout_images")
