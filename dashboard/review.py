@@ -46,6 +46,12 @@ def shown_class(item: ReviewItem, index: int | None) -> str:
     return ui.md_text(class_label(item, index))
 
 
+HOLDOUT_NOTE = (
+    ":material/lock: This input is one of the dataset's holdout images: a verdict on it counts "
+    "in live accuracy and the gate's comparisons, but no retrain learns it."
+)
+
+
 def what_was_said(item: ReviewItem) -> None:
     row = item.row
     thumb = (
@@ -67,6 +73,8 @@ def what_was_said(item: ReviewItem) -> None:
     if row.comment:
         # The end user's words, exactly as sent: never Markdown or HTML.
         st.text(f"Comment: {row.comment}")
+    if item.holdout_image:
+        st.caption(HOLDOUT_NOTE)
     tip = suggest_verdict(item)
     st.info(
         f"Suggestion: **{tip.verdict}**"

@@ -24,9 +24,9 @@ from tests.registry_helpers import add_model_with_version
 pytestmark = pytest.mark.both_databases
 
 
-def _annotated(channel_id: int, version_id: int, digest: str | None) -> int:
-    """A confirmed feedback item on a prediction whose input has `digest` (None: logged before
-    inputs had digests)."""
+def _feedback(channel_id: int, version_id: int, digest: str | None) -> int:
+    """A thumbs-up on a prediction whose input has `digest` (None: logged before inputs had
+    digests), waiting for review."""
     pid = predictions.new_prediction_id()
     record = predictions.PredictionRecord(
         pid, channel_id, version_id, "production", 1, 0.6, [0.1] * 10, 3.0, f"inputs/{pid}.png",
@@ -38,11 +38,18 @@ def _annotated(channel_id: int, version_id: int, digest: str | None) -> int:
             session=s,
             feedback=FeedbackInput(prediction_id=pid, channel_id=channel_id, rating="up"),
         )
+    return item.id
+
+
+def _annotated(channel_id: int, version_id: int, digest: str | None) -> int:
+    """The same, confirmed."""
+    item_id = _feedback(channel_id, version_id, digest)
+    with session_scope() as s:
         feedback.annotate(
-            session=s, feedback_id=item.id, author="ann",
+            session=s, feedback_id=item_id, author="ann",
             annotation=AnnotationInput(verdict="confirmed"),
         )  # fmt: skip
-    return item.id
+    return item_id
 
 
 def _holdout_images(dataset_id: int) -> int:
@@ -87,3 +94,28 @@ def test_a_dataset_registered_before_digests_gets_them_when_its_holdout_is_next_
     with session_scope() as s:
         dataset_holdout(session=s, dataset=dataset, data=digits)  # what every training job does
     assert _holdout_images(dataset.id) == stored > 0
+
+
+def test_the_review_queue_says_when_an_input_is_a_holdout_image(registry):
+    from dashboard.review import HOLDOUT_NOTE
+    from db.queries.review import review_item
+    from tests.page_helpers import open_page, texts
+
+    digits = load_dataset("digits")
+    with session_scope() as s:
+        dataset = register_builtin_dataset(session=s)
+        holdout = Holdout.from_bytes(get_holdout_bytes(session=s, dataset_id=dataset.id))
+        model, version = add_model_with_version(s, dataset.id)
+        channel, _ = create_channel(
+            session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model.id)
+        )
+    held = set(np.union1d(holdout.val_idx, holdout.test_idx).tolist())
+    learnable = next(i for i in range(len(digits.y)) if i not in held)
+    plain = _feedback(channel.id, version.id, image_digest(digits.x[learnable]))
+    replayed = _feedback(channel.id, version.id, image_digest(digits.x[holdout.test_idx[0]]))
+    with session_scope() as s:
+        marked = [review_item(session=s, feedback_id=i).holdout_image for i in (plain, replayed)]
+    assert marked == [False, True]
+    at = open_page("feedback", user="rita", role="annotator")  # the newest item first
+    assert f"feedback #{replayed}" in texts(at)
+    assert HOLDOUT_NOTE in [c.value for c in at.caption]

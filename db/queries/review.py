@@ -52,6 +52,8 @@ class ReviewItem:
     current_tags: list[str] = field(default_factory=list)
     current_note: str = ""
     current_author: str | None = None
+    # The input is one of the dataset's holdout images: annotated, it is scored on, never learned.
+    holdout_image: bool = False
 
 
 def _filtered(query: Select, f: ReviewFilter) -> Select:
@@ -175,6 +177,7 @@ def review_item(*, session: Session, feedback_id: int) -> ReviewItem | None:
         list(current.tags or []) if current else [],
         current.note if current else "",
         current.author if current else None,
+        fb.holdout_image,
     )
 
 
