@@ -119,3 +119,20 @@ def test_the_review_queue_says_when_an_input_is_a_holdout_image(registry):
     at = open_page("feedback", user="rita", role="annotator")  # the newest item first
     assert f"feedback #{replayed}" in texts(at)
     assert HOLDOUT_NOTE in [c.value for c in at.caption]
+
+
+def test_digests_stored_by_another_worker_meanwhile_are_not_an_error(registry, monkeypatch):
+    """Two workers read a holdout without digests at once: both see none, one stores them, the
+    other's insert loses, and its job goes on."""
+    import db.repo.datasets as datasets_repo
+
+    with session_scope() as s:
+        dataset = register_builtin_dataset(session=s)
+    stored = _holdout_images(dataset.id)
+    monkeypatch.setattr(datasets_repo, "has_holdout_images", lambda **_: False)  # the race
+    with session_scope() as s:
+        digests = set(s.scalars(select(HoldoutImage.digest)))
+        lost = datasets_repo.store_holdout_images(session=s, dataset_id=dataset.id, digests=digests)
+        s.add(HoldoutImage(dataset_id=dataset.id, digest="0" * 40))  # the session still works
+    assert lost == 0
+    assert _holdout_images(dataset.id) == stored + 1

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import ConflictError
@@ -138,9 +139,13 @@ def has_holdout_images(*, session: Session, dataset_id: int) -> bool:
 
 def store_holdout_images(*, session: Session, dataset_id: int, digests: set[str]) -> int:
     """Record the digests of a dataset's holdout images, once (its holdout never changes);
-    returns how many were stored (0 when they already were)."""
+    returns how many were stored (0 when they already were, by this or another process)."""
     if not digests or has_holdout_images(session=session, dataset_id=dataset_id):
         return 0
     rows = [{"dataset_id": dataset_id, "digest": d} for d in sorted(digests)]
-    session.execute(insert(HoldoutImage), rows)
+    try:
+        with session.begin_nested():  # two workers may store them at once: one wins
+            session.execute(insert(HoldoutImage), rows)
+    except IntegrityError:
+        return 0
     return len(rows)
