@@ -318,8 +318,9 @@ class Feedback(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     review_status: Mapped[str] = mapped_column(String(20), default="pending")
     used_in_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
-    # The retrain that left the item out because its image is one of the holdout's (scored on,
-    # never trained on): no retrain of that holdout adds it, so it does not wait for one.
+    # The retrain that left the item out: its image is one of the holdout's (scored on, never
+    # trained on), or no retrain can learn it (its input gone or unreadable, its class unknown).
+    # No later retrain adds it, so it does not wait for one.
     left_out_by_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_versions.id", name="fk_feedback_left_out_by_version")
     )

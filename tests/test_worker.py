@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from core.datasets import register_builtin_dataset
 from core.training.jobs import JobRequestError, enqueue_job
 from db.engine import session_scope
-from db.models import Feedback, TrainingJob
+from db.models import Feedback, Prediction, TrainingJob
 from db.repo import channels, feedback, jobs, models, predictions
 from db.repo.channels import ChannelSpec
 from db.repo.feedback import AnnotationInput, FeedbackInput
@@ -272,6 +273,10 @@ def test_holdout_is_fixed_across_seeds_and_never_trained_on_along_a_fine_tune_ch
     train_i = next(i for i in range(len(digits.y)) if digits.x[i].tobytes() not in held)
     fb_id = _feedback_item(web.id, v1, digits.x[train_i])
     replayed = _feedback_item(web.id, v1, digits.x[holdout.test_idx[0]])
+    gone = _feedback_item(web.id, v1, digits.x[train_i + 1])
+    with session_scope() as s:
+        gone_input = s.get(Prediction, s.get(Feedback, gone).prediction_id).input_path
+    (artifact_dir() / gone_input).unlink()  # deleted by hand: no retrain can learn it now
     second = _queue(
         {"epochs": 1, "augmentation": False, "learning_rate": 1e-4, "seed": 2},
         base_version_id=v1, include_feedback=True,
@@ -300,6 +305,8 @@ def test_holdout_is_fixed_across_seeds_and_never_trained_on_along_a_fine_tune_ch
         replayed_row = s.get(Feedback, replayed)
         assert replayed_row.used_in_version_id is None  # never trained on …
         assert replayed_row.left_out_by_version_id == v2.id  # … and left out by this retrain
+        assert s.get(Feedback, gone).left_out_by_version_id == v2.id  # so is one with no input
+    assert any(f"left out feedback {gone}: its input {gone_input} is gone" in m for m in logs)
     assert _count_unused() == 0  # so it no longer waits for a retrain
 
 
@@ -317,3 +324,38 @@ def test_a_retrain_needs_an_author_and_a_short_note(registry):
     assert list(info.value.field_errors) == ["note"]
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(TrainingJob)) == 0
+
+
+def test_only_an_input_no_retrain_can_read_is_unlearnable(monkeypatch):
+    """A store away for a moment skips the item until the next retrain; a missing or corrupt
+    input, or a class the dataset lacks, leaves it out for good."""
+    import core.training.worker as worker
+    from db.artifact_store import ArtifactStoreError
+    from db.repo.feedback import TrainingItem
+
+    said: list[str] = []
+    runner = SimpleNamespace(log=said.append)
+    failures = {
+        "away.png": ArtifactStoreError("cannot read away.png: ConnectTimeoutError"),
+        "gone.png": FileNotFoundError("gone.png"),
+    }
+
+    def read_bytes(path):
+        if path in failures:
+            raise failures[path]
+        return b"not a png"
+
+    monkeypatch.setattr(worker, "artifact_store", lambda: SimpleNamespace(read_bytes=read_bytes))
+
+    def image_of(path: str, true_class: int = 3):
+        item = TrainingItem(1, 1, true_class, path)
+        return worker.JobRunner._feedback_image(runner, item, (8, 8, 1), 10)
+
+    assert image_of("away.png") is None and "for now" in said[-1]
+    for path, true_class, reason in (
+        ("gone.png", 3, "is gone"),
+        ("corrupt.png", 3, "cannot be read"),
+        ("away.png", 12, "class 12 is not one of the dataset's"),
+    ):
+        with pytest.raises(worker.Unlearnable, match=reason):
+            image_of(path, true_class)

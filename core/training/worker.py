@@ -35,6 +35,12 @@ class JobFailure(RuntimeError):
     """A job that cannot run; the message is stored on the job for the manager to read."""
 
 
+class Unlearnable(ValueError):
+    """An annotated item no retrain can learn: its input is gone or unreadable, or its class is
+    not one of the dataset's. (A store that is away for a moment is not this: the next retrain
+    tries again.)"""
+
+
 @dataclass
 class WorkerOptions:
     poll_interval_s: float = 1.0
@@ -217,7 +223,8 @@ class JobRunner:
 
     def _feedback_samples(self, dataset, split):
         """Annotated feedback images (fit to the dataset's shape), their registry ids, and the
-        ids of the items left out because their images are holdout images.
+        ids of the items left out: their images are holdout images, or no retrain can learn
+        them (`Unlearnable`).
 
         Feedback is live input, never a dataset sample, so it only ever joins training; an
         image identical to a holdout image (traffic replaying the test set) is left out so the
@@ -230,9 +237,16 @@ class JobRunner:
         with session_scope() as s:
             items = feedback_repo.training_items(session=s, model_id=self.job.model_id)
         held_out = image_digests(np.concatenate([split.val.x, split.test.x])) if items else set()
-        xs, ys, used, overlapping = [], [], [], []
+        xs, ys, used, overlapping, unlearnable = [], [], [], [], []
         for item in items:
-            image = self._feedback_image(item, tuple(dataset.input_shape), len(dataset.class_names))
+            try:
+                image = self._feedback_image(
+                    item, tuple(dataset.input_shape), len(dataset.class_names)
+                )
+            except Unlearnable as exc:
+                self.log(f"left out feedback {item.feedback_id}: {exc}")
+                unlearnable.append(item.feedback_id)
+                continue
             if image is None:
                 continue
             if image_digest(image) in held_out:
@@ -250,23 +264,29 @@ class JobRunner:
             f"added {len(used)} annotated feedback images to the training set"
             + (f" (feedback {', '.join(str(f) for f, _, _ in used[:50])})" if used else "")
         )
+        left_out = overlapping + unlearnable
         if not used:
-            return None, [], overlapping
-        return (np.stack(xs), np.asarray(ys, dtype=np.int64)), used, overlapping
+            return None, [], left_out
+        return (np.stack(xs), np.asarray(ys, dtype=np.int64)), used, left_out
 
     def _feedback_image(self, item, input_shape, num_classes: int) -> np.ndarray | None:
+        """The item's input fit to `input_shape`; None when the store cannot be read just now
+        (the next retrain tries again); `Unlearnable` when no retrain ever could."""
         from core.ml.images import ImageError, decode_image, fit_to_shape
 
+        if not 0 <= item.true_class < num_classes:
+            raise Unlearnable(f"class {item.true_class} is not one of the dataset's")
         try:
             data = artifact_store().read_bytes(item.input_path)
-            image = fit_to_shape(decode_image(data), input_shape)
-        except (OSError, ImageError) as exc:
-            self.log(f"skipped feedback {item.feedback_id}: {exc}")
+        except FileNotFoundError as exc:
+            raise Unlearnable(f"its input {item.input_path} is gone") from exc
+        except OSError as exc:
+            self.log(f"skipped feedback {item.feedback_id} for now: {exc}")
             return None
-        if not 0 <= item.true_class < num_classes:
-            self.log(f"skipped feedback {item.feedback_id}: class {item.true_class} unknown")
-            return None
-        return image
+        try:
+            return fit_to_shape(decode_image(data), input_shape)
+        except ImageError as exc:
+            raise Unlearnable(f"its input {item.input_path} cannot be read: {exc}") from exc
 
     def _base_artifact(self, holdout_fingerprint: str) -> Path | None:
         if self.job.base_version_id is None:

@@ -343,7 +343,8 @@ def mark_used(
     *, session: Session, feedback_ids: list[int], version_id: int, left_out: Sequence[int] = ()
 ) -> None:
     """`version_id` learned `feedback_ids`, and left out the items `left_out` (their images are
-    holdout images): neither waits for a retrain any more."""
+    holdout images, or no retrain can learn them: input gone or unreadable, class unknown):
+    neither waits for a retrain any more."""
     if not feedback_ids and not left_out:
         return
     if session.get(ModelVersion, version_id) is None:
