@@ -4,12 +4,14 @@ their digests from registration, and each prediction its input's digest from ser
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
 from core.datasets import dataset_holdout, register_builtin_dataset
-from core.ml.datasets import load_dataset
+from core.ml.datasets import LabelledImages, load_dataset
 from core.ml.holdout import Holdout
 from core.ml.images import image_digest
 from db.engine import session_scope
@@ -61,7 +63,23 @@ def _holdout_images(dataset_id: int) -> int:
         )
 
 
-def test_feedback_on_a_holdout_image_never_waits_for_a_retrain(registry):
+@dataclass(frozen=True)
+class WebServingDigits:
+    """digits registered (its holdout digests stored), a model version and channel web."""
+
+    digits: LabelledImages
+    holdout: Holdout
+    dataset_id: int
+    model_id: int
+    version_id: int
+    channel_id: int
+    learnable: int  # a sample outside the holdout
+
+    def digest(self, index: int) -> str:
+        return image_digest(self.digits.x[index])
+
+
+def _web_serving_digits() -> WebServingDigits:
     digits = load_dataset("digits")
     with session_scope() as s:
         dataset = register_builtin_dataset(session=s)
@@ -70,16 +88,24 @@ def test_feedback_on_a_holdout_image_never_waits_for_a_retrain(registry):
         channel, _ = create_channel(
             session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model.id)
         )
-    held = np.union1d(holdout.val_idx, holdout.test_idx)
-    assert _holdout_images(dataset.id) == len({image_digest(digits.x[i]) for i in held})
-    learnable = next(i for i in range(len(digits.y)) if i not in set(held.tolist()))
-    _annotated(channel.id, version.id, image_digest(digits.x[learnable]))
-    _annotated(channel.id, version.id, image_digest(digits.x[holdout.test_idx[0]]))
-    _annotated(channel.id, version.id, image_digest(digits.x[holdout.val_idx[0]]))
-    _annotated(channel.id, version.id, None)  # waits until a retrain leaves it out or learns it
+    held = set(np.union1d(holdout.val_idx, holdout.test_idx).tolist())
+    learnable = next(i for i in range(len(digits.y)) if i not in held)
+    return WebServingDigits(
+        digits, holdout, dataset.id, model.id, version.id, channel.id, learnable
+    )
+
+
+def test_feedback_on_a_holdout_image_never_waits_for_a_retrain(registry):
+    web = _web_serving_digits()
+    held = np.union1d(web.holdout.val_idx, web.holdout.test_idx)
+    assert _holdout_images(web.dataset_id) == len({web.digest(i) for i in held})
+    _annotated(web.channel_id, web.version_id, web.digest(web.learnable))
+    _annotated(web.channel_id, web.version_id, web.digest(web.holdout.test_idx[0]))
+    _annotated(web.channel_id, web.version_id, web.digest(web.holdout.val_idx[0]))
+    _annotated(web.channel_id, web.version_id, None)  # waits until a retrain learns or leaves it
     with session_scope() as s:
-        waiting = feedback.count_training_items(session=s, model_id=model.id, unused_only=True)
-        added = feedback.count_training_items(session=s, model_id=model.id)
+        waiting = feedback.count_training_items(session=s, model_id=web.model_id, unused_only=True)
+        added = feedback.count_training_items(session=s, model_id=web.model_id)
         (loop,) = channel_loops(session=s)
     assert (waiting, added, loop.annotated_not_learned) == (2, 2, 2)
 
@@ -101,18 +127,9 @@ def test_the_review_queue_says_when_an_input_is_a_holdout_image(registry):
     from db.queries.review import review_item
     from tests.page_helpers import open_page, texts
 
-    digits = load_dataset("digits")
-    with session_scope() as s:
-        dataset = register_builtin_dataset(session=s)
-        holdout = Holdout.from_bytes(get_holdout_bytes(session=s, dataset_id=dataset.id))
-        model, version = add_model_with_version(s, dataset.id)
-        channel, _ = create_channel(
-            session=s, slug="web", spec=ChannelSpec(name="Web", model_id=model.id)
-        )
-    held = set(np.union1d(holdout.val_idx, holdout.test_idx).tolist())
-    learnable = next(i for i in range(len(digits.y)) if i not in held)
-    plain = _feedback(channel.id, version.id, image_digest(digits.x[learnable]))
-    replayed = _feedback(channel.id, version.id, image_digest(digits.x[holdout.test_idx[0]]))
+    web = _web_serving_digits()
+    plain = _feedback(web.channel_id, web.version_id, web.digest(web.learnable))
+    replayed = _feedback(web.channel_id, web.version_id, web.digest(web.holdout.test_idx[0]))
     with session_scope() as s:
         marked = [review_item(session=s, feedback_id=i).holdout_image for i in (plain, replayed)]
     assert marked == [False, True]
