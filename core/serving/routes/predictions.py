@@ -66,18 +66,16 @@ def ensure_servable(state: ChannelState, refresh_seconds: float) -> None:
     """503 naming why when the channel is paused, has no production version or it did not load,
     with `Retry-After` the refresh interval: the soonest this process can see it change."""
     routing = state.routing
-    retry = {"Retry-After": retry_after_header(refresh_seconds)}
     if routing.status == "paused":
         reason = f": {routing.status_reason}" if routing.status_reason else ""
-        raise HTTPException(503, f"channel {routing.slug!r} is paused{reason}", headers=retry)
-    if routing.production_version_id is None:
-        raise HTTPException(
-            503, f"channel {routing.slug!r} has no production model version yet", headers=retry
-        )
-    if state.serving is None:
-        raise HTTPException(
-            503, f"channel {routing.slug!r} is not ready: {state.load_error}", headers=retry
-        )
+        why = f"channel {routing.slug!r} is paused{reason}"
+    elif routing.production_version_id is None:
+        why = f"channel {routing.slug!r} has no production model version yet"
+    elif state.serving is None:
+        why = f"channel {routing.slug!r} is not ready: {state.load_error}"
+    else:
+        return
+    raise HTTPException(503, why, headers={"Retry-After": retry_after_header(refresh_seconds)})
 
 
 def prediction_body(
