@@ -15,7 +15,7 @@ from core.ml.datasets import LabelledImages, load_dataset
 from core.ml.holdout import Holdout
 from core.ml.images import image_digest
 from db.engine import session_scope
-from db.models import HoldoutImage
+from db.models import Feedback, HoldoutImage, Prediction
 from db.queries.loop import channel_loops
 from db.repo import feedback, predictions
 from db.repo.channels import ChannelSpec, create_channel
@@ -153,3 +153,57 @@ def test_digests_stored_by_another_worker_meanwhile_are_not_an_error(registry, m
         s.add(HoldoutImage(dataset_id=dataset.id, digest="0" * 40))  # the session still works
     assert lost == 0
     assert _holdout_images(dataset.id) == stored + 1
+
+
+def _stored_input(channel_id: int, version_id: int, image: np.ndarray | None) -> int:
+    """Annotated feedback on a prediction logged before 0016: its input stored (None: the file
+    is gone), its digest unknown."""
+    from core.ml.images import encode_png
+    from db.artifact_store import artifact_store
+
+    item_id = _annotated(channel_id, version_id, None)
+    if image is not None:
+        artifact_store().write_bytes(_input_path(item_id), encode_png(image))
+    return item_id
+
+
+def _input_path(feedback_id: int) -> str:
+    with session_scope() as s:
+        return s.scalar(
+            select(Prediction.input_path)
+            .join(Feedback, Feedback.prediction_id == Prediction.id)
+            .where(Feedback.id == feedback_id)
+        )
+
+
+def test_a_started_worker_marks_feedback_from_before_0016_on_holdout_images(registry, caplog):
+    from core.training.holdout_copies import mark_holdout_copies
+    from core.training.worker import TrainingWorker, WorkerOptions
+    from db.repo.audit import list_events
+
+    web = _web_serving_digits()
+    replayed = _stored_input(web.channel_id, web.version_id, web.digits.x[web.holdout.test_idx[1]])
+    kept = _stored_input(web.channel_id, web.version_id, web.digits.x[web.learnable])
+    _stored_input(web.channel_id, web.version_id, None)  # the retrain decides about this one
+    with session_scope() as s:
+        s.execute(delete(HoldoutImage))  # as a registry upgraded to 0016 has it
+
+    def waiting() -> int:
+        with session_scope() as s:
+            return feedback.count_training_items(session=s, model_id=web.model_id, unused_only=True)
+
+    assert waiting() == 3
+    caplog.set_level("INFO", logger="channelhub.worker")
+    assert TrainingWorker(WorkerOptions(exit_when_idle=True)).run() == 0  # no job: it only starts
+    assert waiting() == 2 and _holdout_images(web.dataset_id) > 0
+    with session_scope() as s:
+        flags = dict(s.execute(select(Feedback.id, Feedback.holdout_image)).tuples().all())
+        (event,) = list_events(session=s, action="feedback.mark_holdout_copies")
+    assert flags[replayed] is True and flags[kept] is False
+    assert (event.actor, event.details["count"]) == ("worker", 1)
+    assert "2 inputs digested (1 unreadable), 1 feedback items marked" in caplog.text
+    # Once done, a later start has nothing to read or mark, and records nothing.
+    again = mark_holdout_copies(print)
+    assert (again.datasets, again.digested, again.unreadable, again.marked) == ([], 0, 1, [])
+    with session_scope() as s:
+        assert len(list_events(session=s, action="feedback.mark_holdout_copies")) == 1

@@ -88,6 +88,7 @@ class TrainingWorker:
         beat.start()
         done = 0
         try:
+            self._mark_holdout_copies()
             while not self.stop_event.is_set():
                 if self.options.max_jobs is not None and done >= self.options.max_jobs:
                     break
@@ -104,6 +105,16 @@ class TrainingWorker:
             with session_scope() as s:
                 worker_repo.stop_worker(session=s, worker_id=self.worker_id)
         return done
+
+    def _mark_holdout_copies(self) -> None:
+        """Before the first job: feedback from before migration 0016 whose input is a holdout
+        image, found and marked so it stops counting as waiting (core/training/holdout_copies)."""
+        from core.training.holdout_copies import mark_holdout_copies
+
+        try:
+            mark_holdout_copies(log.info)
+        except Exception:  # the counts stay as they were; the next retrain leaves them out
+            log.exception("marking feedback on holdout images failed")
 
     def _claim(self) -> JobInfo | None:
         with session_scope() as s:

@@ -367,3 +367,75 @@ def list_pending_feedback_ids(*, session: Session, limit: int = 50) -> list[int]
         .limit(limit)
     )
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class UndigestedInput:
+    """The stored input of a prediction whose digest is unknown (logged before migration 0016),
+    with its version's dataset (whose image shape the digest is taken at)."""
+
+    prediction_id: str
+    input_path: str
+    dataset_id: int
+
+
+def undigested_waiting_inputs(*, session: Session) -> list[UndigestedInput]:
+    """The inputs of feedback still waiting for a retrain whose digests are unknown."""
+    rows = session.execute(
+        select(Prediction.id, Prediction.input_path, ModelVersion.dataset_id)
+        .join(Feedback, Feedback.prediction_id == Prediction.id)
+        .join(ModelVersion, ModelVersion.id == Feedback.version_id)
+        .where(
+            *WAITING_FOR_A_RETRAIN,
+            Prediction.input_digest.is_(None),
+            Prediction.input_path.is_not(None),
+        )
+        .order_by(Prediction.id)
+    )
+    return [UndigestedInput(*row) for row in rows]
+
+
+def store_input_digests(*, session: Session, digests: dict[str, str]) -> None:
+    """Record the digests of stored inputs (prediction id -> digest) found after the fact."""
+    rows = [{"id": pid, "input_digest": digest} for pid, digest in digests.items()]
+    for start in range(0, len(rows), 500):
+        session.execute(update(Prediction), rows[start : start + 500])
+
+
+def mark_holdout_feedback(*, session: Session) -> list[int]:
+    """Mark the feedback still waiting for a retrain whose input is, by its digest, one of its
+    version's dataset's holdout images (what `add_feedback` does when both digests are known on
+    arrival); returns the ids marked."""
+    ids = list(
+        session.scalars(
+            select(Feedback.id)
+            .join(Prediction, Prediction.id == Feedback.prediction_id)
+            .join(ModelVersion, ModelVersion.id == Feedback.version_id)
+            .join(
+                HoldoutImage,
+                (HoldoutImage.dataset_id == ModelVersion.dataset_id)
+                & (HoldoutImage.digest == Prediction.input_digest),
+            )
+            .where(*WAITING_FOR_A_RETRAIN)
+            .order_by(Feedback.id)
+        )
+    )
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        session.execute(update(Feedback).where(Feedback.id.in_(chunk)).values(holdout_image=True))
+    return ids
+
+
+def datasets_without_holdout_digests(*, session: Session) -> list[int]:
+    """The datasets with feedback waiting for a retrain whose holdout images' digests are not
+    stored yet (registered before migration 0016, and no training job has read them since)."""
+    stored = exists().where(HoldoutImage.dataset_id == ModelVersion.dataset_id)
+    return list(
+        session.scalars(
+            select(ModelVersion.dataset_id)
+            .join(Feedback, Feedback.version_id == ModelVersion.id)
+            .where(*WAITING_FOR_A_RETRAIN, ~stored)
+            .distinct()
+            .order_by(ModelVersion.dataset_id)
+        )
+    )
