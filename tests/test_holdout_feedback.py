@@ -185,6 +185,7 @@ def test_a_started_worker_marks_feedback_from_before_0016_on_holdout_images(regi
     replayed = _stored_input(web.channel_id, web.version_id, web.digits.x[web.holdout.test_idx[1]])
     kept = _stored_input(web.channel_id, web.version_id, web.digits.x[web.learnable])
     _stored_input(web.channel_id, web.version_id, None)  # the retrain decides about this one
+    _feedback(web.channel_id, web.version_id, None)  # not annotated: no retrain reads it yet
     with session_scope() as s:
         s.execute(delete(HoldoutImage))  # as a registry upgraded to 0016 has it
 

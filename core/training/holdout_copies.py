@@ -7,7 +7,8 @@ holdout images' (`holdout_images`, stored at registration since 0016). An upgrad
 neither for what came before, so such items would count as "annotated, not learned" until the
 retrain that leaves them out. A worker that starts fills both in first: it reads the datasets
 that lack their holdout digests (only those with feedback waiting), and the stored inputs of
-waiting feedback that lack theirs, then marks what matches. Nothing here is required for
+annotated waiting feedback that lack theirs (what the next retrain would read; an item annotated
+later is read at the next start), then marks what matches. Nothing here is required for the
 correctness of training (a retrain compares digests itself); it keeps the counts true meanwhile.
 """
 

@@ -380,13 +380,15 @@ class UndigestedInput:
 
 
 def undigested_waiting_inputs(*, session: Session) -> list[UndigestedInput]:
-    """The inputs of feedback still waiting for a retrain whose digests are unknown."""
+    """The inputs of annotated feedback still waiting for a retrain whose digests are unknown:
+    the inputs the next retrain would read (so reading them first costs no more than it)."""
     rows = session.execute(
         select(Prediction.id, Prediction.input_path, ModelVersion.dataset_id)
         .join(Feedback, Feedback.prediction_id == Prediction.id)
         .join(ModelVersion, ModelVersion.id == Feedback.version_id)
         .where(
             *WAITING_FOR_A_RETRAIN,
+            Feedback.review_status.in_(("confirmed", "corrected")),
             Prediction.input_digest.is_(None),
             Prediction.input_path.is_not(None),
         )
