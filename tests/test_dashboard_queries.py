@@ -68,3 +68,21 @@ def test_review_queue_is_filtered_by_day(registry):
         window = ReviewFilter(created_from=date(2026, 5, 2), created_to=date(2026, 5, 3))
         rows, total = review_page(session=s, filters=window)
     assert total == 2 and sorted(r.id for r in rows) == ids[1:]
+
+
+def test_version_choices_say_their_accuracy_is_offline(registry):
+    """Labels stand next to live figures (SLOs, feedback accuracy): the holdout's accuracy is
+    named as such."""
+    from db.queries.registry import version_choices
+
+    with session_scope() as s:
+        model, v1 = add_model_with_version(s, add_dataset(s))
+        s.execute(update(ModelVersion).where(ModelVersion.id == v1.id).values(accuracy=0.9876))
+        unscored = add_version(s, model.id, v1.dataset_id)
+        s.execute(update(ModelVersion).where(ModelVersion.id == unscored.id).values(accuracy=None))
+    with session_scope() as s:
+        labels = dict(version_choices(session=s, model_id=model.id))
+    assert labels == {
+        v1.id: "digits-classifier v1 · offline acc 98.8%",
+        unscored.id: "digits-classifier v2",
+    }

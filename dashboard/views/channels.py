@@ -32,7 +32,7 @@ GRACE_CHOICES = {"1 hour": 3600, "24 hours": 86400, "7 days": 7 * 86400, "none (
 
 
 def version_labels() -> dict[int, str]:
-    """Version id -> "model vN · acc", so tables name versions as people do."""
+    """Version id -> "model vN · offline acc", so tables name versions as people do."""
     return dict(ui.read(version_choices, limit=1000))
 
 

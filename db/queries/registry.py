@@ -141,7 +141,8 @@ def version_page(
 def version_choices(
     *, session: Session, model_id: int | None = None, limit: int = 200
 ) -> list[tuple[int, str]]:
-    """(id, "model vN · acc") for select boxes, newest first, without loading JSON columns."""
+    """(id, "model vN · offline acc") for select boxes, newest first, without loading JSON
+    columns (the accuracy is the holdout's, not live: labelled so next to live figures)."""
     query = (
         select(ModelVersion.id, Model.name, ModelVersion.version, ModelVersion.accuracy)
         .join(Model, Model.id == ModelVersion.model_id)
@@ -151,6 +152,6 @@ def version_choices(
     if model_id is not None:
         query = query.where(ModelVersion.model_id == model_id)
     return [
-        (vid, f"{name} v{number}" + (f" · acc {acc:.1%}" if acc is not None else ""))
+        (vid, f"{name} v{number}" + (f" · offline acc {acc:.1%}" if acc is not None else ""))
         for vid, name, number, acc in session.execute(query)
     ]
