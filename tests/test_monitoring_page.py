@@ -48,6 +48,10 @@ def test_monitoring_shows_each_arm_with_window_and_counts(registry):
     _traffic(registry, channel.id, version.id, {"production": 90, "candidate": 10})
     at = open_page("monitoring", channel="web")
     shown = texts(at)
+    assert [h.value for h in at.subheader] == [
+        "production · digits-classifier v1",
+        "candidate · digits-classifier v1",
+    ]
     assert "Last 24 h: 90 requests (45 simulated), 0 errors." in shown
     assert "Last 24 h: 10 requests (5 simulated), 0 errors." in shown
     metrics = [(m.label, m.value) for m in at.metric]

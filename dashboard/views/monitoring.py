@@ -10,6 +10,7 @@ from core.monitoring import MIN_ANNOTATED_FOR_ACCURACY, ArmSummary, summarize
 from dashboard import charts, ui
 from dashboard.charts import PALETTE
 from db.queries.monitoring import DEFAULT_WINDOW, WINDOWS, ArmSeries, channel_monitoring
+from db.queries.timeline import version_labels
 
 ARM_ORDER = ("production", "candidate")
 
@@ -23,10 +24,10 @@ def accuracy_note(a: ArmSummary) -> str:
     return f"Accuracy: 95 % interval {low:.0%}–{high:.0%}, n={a.annotated} annotated items.{few}"
 
 
-def arm_cards(series: ArmSeries, window: str) -> None:
+def arm_cards(series: ArmSeries, window: str, labels: dict[int, str]) -> None:
     a = summarize(series.total)
-    ids = ", ".join(str(v) for v in sorted(series.total.versions))
-    st.subheader(f"{series.arm} · version id {ids}")
+    names = ", ".join(labels.get(v, f"version id {v}") for v in sorted(series.total.versions))
+    st.subheader(f"{series.arm} · {names}")
     simulated = f" ({a.simulated:,} simulated)" if a.simulated else ""
     st.caption(f"Last {window}: {a.requests:,} requests{simulated}, {a.errors:,} errors.")
     ui.metric_row(
@@ -108,10 +109,12 @@ def main() -> None:
         f"{ui.when(data.since)} → {ui.when(data.until)}, buckets of "
         f"{data.window.bucket_s // 60} min. Counts include simulated traffic where noted."
     )
+    ids = frozenset(v for series in data.arms.values() for v in series.total.versions)
+    labels = ui.read(version_labels, ids=ids)  # "model vN", as the other pages name versions
     columns = st.columns(len(data.arms))
     for column, arm in zip(columns, [a for a in ARM_ORDER if a in data.arms], strict=True):
         with column:
-            arm_cards(data.arms[arm], window)
+            arm_cards(data.arms[arm], window, labels)
     st.plotly_chart(over_time(data.arms), width="stretch")
     distributions(data.arms, channel_class_names(channel))
 

@@ -4,6 +4,7 @@ state of a running canary, for the Channels page, the loop view and `canary stat
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,7 +45,7 @@ class TimelineEntry:
     gate_decision_id: int | None = None
 
 
-def version_labels(session: Session, ids: set[int]) -> dict[int, str]:
+def version_labels(session: Session, ids: AbstractSet[int]) -> dict[int, str]:
     """Version id -> "model vN"."""
     if not ids:
         return {}
