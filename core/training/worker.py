@@ -23,7 +23,7 @@ from db.engine import session_scope
 from db.repo import feedback as feedback_repo
 from db.repo import jobs as job_repo
 from db.repo import workers as worker_repo
-from db.repo.datasets import get_dataset
+from db.repo.datasets import get_dataset, holdout_digests
 from db.repo.jobs import JobInfo
 from db.repo.models import get_version, register_version
 from db.settings import artifact_dir, relative_artifact
@@ -180,7 +180,7 @@ class JobRunner:
         from core.ml.training import TrainConfig, train
 
         split, fingerprint, dataset, holdout = self._load_data()
-        extra, items, left_out = self._feedback_samples(dataset, split)
+        extra, items, left_out = self._feedback_samples(dataset)
         config = TrainConfig(
             architecture=self.job.architecture,
             hyperparameters=self.hp,
@@ -232,7 +232,7 @@ class JobRunner:
         )
         return split, fingerprint, dataset, holdout
 
-    def _feedback_samples(self, dataset, split):
+    def _feedback_samples(self, dataset):
         """Annotated feedback images (fit to the dataset's shape), their registry ids, and the
         ids of the items left out: their images are holdout images, or no retrain can learn
         them (`Unlearnable`).
@@ -243,11 +243,12 @@ class JobRunner:
         """
         if not self.job.include_feedback:
             return None, [], []
-        from core.ml.images import image_digest, image_digests
+        from core.ml.images import image_digest
 
         with session_scope() as s:
             items = feedback_repo.training_items(session=s, model_id=self.job.model_id)
-        held_out = image_digests(np.concatenate([split.val.x, split.test.x])) if items else set()
+            # Stored at registration, or by `dataset_holdout` as this job read the holdout.
+            held_out = holdout_digests(session=s, dataset_id=dataset.id) if items else set()
         xs, ys, used, overlapping, unlearnable = [], [], [], [], []
         for item in items:
             try:

@@ -137,6 +137,12 @@ def has_holdout_images(*, session: Session, dataset_id: int) -> bool:
     return bool(session.scalar(select(exists().where(HoldoutImage.dataset_id == dataset_id))))
 
 
+def holdout_digests(*, session: Session, dataset_id: int) -> set[str]:
+    """The digests of a dataset's holdout images (empty until they are stored)."""
+    query = select(HoldoutImage.digest).where(HoldoutImage.dataset_id == dataset_id)
+    return set(session.scalars(query))
+
+
 def store_holdout_images(*, session: Session, dataset_id: int, digests: set[str]) -> int:
     """Record the digests of a dataset's holdout images, once (its holdout never changes);
     returns how many were stored (0 when they already were, by this or another process)."""
