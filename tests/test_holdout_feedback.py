@@ -182,27 +182,29 @@ def test_a_started_worker_marks_feedback_from_before_0016_on_holdout_images(regi
     from db.repo.audit import list_events
 
     web = _web_serving_digits()
+    with session_scope() as s:
+        s.execute(delete(HoldoutImage))  # as a registry upgraded to 0016 has it
     replayed = _stored_input(web.channel_id, web.version_id, web.digits.x[web.holdout.test_idx[1]])
     kept = _stored_input(web.channel_id, web.version_id, web.digits.x[web.learnable])
     _stored_input(web.channel_id, web.version_id, None)  # the retrain decides about this one
     _feedback(web.channel_id, web.version_id, None)  # not annotated: no retrain reads it yet
-    with session_scope() as s:
-        s.execute(delete(HoldoutImage))  # as a registry upgraded to 0016 has it
+    # Served after the upgrade (its digest known) but before the holdout's digests were stored.
+    late = _annotated(web.channel_id, web.version_id, web.digest(web.holdout.val_idx[2]))
 
     def waiting() -> int:
         with session_scope() as s:
             return feedback.count_training_items(session=s, model_id=web.model_id, unused_only=True)
 
-    assert waiting() == 3
+    assert waiting() == 4
     caplog.set_level("INFO", logger="channelhub.worker")
     assert TrainingWorker(WorkerOptions(exit_when_idle=True)).run() == 0  # no job: it only starts
     assert waiting() == 2 and _holdout_images(web.dataset_id) > 0
     with session_scope() as s:
         flags = dict(s.execute(select(Feedback.id, Feedback.holdout_image)).tuples().all())
         (event,) = list_events(session=s, action="feedback.mark_holdout_copies")
-    assert flags[replayed] is True and flags[kept] is False
-    assert (event.actor, event.details["count"]) == ("worker", 1)
-    assert "2 inputs digested (1 unreadable), 1 feedback items marked" in caplog.text
+    assert (flags[replayed], flags[late], flags[kept]) == (True, True, False)
+    assert (event.actor, event.details["count"]) == ("worker", 2)
+    assert "2 inputs digested (1 unreadable), 2 feedback items marked" in caplog.text
     # Once done, a later start has nothing to read or mark, and records nothing.
     again = mark_holdout_copies(print)
     assert (again.datasets, again.digested, again.unreadable, again.marked) == ([], 0, 1, [])

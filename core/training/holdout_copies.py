@@ -45,14 +45,16 @@ def mark_holdout_copies(log: Callable[[str], None]) -> HoldoutCopies:
     digests, unreadable = _digest_waiting_inputs()
     with session_scope() as s:
         feedback_repo.store_input_digests(session=s, digests=digests)
-        marked = feedback_repo.mark_holdout_feedback(session=s)
+        marked = feedback_repo.mark_holdout_feedback(
+            session=s, dataset_ids=list(datasets), prediction_ids=list(digests)
+        )
         if marked:
             audit(
                 s, WORKER, "feedback.mark_holdout_copies", "feedback", marked[0],
                 feedback_ids=marked[:50], count=len(marked), inputs_digested=len(digests),
                 reason="their inputs are holdout images: scored on, never trained on",
             )  # fmt: skip
-    result = HoldoutCopies(datasets, len(digests), unreadable, marked)
+    result = HoldoutCopies(list(datasets.values()), len(digests), unreadable, marked)
     if datasets or digests or marked:
         log(
             f"holdout copies: digests stored for {len(datasets)} datasets, {len(digests)} inputs "
@@ -62,7 +64,8 @@ def mark_holdout_copies(log: Callable[[str], None]) -> HoldoutCopies:
     return result
 
 
-def _store_missing_holdout_digests(log: Callable[[str], None]) -> list[str]:
+def _store_missing_holdout_digests(log: Callable[[str], None]) -> dict[int, str]:
+    """Id -> name of the datasets whose holdout digests this pass stored."""
     from core.datasets import dataset_holdout
     from core.ml.datasets import DatasetError, load_dataset
 
@@ -71,7 +74,7 @@ def _store_missing_holdout_digests(log: Callable[[str], None]) -> list[str]:
             get_dataset(session=s, dataset_id=i)
             for i in feedback_repo.datasets_without_holdout_digests(session=s)
         ]
-    stored = []
+    stored: dict[int, str] = {}
     for dataset in datasets:
         try:
             data = load_dataset(dataset.source, dataset.location)
@@ -80,7 +83,7 @@ def _store_missing_holdout_digests(log: Callable[[str], None]) -> list[str]:
         except (DatasetError, RegistryError) as exc:
             log(f"holdout copies: cannot read dataset {dataset.name!r}: {exc}")
             continue
-        stored.append(dataset.name)
+        stored[dataset.id] = dataset.name
     return stored
 
 

@@ -15,6 +15,7 @@ from db.models import (
     RATINGS,
     VERDICTS,
     Annotation,
+    Dataset,
     Feedback,
     HoldoutImage,
     ModelVersion,
@@ -404,40 +405,47 @@ def store_input_digests(*, session: Session, digests: dict[str, str]) -> None:
         session.execute(update(Prediction), rows[start : start + 500])
 
 
-def mark_holdout_feedback(*, session: Session) -> list[int]:
+def mark_holdout_feedback(
+    *, session: Session, dataset_ids: Sequence[int] = (), prediction_ids: Sequence[str] = ()
+) -> list[int]:
     """Mark the feedback still waiting for a retrain whose input is, by its digest, one of its
     version's dataset's holdout images (what `add_feedback` does when both digests are known on
-    arrival); returns the ids marked."""
-    ids = list(
-        session.scalars(
-            select(Feedback.id)
-            .join(Prediction, Prediction.id == Feedback.prediction_id)
-            .join(ModelVersion, ModelVersion.id == Feedback.version_id)
-            .join(
-                HoldoutImage,
-                (HoldoutImage.dataset_id == ModelVersion.dataset_id)
-                & (HoldoutImage.digest == Prediction.input_digest),
-            )
-            .where(*WAITING_FOR_A_RETRAIN)
-            .order_by(Feedback.id)
+    arrival), among the feedback on `dataset_ids`' versions and on `prediction_ids`: where a
+    digest has just become known. Returns the ids marked."""
+    matches = (
+        select(Feedback.id)
+        .join(Prediction, Prediction.id == Feedback.prediction_id)
+        .join(ModelVersion, ModelVersion.id == Feedback.version_id)
+        .join(
+            HoldoutImage,
+            (HoldoutImage.dataset_id == ModelVersion.dataset_id)
+            & (HoldoutImage.digest == Prediction.input_digest),
         )
+        .where(*WAITING_FOR_A_RETRAIN)
     )
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+    ids: set[int] = set()
+    if dataset_ids:
+        ids.update(session.scalars(matches.where(ModelVersion.dataset_id.in_(dataset_ids))))
+    predictions = list(prediction_ids)
+    for start in range(0, len(predictions), 500):
+        chunk = predictions[start : start + 500]
+        ids.update(session.scalars(matches.where(Prediction.id.in_(chunk))))
+    marked = sorted(ids)
+    for start in range(0, len(marked), 500):
+        chunk = marked[start : start + 500]
         session.execute(update(Feedback).where(Feedback.id.in_(chunk)).values(holdout_image=True))
-    return ids
+    return marked
 
 
 def datasets_without_holdout_digests(*, session: Session) -> list[int]:
-    """The datasets with feedback waiting for a retrain whose holdout images' digests are not
-    stored yet (registered before migration 0016, and no training job has read them since)."""
-    stored = exists().where(HoldoutImage.dataset_id == ModelVersion.dataset_id)
-    return list(
-        session.scalars(
-            select(ModelVersion.dataset_id)
-            .join(Feedback, Feedback.version_id == ModelVersion.id)
-            .where(*WAITING_FOR_A_RETRAIN, ~stored)
-            .distinct()
-            .order_by(ModelVersion.dataset_id)
-        )
+    """The datasets whose holdout images' digests are not stored yet (registered before
+    migration 0016, and no training job has read them since) and that have feedback waiting
+    for a retrain. Once every dataset has its digests, this reads no feedback at all."""
+    waiting = (
+        select(Feedback.id)
+        .join(ModelVersion, ModelVersion.id == Feedback.version_id)
+        .where(ModelVersion.dataset_id == Dataset.id, *WAITING_FOR_A_RETRAIN)
+        .exists()
     )
+    stored = exists().where(HoldoutImage.dataset_id == Dataset.id)
+    return list(session.scalars(select(Dataset.id).where(~stored, waiting).order_by(Dataset.id)))
