@@ -258,20 +258,41 @@ def job_link(
 NO_CANARY = 0
 
 
+# The option `optional_select` shows for None. None itself is never an option: a selectbox
+# sends a None value to the browser as "nothing chosen" (drawn as "Choose an option") and reads
+# it back as its default option, so a filter set to "any" came back as the default.
+NOTHING = "<none>"
+
+
 def optional_select(
-    where: Any, label: str, names: dict[Any, str], key: str, none: str = "any", **kwargs: Any
+    where: Any,
+    label: str,
+    names: dict[Any, str],
+    key: str,
+    none: str = "any",
+    *,
+    default: Any = None,
+    **kwargs: Any,
 ) -> Any:
-    """A selectbox over `names` (value -> shown text) with None first, shown as `none` ("any",
-    "all", "—"): a filter or choice that may be left open. Returns the value or None."""
-    if key in st.session_state:  # set by a link's filters: a default as well draws a warning
-        kwargs.pop("index", None)
-    return where.selectbox(
+    """A selectbox over `names` (value -> shown text) after a first option for None, shown as
+    `none` ("any", "all", "—"): a filter or choice that may be left open. `default` is chosen
+    the first time (None: the open option). Returns the value or None.
+
+    The default goes in through the session state, never as `index`: an index that is given
+    on the first run only (a link or a later run sets the state) changes the widget's default,
+    and the browser then resets the widget to it."""
+    if key not in st.session_state:
+        st.session_state[key] = NOTHING if default is None else default
+    elif st.session_state[key] is None:  # code that means "none" (a link, a reset)
+        st.session_state[key] = NOTHING
+    choice = where.selectbox(
         label,
-        [None, *names],
+        [NOTHING, *names],
         key=key,
-        format_func=lambda v: none if v is None else names[v],
+        format_func=lambda v: none if v == NOTHING else names[v],
         **kwargs,
     )
+    return None if choice == NOTHING else choice
 
 
 def metric_row(items: list[tuple[str, str]], *, border: bool = True) -> None:

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.actions.base import Actor
 from core.actions.datasets import set_dataset_flip_safe
 from core.ml.hparams import Hyperparameters
+from dashboard import ui
 from db.engine import session_scope
 from db.queries.registry import version_choices
 from db.repo.audit import list_events
@@ -138,7 +139,7 @@ def test_invalid_retrain_shows_messages_beside_fields_and_queues_nothing(filled_
 
 def test_valid_retrain_queues_exactly_the_values_entered(filled_registry: FilledRegistry):
     at = open_page("retrain", user="dana")
-    check_page(at.selectbox(key="rt_base").set_value(None).run())
+    check_page(at.selectbox(key="rt_base").set_value(ui.NOTHING).run())
     at = _fill_retrain(
         at,
         rt_architecture="seed-cnn",
@@ -345,3 +346,16 @@ def test_the_overview_counts_simulated_requests_over_its_own_24_hours(demo_regis
     for sentence, requests in zip(said, per_channel, strict=True):
         assert sentence == f"{requests} of {requests} requests in 24 h were simulated."
     assert sum(int(n.replace(",", "")) for n in per_channel) == int(total.replace(",", ""))
+
+
+def test_open_filters_show_their_label_after_a_rerun(filled_registry: FilledRegistry):
+    """A filter left open reads "any" on every run: a None option used to go to the browser as
+    "nothing chosen" (drawn as "Choose an option") from the second run on."""
+    at = open_page("feedback", user="rita", role="annotator")
+    check_page(at.run())
+    shown = {k: at.selectbox(key=k) for k in ("fb_channel", "fb_rating", "fb_status")}
+    assert [(s.index, s.format_func(s.value)) for s in shown.values()] == [
+        (0, "any"),
+        (0, "any"),
+        (1, "pending"),
+    ]

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs
 
 from streamlit.testing.v1 import AppTest
 
+from dashboard import ui
 from db.engine import session_scope
 from db.repo.jobs import list_jobs
 from tests.dashboard_fixtures import FilledRegistry, filled_registry_fixture  # noqa: F401
@@ -37,7 +38,7 @@ def test_feedback_link_after_an_earlier_visit_prefills_the_form(filled_registry:
     partner, v1 = filled_registry.channel_ids["partner-api"], filled_registry.version_ids[0]
     at = _visit(_session(), "retrain")
     assert at.checkbox(key="rt_include_feedback").value is False
-    assert at.selectbox(key="rt_channel").value is None
+    assert at.selectbox(key="rt_channel").value == ui.NOTHING  # "—": no channel
     at = _visit(at, "feedback")
     check_page(at.selectbox(key="fb_channel").set_value(partner).run())
     params = _feedback_link(at)
@@ -67,12 +68,12 @@ def test_own_reruns_keep_edits_and_a_second_visit_applies_the_link_again(
     assert at.checkbox(key="rt_include_feedback").value is True
     assert at.selectbox(key="rt_base").value == filled_registry.version_ids[1]
     # Reruns of the page (the query still in the address bar) keep what the manager changed.
-    check_page(at.selectbox(key="rt_base").set_value(None).run())
+    check_page(at.selectbox(key="rt_base").set_value(ui.NOTHING).run())
     at.checkbox(key="rt_include_feedback").uncheck()
     at.button(key="FormSubmitter:retrain-Queue retrain").click().run()
     check_page(at)
     assert at.checkbox(key="rt_include_feedback").value is False
-    assert at.selectbox(key="rt_base").value is None
+    assert at.selectbox(key="rt_base").value == ui.NOTHING  # from scratch
     with session_scope() as s:
         job = list_jobs(session=s, statuses=("queued",))[0]
     assert (job.include_feedback, job.base_version_id) == (False, None)
@@ -87,4 +88,4 @@ def test_unknown_channel_and_version_in_the_link_are_a_warning(filled_registry: 
     warnings = [w.value for w in at.warning]
     assert any("no channel 'nope'" in w for w in warnings), warnings
     assert any("Version id 99999 does not exist" in w for w in warnings), warnings
-    assert at.selectbox(key="rt_channel").value is None
+    assert at.selectbox(key="rt_channel").value == ui.NOTHING  # "—": no channel

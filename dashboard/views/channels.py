@@ -73,9 +73,8 @@ def _when(at: datetime | None) -> str:
 
 def _optional_select(column, label: str, names: dict, current: int | None, key: str):
     """`ui.optional_select` ("—" for none) preselecting `current`, else the first name."""
-    options = [None, *names]
-    index = options.index(current) if current in options else min(1, len(options) - 1)
-    return ui.optional_select(column, label, names, key, none="—", index=index)
+    default = current if current is None or current in names else next(iter(names), None)
+    return ui.optional_select(column, label, names, key, none="—", default=default)
 
 
 def slo_fields(current: ChannelInfo | None, slots: dict, sfx: str) -> dict:

@@ -56,7 +56,7 @@ def filter_bar() -> tuple[ReviewFilter, str]:
     channel_id = ui.optional_select(row1[0], "Channel", channels, "fb_channel")
     rating = ui.optional_select(row1[1], "Rating", {r: r for r in RATINGS}, "fb_rating")
     statuses = {s: s for s in REVIEW_STATUSES}
-    status = ui.optional_select(row1[2], "Status", statuses, "fb_status", index=1)
+    status = ui.optional_select(row1[2], "Status", statuses, "fb_status", default="pending")
     version_id = ui.optional_select(row1[3], "Version", versions, "fb_version")
     sort = row1[4].selectbox("Sort", REVIEW_SORTS, key="fb_sort")
     predicted = ui.optional_select(row2[0], "Predicted class", classes, "fb_predicted")
@@ -81,7 +81,7 @@ def training_counter() -> None:
     )
     st.session_state["fb_unused"] = unused
     # Fine-tune what the chosen channel (or else the first one serving a version) serves.
-    chosen = st.session_state.get("fb_channel")
+    chosen = st.session_state.get("fb_channel")  # an id, or ui.NOTHING: no channel chosen
     serving = [c for c in ui.read(list_channels) if c.production_version_id is not None]
     channel = next((c for c in serving if c.id == chosen), serving[0] if serving else None)
     right.page_link(

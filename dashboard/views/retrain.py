@@ -102,7 +102,7 @@ def target_selection() -> dict:
         st.session_state["rt_model"] = next(iter(models), None)
     model_id = c2.selectbox("Model", list(models), key="rt_model", format_func=models.get)
     bases = dict(ui.read(version_choices, model_id=model_id)) if model_id else {}
-    if st.session_state.get("rt_base") not in (None, *bases):
+    if st.session_state.get("rt_base") not in (None, ui.NOTHING, *bases):
         st.session_state["rt_base"] = None
     base_id = ui.optional_select(c3, "Start from", bases, "rt_base", "scratch (new weights)")
     if st.session_state.get("rt_dataset") not in datasets:
