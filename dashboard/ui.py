@@ -259,8 +259,8 @@ NO_CANARY = 0
 
 
 # The option `optional_select` shows for None. None itself is never an option: a selectbox
-# sends a None value to the browser as "nothing chosen" (drawn as "Choose an option") and reads
-# it back as its default option, so a filter set to "any" came back as the default.
+# sends a None value to the browser as "nothing chosen" (drawn as "Choose an option", not as
+# the option's label) and reads "nothing chosen" back as its default option.
 NOTHING = "<none>"
 
 
@@ -278,9 +278,9 @@ def optional_select(
     `none` ("any", "all", "—"): a filter or choice that may be left open. `default` is chosen
     the first time (None: the open option). Returns the value or None.
 
-    The default goes in through the session state, never as `index`: an index that is given
-    on the first run only (a link or a later run sets the state) changes the widget's default,
-    and the browser then resets the widget to it."""
+    The default goes in through the session state, not as `index`: where a link or an earlier
+    run has set the state, an index as well draws Streamlit's duplicate-value warning, and an
+    index given on the first run only would change the widget's default between runs."""
     if key not in st.session_state:
         st.session_state[key] = NOTHING if default is None else default
     elif st.session_state[key] is None:  # code that means "none" (a link, a reset)
