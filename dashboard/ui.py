@@ -278,16 +278,22 @@ def optional_select(
     `none` ("any", "all", "—"): a filter or choice that may be left open. `default` is chosen
     the first time (None: the open option). Returns the value or None.
 
-    The default goes in through the session state, not as `index`: where a link or an earlier
-    run has set the state, an index as well draws Streamlit's duplicate-value warning, and an
-    index given on the first run only would change the widget's default between runs."""
+    `default` goes in through the session state the first time; the widget's `index` is
+    always the value it holds."""
     if key not in st.session_state:
         st.session_state[key] = NOTHING if default is None else default
     elif st.session_state[key] is None:  # code that means "none" (a link, a reset)
         st.session_state[key] = NOTHING
+    options = [NOTHING, *names]
+    current = st.session_state[key]
+    # The widget's default always follows its value, so a browser that falls back to the
+    # default (seen in the browser tests after j/k: every filter back at its default) keeps
+    # what is chosen. Where code set the value in the same run, Streamlit logs once per process
+    # that a default was given as well; that is expected here.
     choice = where.selectbox(
         label,
-        [NOTHING, *names],
+        options,
+        index=options.index(current) if current in options else 0,
         key=key,
         format_func=lambda v: none if v == NOTHING else names[v],
         **kwargs,

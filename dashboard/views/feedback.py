@@ -195,17 +195,24 @@ def accept_button(filters: ReviewFilter, sort: str, total: int) -> None:
         st.rerun()
 
 
+def _go_to(feedback_id: int | None) -> None:
+    st.session_state["fb_current"] = feedback_id
+
+
 def review_current(rows: list[ReviewRow], actor: str) -> None:
     pos = current_position(rows)
     item = ui.read_fresh(review_item, feedback_id=rows[pos].id)
     prev, label, nxt = st.columns([1, 4, 1])
-    if prev.button("Previous (K)", key="fb_prev", disabled=pos == 0, shortcut="k"):
-        st.session_state["fb_current"] = rows[pos - 1].id
-        st.rerun()
+    # Moving is done in the buttons' callbacks, before the run that draws the new item, not by
+    # st.rerun(): after a st.rerun() the browser could send the filters back at their defaults
+    # with the next key (Status "any" instead of "pending").
+    earlier = rows[pos - 1].id if pos > 0 else None
+    later = rows[pos + 1].id if pos + 1 < len(rows) else None
+    prev.button("Previous (K)", key="fb_prev", disabled=earlier is None, shortcut="k",
+                on_click=_go_to, args=(earlier,))  # fmt: skip
     label.markdown(f"**Item {pos + 1} of {len(rows)} on this page** · feedback #{item.row.id}")
-    if nxt.button("Next (J)", key="fb_next", disabled=pos + 1 >= len(rows), shortcut="j"):
-        st.session_state["fb_current"] = rows[pos + 1].id
-        st.rerun()
+    nxt.button("Next (J)", key="fb_next", disabled=later is None, shortcut="j",
+               on_click=_go_to, args=(later,))  # fmt: skip
     verdict = review.item_panel(item)
     if verdict:
         st.session_state["fb_current"] = rows[pos + 1].id if pos + 1 < len(rows) else None
