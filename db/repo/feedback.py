@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from numbers import Integral
@@ -350,13 +350,25 @@ def mark_used(
         return
     if session.get(ModelVersion, version_id) is None:
         raise ConflictError(f"version {version_id} does not exist")
-    for ids, values in (
-        (feedback_ids, {"used_in_version_id": version_id, "left_out_by_version_id": None}),
-        (list(left_out), {"left_out_by_version_id": version_id}),
-    ):
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            session.execute(update(Feedback).where(Feedback.id.in_(chunk)).values(**values))
+    _set_on_feedback(session, feedback_ids, used_in_version_id=version_id,
+                     left_out_by_version_id=None)  # fmt: skip
+    _set_on_feedback(session, left_out, left_out_by_version_id=version_id)
+
+
+# Rows per statement (ids in one `IN (…)` list, rows in one bulk update): well under every
+# database's limit on bound parameters.
+BATCH_ROWS = 500
+
+
+def _batches(items: Sequence) -> Iterator[Sequence]:
+    for start in range(0, len(items), BATCH_ROWS):
+        yield items[start : start + BATCH_ROWS]
+
+
+def _set_on_feedback(session: Session, feedback_ids: Sequence[int], **values: object) -> None:
+    """Set `values` on the feedback rows `feedback_ids`."""
+    for chunk in _batches(list(feedback_ids)):
+        session.execute(update(Feedback).where(Feedback.id.in_(chunk)).values(**values))
 
 
 def list_pending_feedback_ids(*, session: Session, limit: int = 50) -> list[int]:
@@ -401,8 +413,8 @@ def undigested_waiting_inputs(*, session: Session) -> list[UndigestedInput]:
 def store_input_digests(*, session: Session, digests: dict[str, str]) -> None:
     """Record the digests of stored inputs (prediction id -> digest) found after the fact."""
     rows = [{"id": pid, "input_digest": digest} for pid, digest in digests.items()]
-    for start in range(0, len(rows), 500):
-        session.execute(update(Prediction), rows[start : start + 500])
+    for chunk in _batches(rows):
+        session.execute(update(Prediction), chunk)
 
 
 def mark_holdout_feedback(
@@ -426,14 +438,10 @@ def mark_holdout_feedback(
     ids: set[int] = set()
     if dataset_ids:
         ids.update(session.scalars(matches.where(ModelVersion.dataset_id.in_(dataset_ids))))
-    predictions = list(prediction_ids)
-    for start in range(0, len(predictions), 500):
-        chunk = predictions[start : start + 500]
+    for chunk in _batches(list(prediction_ids)):
         ids.update(session.scalars(matches.where(Prediction.id.in_(chunk))))
     marked = sorted(ids)
-    for start in range(0, len(marked), 500):
-        chunk = marked[start : start + 500]
-        session.execute(update(Feedback).where(Feedback.id.in_(chunk)).values(holdout_image=True))
+    _set_on_feedback(session, marked, holdout_image=True)
     return marked
 
 
