@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import streamlit as st
+from streamlit.runtime.state import get_session_state
 
 from core.actions.base import Actor
 from dashboard import auth
@@ -278,22 +279,23 @@ def optional_select(
     `none` ("any", "all", "—"): a filter or choice that may be left open. `default` is chosen
     the first time (None: the open option). Returns the value or None.
 
-    `default` goes in through the session state the first time; the widget's `index` is
-    always the value it holds."""
+    `default` goes in through the session state the first time; after that the widget's
+    `index` is the value it holds."""
     if key not in st.session_state:
         st.session_state[key] = NOTHING if default is None else default
     elif st.session_state[key] is None:  # code that means "none" (a link, a reset)
         st.session_state[key] = NOTHING
     options = [NOTHING, *names]
-    current = st.session_state[key]
-    # The widget's default always follows its value, so a browser that falls back to the
-    # default (seen in the browser tests after j/k: every filter back at its default) keeps
-    # what is chosen. Where code set the value in the same run, Streamlit logs once per process
-    # that a default was given as well; that is expected here.
+    # The widget's default follows its value, so a browser that falls back to the default
+    # (seen in the browser tests after j/k: every filter back at its default) keeps what is
+    # chosen. Where code set the value in this run, the state carries it to the browser, and
+    # a default as well would draw Streamlit's duplicate-value warning.
+    if not get_session_state().is_new_state_value(key):
+        current = st.session_state[key]
+        kwargs["index"] = options.index(current) if current in options else 0
     choice = where.selectbox(
         label,
         options,
-        index=options.index(current) if current in options else 0,
         key=key,
         format_func=lambda v: none if v == NOTHING else names[v],
         **kwargs,
