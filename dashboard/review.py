@@ -113,10 +113,11 @@ def verdict_form(item: ReviewItem) -> str | None:
     reset_form_for(item)
     with st.form("verdict"):
         classes = list(range(len(item.class_names) or len(item.probabilities)))
-        st.selectbox(
+        ui.select(
+            st,
             "True class (for Correct)",
             classes,
-            key="fb_true_class",
+            "fb_true_class",
             format_func=lambda i: class_label(item, i),
         )
         st.text_input("Tags (comma-separated)", key="fb_tags", placeholder="blurry, ambiguous")

@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import streamlit as st
-from streamlit.runtime.state import get_session_state
 
 from core.actions.base import Actor
 from dashboard import auth
@@ -265,6 +264,23 @@ NO_CANARY = 0
 NOTHING = "<none>"
 
 
+def select(
+    where: Any, label: str, options: Any, key: str, *, default: Any = None, **kwargs: Any
+) -> Any:
+    """A keyed selectbox whose default is always the value it holds (`default` the first time,
+    else the first option).
+
+    Streamlit reads a select that comes back from the browser without a value as the widget's
+    default option; with a fixed default, the Feedback filters were seen falling back to theirs
+    after j/k (Status "any" instead of "pending"). So the default follows the value, also on a
+    run where code set it (a link's filters). Streamlit would warn about a default next to a value set in
+    code; `dashboard/.streamlit/config.toml` turns that warning off, as here they are equal."""
+    options = list(options)
+    held = st.session_state.get(key, default)
+    index = options.index(held) if held in options else 0
+    return where.selectbox(label, options, index=index, key=key, **kwargs)
+
+
 def optional_select(
     where: Any,
     label: str,
@@ -277,26 +293,15 @@ def optional_select(
 ) -> Any:
     """A selectbox over `names` (value -> shown text) after a first option for None, shown as
     `none` ("any", "all", "—"): a filter or choice that may be left open. `default` is chosen
-    the first time (None: the open option). Returns the value or None.
-
-    `default` goes in through the session state the first time; after that the widget's
-    `index` is the value it holds."""
-    if key not in st.session_state:
-        st.session_state[key] = NOTHING if default is None else default
-    elif st.session_state[key] is None:  # code that means "none" (a link, a reset)
+    the first time (None: the open option). Returns the value or None."""
+    if key in st.session_state and st.session_state[key] is None:  # code that means "none"
         st.session_state[key] = NOTHING
-    options = [NOTHING, *names]
-    # The widget's default follows its value, so a browser that falls back to the default
-    # (seen in the browser tests after j/k: every filter back at its default) keeps what is
-    # chosen. Where code set the value in this run, the state carries it to the browser, and
-    # a default as well would draw Streamlit's duplicate-value warning.
-    if not get_session_state().is_new_state_value(key):
-        current = st.session_state[key]
-        kwargs["index"] = options.index(current) if current in options else 0
-    choice = where.selectbox(
+    choice = select(
+        where,
         label,
-        options,
-        key=key,
+        [NOTHING, *names],
+        key,
+        default=NOTHING if default is None else default,
         format_func=lambda v: none if v == NOTHING else names[v],
         **kwargs,
     )

@@ -19,7 +19,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _pick(label: str, options: list[str], key: str) -> str | None:
-    chosen = st.selectbox(label, [ANY, *options], key=key)
+    chosen = ui.select(st, label, [ANY, *options], key)
     return None if chosen == ANY else chosen
 
 

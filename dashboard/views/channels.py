@@ -113,9 +113,7 @@ def settings_fields(current: ChannelInfo | None, slots: dict) -> dict:
     )
     slots["name"] = st.empty()
     kind = current.kind if current else CHANNEL_KINDS[0]
-    values["kind"] = st.selectbox(
-        "Kind", CHANNEL_KINDS, index=CHANNEL_KINDS.index(kind), key=f"ch_kind_{sfx}"
-    )
+    values["kind"] = ui.select(st, "Kind", CHANNEL_KINDS, f"ch_kind_{sfx}", default=kind)
     a, b = st.columns(2)
     datasets = {d.id: d.name for d in ui.read(list_datasets)}
     models = {m.id: m.name for m in ui.read(list_models)}
@@ -228,9 +226,9 @@ def serving_versions(c: ChannelInfo) -> None:
         prod = ui.optional_select(a, "Promote to production", options, "ch_promote", "—")
         refused = ui.why_not("manager")
         # A real option for "no canary" (None would read back as the default, the running one).
-        choice = b.selectbox(
-            "Candidate (canary)", [ui.NO_CANARY, *options], key="ch_candidate",
-            index=0 if current is None else 1 + list(options).index(current),
+        choice = ui.select(
+            b, "Candidate (canary)", [ui.NO_CANARY, *options], "ch_candidate",
+            default=ui.NO_CANARY if current is None else current,
             format_func=lambda v: "none (end the canary)" if v == ui.NO_CANARY else options[v],
         )  # fmt: skip
         cand = None if choice == ui.NO_CANARY else choice
@@ -317,10 +315,11 @@ def main() -> None:
             st.session_state["ch_select"] = (
                 wanted if wanted in by_slug else (options[1] if channels else NEW)
             )
-        slug = st.selectbox(
+        slug = ui.select(
+            st,
             "Channel",
             options,
-            key="ch_select",
+            "ch_select",
             format_func=lambda s: "➕ New channel" if s == NEW else f"{by_slug[s].name} ({s})",
         )
         if slug == NEW:

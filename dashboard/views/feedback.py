@@ -58,7 +58,7 @@ def filter_bar() -> tuple[ReviewFilter, str]:
     statuses = {s: s for s in REVIEW_STATUSES}
     status = ui.optional_select(row1[2], "Status", statuses, "fb_status", default="pending")
     version_id = ui.optional_select(row1[3], "Version", versions, "fb_version")
-    sort = row1[4].selectbox("Sort", REVIEW_SORTS, key="fb_sort")
+    sort = ui.select(row1[4], "Sort", REVIEW_SORTS, "fb_sort")
     predicted = ui.optional_select(row2[0], "Predicted class", classes, "fb_predicted")
     claimed = ui.optional_select(row2[1], "Claimed class", classes, "fb_claimed")
     period = row2[2].date_input("Received between", value=(), key="fb_dates")
@@ -140,9 +140,9 @@ def bulk_panel(filters: ReviewFilter, sort: str, total: int, actor: str) -> None
         return  # the verdict form below says why
     with st.expander(f"Bulk verdict on the filtered selection ({count:,} of {total:,} items)"):
         with st.form("bulk"):
-            verdict = st.selectbox("Verdict", VERDICTS, key="fb_bulk_verdict")
-            true_class = st.selectbox(
-                "True class (for corrected)", range(class_count()), key="fb_bulk_class"
+            verdict = ui.select(st, "Verdict", VERDICTS, "fb_bulk_verdict")
+            true_class = ui.select(
+                st, "True class (for corrected)", range(class_count()), "fb_bulk_class"
             )
             tags = st.text_input("Tags (comma-separated)", key="fb_bulk_tags")
             note = st.text_input("Note", key="fb_bulk_note")

@@ -28,9 +28,9 @@ def filter_bar() -> tuple[VersionFilter, str]:
     model_id = ui.optional_select(model, "Model", models, "reg_model", "all")
     channels = {c.id: c.slug for c in channel_list}
     channel_id = ui.optional_select(channel, "Channel", channels, "reg_channel", "all")
-    state = status.selectbox("Status", VERSION_STATUSES, key="reg_status")
+    state = ui.select(status, "Status", VERSION_STATUSES, "reg_status")
     period = dates.date_input("Created between", value=(), key="reg_dates")
-    order = sort.selectbox("Sort", list(VERSION_SORTS), key="reg_sort")
+    order = ui.select(sort, "Sort", VERSION_SORTS, "reg_sort")
     start, end = (
         (list(period) + [None, None])[:2] if isinstance(period, tuple | list) else (period, None)
     )

@@ -96,8 +96,7 @@ def main() -> None:
     slugs = [c.slug for c in channels]
     chosen = st.query_params.get("channel")
     left, right = st.columns([2, 3])
-    slug = left.selectbox("Channel", slugs, index=slugs.index(chosen) if chosen in slugs else 0,
-                          key="monitor_channel")  # fmt: skip
+    slug = ui.select(left, "Channel", slugs, "monitor_channel", default=chosen)
     window = right.segmented_control("Window", list(WINDOWS), default=DEFAULT_WINDOW,
                                      key="monitor_window") or DEFAULT_WINDOW  # fmt: skip
     channel = next(c for c in channels if c.slug == slug)

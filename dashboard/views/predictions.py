@@ -19,19 +19,14 @@ def filter_bar(channels) -> PredictionFilter:
     by_slug = {c.slug: c for c in channels}
     wanted = st.query_params.get("channel")
     a, b, c, d = st.columns([2, 1, 1, 2])
-    slug = a.selectbox(
-        "Channel",
-        list(by_slug),
-        key="pl_channel",
-        index=list(by_slug).index(wanted) if wanted in by_slug else 0,
-    )
-    arm = b.selectbox("Arm", ["any", "production", "candidate"], key="pl_arm")
+    slug = ui.select(a, "Channel", by_slug, "pl_channel", default=wanted)
+    arm = ui.select(b, "Arm", ["any", "production", "candidate"], "pl_arm")
     names = class_names(by_slug[slug])
     cls = ui.optional_select(c, "Predicted class", dict(enumerate(names)), "pl_class")
     low, high = d.slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="pl_conf")
     a, b, c = st.columns([2, 2, 2])
     days = a.date_input("Days (UTC)", value=(), key="pl_days")
-    source = b.selectbox("Traffic", ["all", "live only", "simulated only"], key="pl_sim")
+    source = ui.select(b, "Traffic", ["all", "live only", "simulated only"], "pl_sim")
     first, last = (tuple(days) + (None, None))[:2] if days else (None, None)
     return PredictionFilter(
         channel_id=by_slug[slug].id,

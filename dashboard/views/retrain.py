@@ -100,14 +100,14 @@ def target_selection() -> dict:
     )
     if st.session_state.get("rt_model") not in models:
         st.session_state["rt_model"] = next(iter(models), None)
-    model_id = c2.selectbox("Model", list(models), key="rt_model", format_func=models.get)
+    model_id = ui.select(c2, "Model", models, "rt_model", format_func=models.get)
     bases = dict(ui.read(version_choices, model_id=model_id)) if model_id else {}
     if st.session_state.get("rt_base") not in (None, ui.NOTHING, *bases):
         st.session_state["rt_base"] = None
     base_id = ui.optional_select(c3, "Start from", bases, "rt_base", "scratch (new weights)")
     if st.session_state.get("rt_dataset") not in datasets:
         st.session_state["rt_dataset"] = next(iter(datasets), None)
-    dataset_id = c4.selectbox("Dataset", list(datasets), key="rt_dataset", format_func=datasets.get)
+    dataset_id = ui.select(c4, "Dataset", datasets, "rt_dataset", format_func=datasets.get)
     return {
         "channel_id": channel_id,
         "model_id": model_id,
@@ -154,8 +154,7 @@ def _text_number(slots: dict, hp: dict, name: str) -> str:
 
 
 def _choice(slots: dict, name: str, label: str, options: tuple, current: str, key: str) -> str:
-    index = options.index(current) if current in options else 0
-    value = st.selectbox(label, options, index=index, key=key)
+    value = ui.select(st, label, options, key, default=current)
     slots[name] = st.empty()
     return value
 
