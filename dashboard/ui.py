@@ -273,8 +273,9 @@ def select(
     Streamlit reads a select that comes back from the browser without a value as the widget's
     default option; with a fixed default, the Feedback filters were seen falling back to theirs
     after j/k (Status "any" instead of "pending"). So the default follows the value, also on a
-    run where code set it (a link's filters). Streamlit would warn about a default next to a value set in
-    code; `dashboard/.streamlit/config.toml` turns that warning off, as here they are equal."""
+    run where code set it (a link's filters). Streamlit would warn about a default next to a
+    value set in code; `dashboard/.streamlit/config.toml` turns that warning off, as here they
+    are equal."""
     options = list(options)
     held = st.session_state.get(key, default)
     index = options.index(held) if held in options else 0
