@@ -231,6 +231,11 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:.{digits}%}"
 
 
+def share_of(value: float | None, n: int) -> str:
+    """A share with the count it is of ("91% of 131"), or "—" when there is none."""
+    return "—" if value is None else f"{value:.0%} of {n:,}"
+
+
 def ms(value: float | None) -> str:
     return "—" if value is None else f"{value:,.0f} ms"
 

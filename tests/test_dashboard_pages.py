@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ def test_overview_shows_every_channel_with_its_slo_state(filled_registry: Filled
     assert "misses SLO: p95" in partner and "> 100 ms" in partner
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["To review"] == "71"  # 75 items, 4 annotated
+    thumbs = [m.value for m in at.metric if m.label == "Thumbs up (24 h)"]
+    assert len(thumbs) == 3 and all(re.fullmatch(r"\d+% of [\d,]+|—", v) for v in thumbs)
+    assert any(v != "—" for v in thumbs), thumbs  # a share is shown with what it is of
     missing = next(value for label, value in metrics.items() if label.startswith("Missing an SLO"))
     flagged = [m.value for m in at.markdown if "misses SLO" in m.value or "open alert" in m.value]
     assert missing == str(len(flagged))

@@ -38,7 +38,7 @@ def arm_cards(series: ArmSeries, window: str, labels: dict[int, str]) -> None:
             ("p95", ui.ms(a.p95_ms)),
         ]
     )
-    up = "—" if a.thumbs_up_share is None else f"{a.thumbs_up_share:.0%} of {a.thumbs:,}"
+    up = ui.share_of(a.thumbs_up_share, a.thumbs)
     ui.metric_row([("thumbs up", up), ("accuracy on annotated feedback", ui.pct(a.accuracy))])
     st.caption(accuracy_note(a))
 
