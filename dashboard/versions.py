@@ -177,7 +177,6 @@ def sample_grid(rows: list[tuple[int, int, int, int]], a: VersionInfo, b: Versio
         st.dataframe(
             pd.DataFrame(rows, columns=["sample", "true", a.label, b.label]),
             hide_index=True,
-            height=180,
         )
 
 
