@@ -43,6 +43,8 @@ def test_filters_and_pages(registry):
     assert "Page 1: 50 predictions, newest first." in [c.value for c in at.caption]
     first = _times(at)
     assert first == sorted(first, reverse=True)
+    # Versions by model and number, as the other pages name them (not the row id).
+    assert set(at.dataframe[0].value["version"]) == {"digits-classifier v1"}
     check_page(at.button(key="pl_older").click().run())
     second = _times(at)
     assert len(second) == 50 and second[0] < first[-1]

@@ -11,6 +11,7 @@ from dashboard import ui
 from dashboard.review import input_image
 from db.queries.lookups import get_dataset
 from db.queries.predictions import PredictionFilter, PredictionRow, prediction_page
+from db.queries.timeline import version_labels
 
 PAGE_SIZE = 50
 
@@ -52,11 +53,13 @@ def table(rows: list[PredictionRow], names: list[str]) -> int | None:
     def name(i: int | None) -> str:
         return "" if i is None else (names[i] if 0 <= i < len(names) else str(i))
 
+    versions = ui.read(version_labels, ids=frozenset(r.version_id for r in rows))
+
     frame = pd.DataFrame(
         {
             "time (UTC)": [r.created_at.strftime("%Y-%m-%d %H:%M:%S") for r in rows],
             "arm": [r.arm for r in rows],
-            "version id": [r.version_id for r in rows],
+            "version": [versions.get(r.version_id, f"id {r.version_id}") for r in rows],
             "predicted": [name(r.predicted_class) for r in rows],
             "confidence": [r.confidence for r in rows],
             "latency ms": [r.latency_ms for r in rows],
@@ -72,7 +75,10 @@ def table(rows: list[PredictionRow], names: list[str]) -> int | None:
         on_select="rerun",
         selection_mode="single-row",
         key="pl_table",
-        column_config={"confidence": st.column_config.ProgressColumn(min_value=0, max_value=1)},
+        column_config={
+            "confidence": st.column_config.ProgressColumn(min_value=0, max_value=1),
+            "latency ms": st.column_config.NumberColumn(format="%.1f"),
+        },
     )
     selected = event.selection.rows if event and event.selection else []
     return selected[0] if selected else None
@@ -88,8 +94,9 @@ def detail(row: PredictionRow, names: list[str]) -> None:
     right.markdown(f"**Prediction** `{row.id}`")
     right.text(
         f"class {names[row.predicted_class] if row.predicted_class < len(names) else '?'}"
-        f" at {row.confidence:.1%}, {row.latency_ms:.1f} ms, {row.arm} arm, version id "
-        f"{row.version_id}{', simulated' if row.simulated else ''}"
+        f" at {row.confidence:.1%}, {row.latency_ms:.1f} ms, {row.arm} arm, "
+        f"{ui.read(version_labels, ids=frozenset({row.version_id})).get(row.version_id, '?')}"
+        f"{', simulated' if row.simulated else ''}"
     )
 
 
