@@ -10,15 +10,18 @@ from db.types import UTCDateTime
 revision = "0003_live_monitoring"
 down_revision = "0002_dashboard_indexes"
 
-CHANNEL_COLUMNS = (
-    sa.Column("slo_min_feedback", sa.Integer(), nullable=False, server_default="20"),
-    sa.Column("slo_max_error_rate", sa.Float(), nullable=True),
-    sa.Column("slo_max_drift_psi", sa.Float(), nullable=True),
-    sa.Column("alert_m", sa.Integer(), nullable=False, server_default="3"),
-    sa.Column("alert_n", sa.Integer(), nullable=False, server_default="5"),
-    sa.Column("drift_min_count", sa.Integer(), nullable=False, server_default="200"),
-    sa.Column("webhook_url", sa.String(500), nullable=True),
-)
+
+def channel_columns() -> tuple[sa.Column, ...]:
+    """Fresh columns each time (a Column joins the table it is added to)."""
+    return (
+        sa.Column("slo_min_feedback", sa.Integer(), nullable=False, server_default="20"),
+        sa.Column("slo_max_error_rate", sa.Float(), nullable=True),
+        sa.Column("slo_max_drift_psi", sa.Float(), nullable=True),
+        sa.Column("alert_m", sa.Integer(), nullable=False, server_default="3"),
+        sa.Column("alert_n", sa.Integer(), nullable=False, server_default="5"),
+        sa.Column("drift_min_count", sa.Integer(), nullable=False, server_default="200"),
+        sa.Column("webhook_url", sa.String(500), nullable=True),
+    )
 
 
 def upgrade() -> None:
@@ -27,8 +30,8 @@ def upgrade() -> None:
             sa.Column("simulated", sa.Boolean(), nullable=False, server_default="0")
         )
     with op.batch_alter_table("channels", schema=None) as batch_op:
-        for column in CHANNEL_COLUMNS:
-            batch_op.add_column(column.copy())
+        for column in channel_columns():
+            batch_op.add_column(column)
     counts = [
         sa.Column(name, sa.Integer(), nullable=False, server_default="0")
         for name in ("requests", "errors", "simulated", "thumbs_up", "thumbs_down")
@@ -76,7 +79,7 @@ def downgrade() -> None:
     op.drop_index("ix_rollups_window", table_name="rollups")
     op.drop_table("rollups")
     with op.batch_alter_table("channels", schema=None) as batch_op:
-        for column in reversed(CHANNEL_COLUMNS):
+        for column in reversed(channel_columns()):
             batch_op.drop_column(column.name)
     with op.batch_alter_table("predictions", schema=None) as batch_op:
         batch_op.drop_column("simulated")
