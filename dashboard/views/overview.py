@@ -111,7 +111,7 @@ def live_cell(c: ChannelHealth, trend: list[TrendPoint]) -> None:
     b.metric("p95 latency (production, 24 h)", ui.ms(live.p95_ms),
              help=f"SLO: ≤ {ui.ms(c.slo_max_p95_ms)}; {live.requests:,} requests")  # fmt: skip
     d.metric("Thumbs up (24 h)", ui.share_of(live.thumbs_up_share, live.thumbs),
-             help="Share of the production arm's ratings in 24 h, of how many")  # fmt: skip
+             help="Thumbs up among the production arm's ratings in 24 h, of that many")  # fmt: skip
     if simulated:
         st.caption(f"{simulated:,} of {c.requests_24h:,} requests in 24 h were simulated.")
     if trend:
