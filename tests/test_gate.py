@@ -20,9 +20,10 @@ from db.repo import jobs as job_repo
 from db.repo.channels import ChannelSpec, create_channel
 from db.repo.channels import promote_version as repo_promote
 from db.repo.gate import get_gate_decision, list_gate_decisions
-from db.repo.models import create_model
+from db.repo.models import create_model, get_version
 from db.repo.workers import register_worker
 from db.settings import artifact_dir
+from tests.page_helpers import open_page
 from tests.registry_helpers import add_dataset, add_version
 
 HOLDOUT = "h" * 64
@@ -189,6 +190,14 @@ def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(regi
     (event,) = _events("gate.refuse")
     assert event.details["gate_decision_id"] == decision.id
     assert event.details["failed"] == decision.failed
+    # The Loop says what became of the retrain, not only "no retrain running".
+    at = open_page("loop", user="lena", role="manager")
+    with session_scope() as s:
+        version = get_version(session=s, version_id=ids["worse"]).version
+    captions = [c.value for c in at.caption]
+    assert f"last: job #{job.id} → v{version} refused by the gate" in captions
+    assert any(c.startswith("holdout regression") for c in captions), captions
+    assert [link.proto.label for link in at.get("page_link")].count("Gate evidence") == 1
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:

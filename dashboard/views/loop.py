@@ -76,10 +76,38 @@ def learn_stage(column, c: ChannelLoop) -> None:
         box.caption(ui.why_not("manager") or "the channel serves no version yet")
 
 
+LAST_OUTCOMES = {
+    "failed": "failed",
+    "cancelled": "was cancelled",
+    "lost": "was lost (its worker stopped)",
+    "refused": "refused by the gate",
+    "no canary": "not put in a canary",
+    "ready": "ready (no canary asked)",
+}
+
+
+def last_retrain(column, c: ChannelLoop) -> None:
+    """No retrain running: say what became of the last one when it put nothing in a canary."""
+    last = c.last_retrain
+    if last is None:
+        _card(column, STAGES[3], "—", "no retrain running")
+        return
+    made = f" → v{last.version}" if last.version is not None else ""
+    box = _card(column, STAGES[3], "—", f"last: job #{last.job_id}{made} "
+                f"{LAST_OUTCOMES.get(last.outcome, last.outcome)}")  # fmt: skip
+    for why in last.why[:3]:
+        box.caption(ui.md_text(why))
+    if last.outcome == "refused":  # the evidence, and the override, are on the channel's page
+        box.page_link(ui.CHANNELS, label="Gate evidence", query_params={"channel": c.slug},
+                      icon=":material/fact_check:")  # fmt: skip
+    else:
+        ui.job_link(last.job_id, "Open job", where=box)
+
+
 def retrain_stage(column, c: ChannelLoop) -> None:
     r = c.retrain
     if r is None:
-        _card(column, STAGES[3], "—", "no retrain running")
+        last_retrain(column, c)
         return
     box = _card(
         column,

@@ -4,7 +4,7 @@ counts, read in a handful of grouped queries (never per-item scans)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -13,8 +13,10 @@ from db.models import (
     ACTIVE_JOB_STATUSES,
     AuditEvent,
     Feedback,
+    GateDecision,
     ModelVersion,
     TrainingJob,
+    utcnow,
 )
 from db.queries.channel_rows import serving_rows
 from db.queries.counting import capped_count, pending_feedback
@@ -30,6 +32,20 @@ class RetrainState:
     current_epoch: int
     total_epochs: int
     then_canary: bool
+
+
+@dataclass(frozen=True)
+class LastRetrain:
+    """The channel's newest retrain when it ended in the last day without a version going on
+    (failed, refused by the gate, or left out of a canary): what the Retrain card says of it."""
+
+    job_id: int
+    outcome: str  # failed | cancelled | lost | refused | no canary | ready
+    version: int | None  # the version it produced
+    why: list[str]  # the gate's failed rules, or the job's error
+
+
+LAST_RETRAIN_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class ChannelLoop:
     to_review_down: int = 0
     annotated_not_learned: int = 0
     retrain: RetrainState | None = None
+    last_retrain: LastRetrain | None = None
 
 
 def _pending(session: Session, channel_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -79,8 +96,9 @@ def _not_learned(session: Session, model_ids: set[int]) -> dict[int, int]:
     return counts
 
 
-def _latest_jobs(session: Session) -> dict[int, RetrainState]:
-    """channel id -> its newest job, if it is active or finished less than a day ago."""
+def _latest_jobs(session: Session) -> tuple[dict[int, RetrainState], dict[int, LastRetrain]]:
+    """channel id -> its newest job while it runs or awaits its canary; and channel id -> the
+    newest job when it ended in the last day without a version going on."""
     latest = (
         select(TrainingJob.channel_id, func.max(TrainingJob.id).label("job_id"))
         .where(TrainingJob.channel_id.is_not(None))
@@ -90,16 +108,44 @@ def _latest_jobs(session: Session) -> dict[int, RetrainState]:
     rows = session.execute(
         select(TrainingJob).join(latest, latest.c.job_id == TrainingJob.id)
     ).scalars()
-    return {
-        j.channel_id: RetrainState(
-            j.id, j.status, j.progress, j.current_epoch, j.total_epochs, j.then_canary
-        )  # fmt: skip
-        for j in rows
-        if j.status in ACTIVE_JOB_STATUSES
-        or j.status == "succeeded"
-        and j.then_canary
-        and j.handed_to_canary_at is None
-    }
+    running, ended = {}, {}
+    since = utcnow() - LAST_RETRAIN_WINDOW
+    for j in rows:
+        if j.status in ACTIVE_JOB_STATUSES or (
+            j.status == "succeeded" and j.then_canary and j.handed_to_canary_at is None
+        ):
+            running[j.channel_id] = RetrainState(
+                j.id, j.status, j.progress, j.current_epoch, j.total_epochs, j.then_canary
+            )  # fmt: skip
+        elif j.finished_at is not None and j.finished_at >= since:
+            last = _ended(session, j)
+            if last is not None:
+                ended[j.channel_id] = last
+    return running, ended
+
+
+def _ended(session: Session, job: TrainingJob) -> LastRetrain | None:
+    """What became of a job that is over; None when its version went into a canary (the
+    Canary and Production cards show it from there)."""
+    if job.status != "succeeded" or job.result_version_id is None:
+        return LastRetrain(job.id, job.status, None, [job.error] if job.error else [])
+    version = session.scalar(
+        select(ModelVersion.version).where(ModelVersion.id == job.result_version_id)
+    )
+    if not job.then_canary:
+        return LastRetrain(job.id, "ready", version, [])
+    decision = session.scalars(
+        select(GateDecision)
+        .where(GateDecision.channel_id == job.channel_id,
+               GateDecision.version_id == job.result_version_id)
+        .order_by(GateDecision.id.desc())
+        .limit(1)
+    ).first()  # fmt: skip
+    if decision is None:  # the hand-over failed before the gate (the controller logged why)
+        return LastRetrain(job.id, "no canary", version, [])
+    if decision.outcome == "refused":
+        return LastRetrain(job.id, "refused", version, [str(f) for f in decision.failed])
+    return None
 
 
 def _production_since(session: Session) -> dict[str, datetime]:
@@ -117,7 +163,8 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
     rows = serving_rows(session)
     model_ids = {r.channel.model_id for r in rows if r.channel.model_id is not None}
     pending = _pending(session, [r.channel.id for r in rows])
-    learned, jobs = _not_learned(session, model_ids), _latest_jobs(session)
+    learned = _not_learned(session, model_ids)
+    jobs, ended = _latest_jobs(session)
     since = _production_since(session)
     return [
         ChannelLoop(
@@ -129,6 +176,7 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
             **pending[r.channel.id],
             annotated_not_learned=learned.get(r.channel.model_id, 0),
             retrain=jobs.get(r.channel.id),
+            last_retrain=ended.get(r.channel.id),
         )
         for r in rows
     ]
