@@ -197,7 +197,7 @@ def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(regi
     captions = [c.value for c in at.caption]
     assert f"last: job #{job.id} → v{version} refused by the gate" in captions
     assert any(c.startswith("holdout regression") for c in captions), captions
-    assert [link.proto.label for link in at.get("page_link")].count("Gate evidence") == 1
+    assert [link.proto.label for link in at.get("page_link")].count("Evidence") == 1
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -98,7 +98,7 @@ def last_retrain(column, c: ChannelLoop) -> None:
     for why in last.why[:3]:
         box.caption(ui.md_text(why))
     if last.outcome == "refused":  # the evidence, and the override, are on the channel's page
-        box.page_link(ui.CHANNELS, label="Gate evidence", query_params={"channel": c.slug},
+        box.page_link(ui.CHANNELS, label="Evidence", query_params={"channel": c.slug},
                       icon=":material/fact_check:")  # fmt: skip
     else:
         ui.job_link(last.job_id, "Open job", where=box)
