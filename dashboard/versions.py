@@ -67,9 +67,10 @@ def lineage(v: VersionInfo) -> None:
     dataset = ui.read(get_dataset, dataset_id=v.dataset_id)
     items = ui.read(training_items_of, version_id=v.id)
     if v.parent_version_id:
+        parent = ui.read(get_version, version_id=v.parent_version_id).label
         ui.version_link(
             v.parent_version_id,
-            f"Parent: version id {v.parent_version_id} (fine-tuned from it)",
+            f"Parent: {parent} (fine-tuned from it)",
             ":material/account_tree:",
         )
     else:

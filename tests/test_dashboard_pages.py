@@ -68,6 +68,8 @@ def test_version_detail_shows_metrics_lineage_and_serving(filled_registry: Fille
     assert "Feedback items learned from:** 2" in shown
     assert f"Accuracy: {accuracy:.1%}" in shown
     assert len(at.get("plotly_chart")) >= 3  # per-class bars, confusion matrix, curves
+    links = [link.proto.label for link in at.get("page_link")]
+    assert "Parent: digits v2 (fine-tuned from it)" in links  # by name, as elsewhere
     at = open_page("models", version=v2)
     assert "serves web" in texts(at) and "serves mobile" in texts(at)
     # v1 serves partner-api and is web's canary: said so, not "serves web".
