@@ -203,9 +203,9 @@ def review_current(rows: list[ReviewRow], actor: str) -> None:
     pos = current_position(rows)
     item = ui.read_fresh(review_item, feedback_id=rows[pos].id)
     prev, label, nxt = st.columns([1, 4, 1])
-    # Moving is done in the buttons' callbacks, before the run that draws the new item, not by
-    # st.rerun(): after a st.rerun() the browser could send the filters back at their defaults
-    # with the next key (Status "any" instead of "pending").
+    # Moving is done in the buttons' callbacks, before the run that draws the new item: one run
+    # per key press, not a second one by st.rerun(). (The filters that fell back to their
+    # defaults after j/k did so through a fixed default; `ui.select` keeps them.)
     earlier = rows[pos - 1].id if pos > 0 else None
     later = rows[pos + 1].id if pos + 1 < len(rows) else None
     prev.button("Previous (K)", key="fb_prev", disabled=earlier is None, shortcut="k",
