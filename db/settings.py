@@ -27,6 +27,7 @@ VARIABLES: dict[str, str] = {
     "CHANNELHUB_MAX_PIXELS": "max_pixels",
     "CHANNELHUB_REFRESH_SECONDS": "refresh_seconds",
     "CHANNELHUB_BATCH_WAIT_MS": "batch_wait_ms",
+    "CHANNELHUB_BATCH_GAP_MS": "batch_gap_ms",
     "CHANNELHUB_MAX_BATCH": "max_batch",
     "CHANNELHUB_WORKERS": "workers",
     "CHANNELHUB_FORCE_CPU": "force_cpu",
@@ -94,6 +95,7 @@ class Settings:
     max_pixels: int
     refresh_seconds: float
     batch_wait_ms: float
+    batch_gap_ms: float
     max_batch: int
     workers: int
     force_cpu: bool
@@ -117,7 +119,8 @@ class Settings:
             max_upload_bytes=_number(env, "CHANNELHUB_MAX_UPLOAD_BYTES", 10 * MiB),
             max_pixels=_number(env, "CHANNELHUB_MAX_PIXELS", 25_000_000),
             refresh_seconds=_number(env, "CHANNELHUB_REFRESH_SECONDS", 1.0, float),
-            batch_wait_ms=_number(env, "CHANNELHUB_BATCH_WAIT_MS", 0.0, float),
+            batch_wait_ms=_number(env, "CHANNELHUB_BATCH_WAIT_MS", 20.0, float),
+            batch_gap_ms=_number(env, "CHANNELHUB_BATCH_GAP_MS", 1.5, float),
             max_batch=max(1, _number(env, "CHANNELHUB_MAX_BATCH", 32)),
             workers=_number(env, "CHANNELHUB_WORKERS", 0),  # 0: one per CPU core (capped)
             force_cpu=env.get("CHANNELHUB_FORCE_CPU") == "1",

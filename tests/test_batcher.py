@@ -44,3 +44,48 @@ def test_a_failed_batch_is_answered_too():
             batcher.submit(_image(1)).result(10)
     finally:
         batcher.close()
+
+
+def _counting_model(seen: list[int]):
+    def model(x: np.ndarray) -> np.ndarray:
+        seen.append(len(x))
+        return x.reshape(len(x), -1)[:, :1].astype(np.float32)
+
+    return model
+
+
+def test_a_request_on_its_way_joins_the_batch():
+    """While another request is in flight, the batch waits for it (within the gap)."""
+    seen: list[int] = []
+    batcher = MicroBatcher(_counting_model(seen), max_wait_s=5.0, gap_s=2.0, in_flight=lambda: 2)
+    try:
+        first = batcher.submit(_image(1))
+        threading.Event().wait(0.1)  # the second request is still being decoded
+        second = batcher.submit(_image(2))
+        assert [float(f.result(10)[0]) for f in (first, second)] == [1.0, 2.0]
+        assert seen == [2]
+    finally:
+        batcher.close()
+
+
+def test_a_lone_request_does_not_wait():
+    """Nobody else in flight: the batch goes at once, whatever the waits allow."""
+    seen: list[int] = []
+    batcher = MicroBatcher(_counting_model(seen), max_wait_s=30.0, gap_s=30.0, in_flight=lambda: 1)
+    try:
+        batcher.submit(_image(1)).result(5)  # would time out had it waited the gap
+        assert seen == [1]
+    finally:
+        batcher.close()
+
+
+def test_the_wait_ends_once_no_request_came_for_the_gap():
+    """Others in flight that never reach this model (another model's, or past theirs) cost
+    the batch one gap, not the whole wait."""
+    seen: list[int] = []
+    batcher = MicroBatcher(_counting_model(seen), max_wait_s=30.0, gap_s=0.2, in_flight=lambda: 10)
+    try:
+        batcher.submit(_image(1)).result(5)
+        assert seen == [1]
+    finally:
+        batcher.close()

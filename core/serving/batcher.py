@@ -29,8 +29,13 @@ class _Item:
 class MicroBatcher:
     """One thread per model version that runs queued images through `predict` in batches.
 
-    A lone request is dispatched at once; when several are queued they go together, and
-    once concurrency is seen the batch waits at most `max_wait_s` for stragglers.
+    A lone request is dispatched at once; when several are queued they go together. While
+    other requests are on their way (`in_flight()`, the requests this process is answering,
+    exceeds the batch; without it: once the batch holds two), the batch waits for them as long
+    as each comes within `gap_s` of the one before, at most `max_wait_s` in all. Under a steady
+    stream the requests that were answered together come back together and go through together
+    again: cut into whatever happened to be queued, a load of 32 clients saw its p99 at about
+    twice its p50; kept whole, about 1.7 times, at the same throughput (bench/serving.py).
     """
 
     def __init__(
@@ -39,6 +44,8 @@ class MicroBatcher:
         *,
         max_batch: int = 32,
         max_wait_s: float = 0.0,
+        gap_s: float = 0.0,
+        in_flight: Callable[[], int] | None = None,
         name: str = "",
         on_batch: Callable[[int], None] | None = None,
     ):
@@ -46,6 +53,8 @@ class MicroBatcher:
         self._on_batch = on_batch
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.gap_s = gap_s
+        self._in_flight = in_flight
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
         self.batches = 0
@@ -83,26 +92,32 @@ class MicroBatcher:
                 return
 
     def _fill(self, batch: list[_Item]) -> bool:
-        """Add queued items to `batch`; True when the close sentinel was met."""
-        deadline = None
+        """Add queued items to `batch`, and those still on their way (see the class); True when
+        the close sentinel was met."""
+        deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                if len(batch) == 1 or self.max_wait_s <= 0:
-                    return False
-                deadline = deadline or time.monotonic() + self.max_wait_s
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                wait = self._wait_for_more(len(batch), deadline)
+                if wait <= 0:
                     return False
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    item = self._queue.get(timeout=wait)
                 except queue.Empty:
                     return False
             if item is None:
                 return True
             batch.append(item)
         return False
+
+    def _wait_for_more(self, size: int, deadline: float) -> float:
+        """How long to wait for the next request; 0: none is on its way, or waited enough."""
+        others = self._in_flight() - size if self._in_flight is not None else size - 1
+        if others <= 0 or self.max_wait_s <= 0:
+            return 0.0
+        remaining = deadline - time.monotonic()
+        return min(remaining, self.gap_s) if self.gap_s > 0 else remaining
 
     def _dispatch(self, batch: list[_Item]) -> None:
         try:

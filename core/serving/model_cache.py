@@ -78,6 +78,7 @@ def load_version(
     database_url: str,
     max_batch: int,
     max_wait_s: float,
+    gap_s: float = 0.0,
     metrics: ServingMetrics | None = None,
 ) -> LoadedVersion:
     """Load one version after checking its artifact's sha256 against the registry."""
@@ -100,6 +101,8 @@ def load_version(
         predictor.predict_batch,
         max_batch=max_batch,
         max_wait_s=max_wait_s,
+        gap_s=gap_s,
+        in_flight=(lambda: metrics.in_flight) if metrics is not None else None,
         name=info.label,
         on_batch=on_batch,
     )
@@ -124,13 +127,14 @@ class ModelCache:
         refresh_seconds: float = 1.0,
         max_batch: int = 32,
         max_wait_s: float = 0.0,
+        gap_s: float = 0.0,
         seed: int | None = None,
         metrics: ServingMetrics | None = None,
     ) -> None:
         self.database_url = database_url
         self.metrics = metrics
         self.refresh_seconds = refresh_seconds
-        self._batching = {"max_batch": max_batch, "max_wait_s": max_wait_s}
+        self._batching = {"max_batch": max_batch, "max_wait_s": max_wait_s, "gap_s": gap_s}
         self.rng = random.Random(seed)
         self._channels: dict[str, ChannelState] = {}
         self._versions: dict[int, LoadedVersion] = {}

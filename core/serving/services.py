@@ -48,6 +48,7 @@ class Services:
             refresh_seconds=settings.refresh_seconds,
             max_batch=settings.max_batch,
             max_wait_s=settings.max_wait_ms / 1000,
+            gap_s=settings.gap_ms / 1000,
             seed=settings.seed,
             metrics=metrics,
         )

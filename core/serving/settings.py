@@ -19,7 +19,9 @@ class ServingSettings:
     max_pixels: int = 25_000_000
     refresh_seconds: float = 1.0
     max_batch: int = 32
-    max_wait_ms: float = 0.0
+    # A batch waits for requests on their way: each within gap_ms of the last, max_wait_ms in all.
+    max_wait_ms: float = 20.0
+    gap_ms: float = 1.5
     # The prediction log: 0 s = a request's row is written at once (group-committed with the
     # rows that arrive meanwhile, at most flush_rows a transaction); max_pending rows wait at most.
     flush_seconds: float = 0.0
@@ -40,6 +42,7 @@ class ServingSettings:
             refresh_seconds=s.refresh_seconds,
             max_batch=s.max_batch,
             max_wait_ms=s.batch_wait_ms,
+            gap_ms=s.batch_gap_ms,
         )
 
     def with_overrides(self, **values: object) -> ServingSettings:
@@ -54,6 +57,7 @@ class ServingSettings:
             "CHANNELHUB_REFRESH_SECONDS": str(self.refresh_seconds),
             "CHANNELHUB_MAX_BATCH": str(self.max_batch),
             "CHANNELHUB_BATCH_WAIT_MS": str(self.max_wait_ms),
+            "CHANNELHUB_BATCH_GAP_MS": str(self.gap_ms),
         }
 
 
