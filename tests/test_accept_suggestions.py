@@ -36,8 +36,8 @@ def test_each_item_keeps_its_own_suggested_class(registry):
             ids.append(user_feedback(pid, channel.id, rating, claimed, session=s))
     with session_scope() as s:
         expected = [suggest_verdict(review_item(session=s, feedback_id=i)) for i in ids]
-    result = accept_suggestions(actor="ann", feedback_ids=ids)
-    assert result.applied == ids and result.skipped == []
+    result = accept_suggestions(actor="ann", feedback_ids=[*ids, 10**6])
+    assert result.applied == ids and result.skipped == [f"#{10**6}: does not exist"]
     with session_scope() as s:
         stored = [annotation_history(session=s, feedback_id=i)[0] for i in ids]
         (event,) = [e for e in list_events(session=s, limit=50) if e.actor == "ann"]

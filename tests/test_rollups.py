@@ -151,3 +151,56 @@ def test_thumbs_and_verdicts_count_in_the_predictions_bucket(registry):
 
     for resolution in ROLLUP_RESOLUTIONS:
         assert totals(resolution) == (3, 3, 2, 1)
+
+
+def test_bulk_verdicts_count_in_each_predictions_bucket(registry):
+    """A bulk verdict and accepted suggestions write their rollup changes together, once: every
+    bucket at every resolution still counts what its predictions' current verdicts say."""
+    from core.actions.feedback import accept_suggestions, bulk_annotate
+    from db.models import Annotation, Feedback
+    from tests.registry_helpers import user_feedback
+
+    with session_scope() as s:
+        dataset_id = add_dataset(s)
+        _, version = add_model_with_version(s, dataset_id)
+        channels = [create_channel(session=s, slug=slug, spec=ChannelSpec(name=slug))[0].id
+                    for slug in ("web", "app")]  # fmt: skip
+    log = PredictionLog(registry, artifact_dir(), flush_seconds=0.05)
+    records = [record for record, _ in _records(channels, version.id, 40)]
+    for record in records:
+        log.submit(record, None)
+    assert log.flush()
+    log.close()
+    ids = []
+    for i, record in enumerate(records):
+        claimed = (record.predicted_class + 1 + i % 2) % 10 if i % 3 else None
+        ids.append(user_feedback(record.id, record.channel_id, "down" if i % 3 else "up", claimed))
+    bulk_annotate(actor="ann", feedback_ids=ids[:25], annotation=AnnotationInput("confirmed"))
+    bulk_annotate(  # re-labels some: they move from one count to the other, or leave both
+        actor="ann", feedback_ids=ids[:6],
+        annotation=AnnotationInput("corrected", true_class=records[0].predicted_class),
+    )  # fmt: skip
+    bulk_annotate(actor="ann", feedback_ids=ids[20:23], annotation=AnnotationInput("rejected"))
+    accept_suggestions(actor="ann", feedback_ids=ids[23:])
+
+    with session_scope() as s:
+        current = s.execute(
+            select(Prediction, Annotation.true_class)
+            .join(Feedback, Feedback.prediction_id == Prediction.id)
+            .join(Annotation, Annotation.feedback_id == Feedback.id)
+            .where(Annotation.is_current.is_(True), Annotation.true_class.is_not(None))
+        ).all()
+        stored = s.scalars(select(Rollup)).all()
+    assert len(current) == 37  # 40 annotated, 3 rejected
+    for resolution in ROLLUP_RESOLUTIONS:
+        expected: Counter = Counter()
+        for p, true_class in current:
+            key = (p.channel_id, p.arm, bucket_start(p.created_at, resolution))
+            expected[(*key, true_class == p.predicted_class)] += 1
+        got: Counter = Counter()
+        for r in stored:
+            if r.resolution_s == resolution:
+                start = r.bucket_start.replace(tzinfo=UTC)
+                got[(r.channel_id, r.arm, start, True)] += r.annotated_right
+                got[(r.channel_id, r.arm, start, False)] += r.annotated_wrong
+        assert +got == expected

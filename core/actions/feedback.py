@@ -11,6 +11,7 @@ from db.errors import RegistryError
 from db.models import VERDICTS
 from db.repo import feedback as repo
 from db.repo.feedback import AnnotationInfo, AnnotationInput, FeedbackInfo, FeedbackInput
+from db.repo.rollups import add_to_rollups
 
 MAX_BULK_ITEMS = 5000
 
@@ -74,15 +75,17 @@ def bulk_annotate(
         raise RegistryError("a bulk verdict needs at least one feedback item")
     if len(feedback_ids) > MAX_BULK_ITEMS:
         raise RegistryError(f"a bulk verdict takes at most {MAX_BULK_ITEMS} items at once")
-    applied, skipped = [], []
+    applied, skipped, rollups = [], [], []
     for feedback_id in dict.fromkeys(feedback_ids):
         try:
             repo.annotate(
-                session=session, feedback_id=feedback_id, author=actor.name, annotation=annotation
-            )
+                session=session, feedback_id=feedback_id, author=actor.name,
+                annotation=annotation, rollups=rollups,
+            )  # fmt: skip
             applied.append(feedback_id)
         except RegistryError as exc:
             skipped.append(f"#{feedback_id}: {exc}")
+    add_to_rollups(session=session, deltas=rollups)
     audit(
         session, actor, "feedback.bulk_annotate", "feedback", f"{len(applied)} items",
         feedback_ids=applied, verdict=annotation.verdict, true_class=annotation.true_class,
@@ -97,15 +100,17 @@ def accept_suggestions(
 ) -> BulkResult:
     """Store each item's own suggested verdict and class (from the user's claim and the model's
     probabilities) — not one class for all; items without a usable suggestion are skipped."""
-    from db.queries.review import review_item, suggest_verdict
+    from db.queries.review import review_items, suggest_verdict
 
     if not feedback_ids:
         raise RegistryError("accepting suggestions needs at least one feedback item")
     if len(feedback_ids) > MAX_BULK_ITEMS:
         raise RegistryError(f"accept at most {MAX_BULK_ITEMS} suggestions at once")
-    applied, skipped, verdicts = [], [], {}
-    for feedback_id in dict.fromkeys(feedback_ids):
-        item = review_item(session=session, feedback_id=feedback_id)
+    applied, skipped, verdicts, rollups = [], [], {}, []
+    wanted = list(dict.fromkeys(feedback_ids))
+    items = review_items(session=session, feedback_ids=wanted)
+    for feedback_id in wanted:
+        item = items.get(feedback_id)
         if item is None:
             skipped.append(f"#{feedback_id}: does not exist")
             continue
@@ -116,10 +121,12 @@ def accept_suggestions(
             num_classes=len(item.class_names) or None,
         )  # fmt: skip
         repo.annotate(
-            session=session, feedback_id=feedback_id, author=actor.name, annotation=annotation
-        )
+            session=session, feedback_id=feedback_id, author=actor.name, annotation=annotation,
+            rollups=rollups,
+        )  # fmt: skip
         applied.append(feedback_id)
         verdicts[suggestion.verdict] = verdicts.get(suggestion.verdict, 0) + 1
+    add_to_rollups(session=session, deltas=rollups)
     audit(
         session, actor, "feedback.accept_suggestions", "feedback", f"{len(applied)} items",
         feedback_ids=applied, verdicts=verdicts, skipped=len(skipped), reason=note.strip(),

@@ -143,42 +143,62 @@ def review_ids(
 
 def review_item(*, session: Session, feedback_id: int) -> ReviewItem | None:
     """The feedback item with its prediction, class names and current annotation."""
-    found = session.execute(
-        select(
-            Feedback,
-            Prediction.probabilities,
-            Prediction.input_path,
-            Dataset.class_names,
-            ModelVersion.model_id,
+    return review_items(session=session, feedback_ids=[feedback_id]).get(feedback_id)
+
+
+# Ids per IN list (SQLite allows 32,766 bound parameters; a bulk verdict takes 5,000 items).
+IDS_PER_QUERY = 1000
+
+
+def review_items(*, session: Session, feedback_ids: list[int]) -> dict[int, ReviewItem]:
+    """`review_item` of many items in a few queries (a bulk verdict reads hundreds); an id
+    that does not exist is left out."""
+    found, current = [], {}
+    for i in range(0, len(feedback_ids), IDS_PER_QUERY):
+        chunk = feedback_ids[i : i + IDS_PER_QUERY]
+        found += session.execute(
+            select(
+                Feedback,
+                Prediction.probabilities,
+                Prediction.input_path,
+                Dataset.class_names,
+                ModelVersion.model_id,
+            )
+            .join(Prediction, Prediction.id == Feedback.prediction_id)
+            .join(ModelVersion, ModelVersion.id == Feedback.version_id)
+            .join(Dataset, Dataset.id == ModelVersion.dataset_id)
+            .where(Feedback.id.in_(chunk))
+        ).all()
+        current.update(
+            (a.feedback_id, a)
+            for a in session.scalars(
+                select(Annotation).where(
+                    Annotation.feedback_id.in_(chunk), Annotation.is_current.is_(True)
+                )
+            )
         )
-        .join(Prediction, Prediction.id == Feedback.prediction_id)
-        .join(ModelVersion, ModelVersion.id == Feedback.version_id)
-        .join(Dataset, Dataset.id == ModelVersion.dataset_id)
-        .where(Feedback.id == feedback_id)
-    ).first()
-    if found is None:
-        return None
-    fb, probabilities, input_path, class_names, model_id = found
-    current = session.scalar(
-        select(Annotation).where(
-            Annotation.feedback_id == feedback_id, Annotation.is_current.is_(True)
+    rows = _rows(session, [fb for fb, *_ in found])
+    items = {}
+    for row, (fb, probabilities, input_path, class_names, model_id) in zip(
+        rows, found, strict=True
+    ):
+        a = current.get(fb.id)
+        items[fb.id] = ReviewItem(
+            row,
+            fb.version_id,
+            model_id,
+            fb.prediction_id,
+            [float(p) for p in probabilities or []],
+            input_path,
+            [str(c) for c in class_names or []],
+            a.verdict if a else None,
+            a.true_class if a else None,
+            list(a.tags or []) if a else [],
+            a.note if a else "",
+            a.author if a else None,
+            fb.holdout_image,
         )
-    )
-    return ReviewItem(
-        _rows(session, [fb])[0],
-        fb.version_id,
-        model_id,
-        fb.prediction_id,
-        [float(p) for p in probabilities or []],
-        input_path,
-        [str(c) for c in class_names or []],
-        current.verdict if current else None,
-        current.true_class if current else None,
-        list(current.tags or []) if current else [],
-        current.note if current else "",
-        current.author if current else None,
-        fb.holdout_image,
-    )
+    return items
 
 
 def class_names_by_channel(*, session: Session) -> dict[int, list[str]]:
