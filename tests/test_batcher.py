@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from core.serving.batcher import MicroBatcher
+from core.serving.batcher import BatchPolicy, MicroBatcher
 
 
 def _image(value: int) -> np.ndarray:
@@ -23,7 +23,7 @@ def test_queued_images_go_through_the_model_together():
         seen.append(len(x))
         return x.reshape(len(x), -1)[:, :1].astype(np.float32)
 
-    batcher = MicroBatcher(model, max_batch=8)
+    batcher = MicroBatcher(model, policy=BatchPolicy(max_batch=8))
     try:
         futures = [batcher.submit(_image(v)) for v in (1, 2, 3)]
         release.set()
@@ -57,7 +57,9 @@ def _counting_model(seen: list[int]):
 def test_a_request_on_its_way_joins_the_batch():
     """While another request is in flight, the batch waits for it (within the gap)."""
     seen: list[int] = []
-    batcher = MicroBatcher(_counting_model(seen), max_wait_s=5.0, gap_s=2.0, in_flight=lambda: 2)
+    batcher = MicroBatcher(
+        _counting_model(seen), policy=BatchPolicy(max_wait_s=5.0, gap_s=2.0), in_flight=lambda: 2
+    )
     try:
         first = batcher.submit(_image(1))
         threading.Event().wait(0.1)  # the second request is still being decoded
@@ -71,7 +73,9 @@ def test_a_request_on_its_way_joins_the_batch():
 def test_a_lone_request_does_not_wait():
     """Nobody else in flight: the batch goes at once, whatever the waits allow."""
     seen: list[int] = []
-    batcher = MicroBatcher(_counting_model(seen), max_wait_s=30.0, gap_s=30.0, in_flight=lambda: 1)
+    batcher = MicroBatcher(
+        _counting_model(seen), policy=BatchPolicy(max_wait_s=30.0, gap_s=30.0), in_flight=lambda: 1
+    )
     try:
         batcher.submit(_image(1)).result(5)  # would time out had it waited the gap
         assert seen == [1]
@@ -83,7 +87,9 @@ def test_the_wait_ends_once_no_request_came_for_the_gap():
     """Others in flight that never reach this model (another model's, or past theirs) cost
     the batch one gap, not the whole wait."""
     seen: list[int] = []
-    batcher = MicroBatcher(_counting_model(seen), max_wait_s=30.0, gap_s=0.2, in_flight=lambda: 10)
+    batcher = MicroBatcher(
+        _counting_model(seen), policy=BatchPolicy(max_wait_s=30.0, gap_s=0.2), in_flight=lambda: 10
+    )
     try:
         batcher.submit(_image(1)).result(5)
         assert seen == [1]

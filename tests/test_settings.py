@@ -83,3 +83,19 @@ def test_no_module_but_settings_reads_the_environment():
             for line in _reads_our_variables(ast.parse(path.read_text())):
                 offenders.append(f"{path.relative_to(ROOT)}:{line}")
     assert offenders == []
+
+
+def test_serving_settings_reach_the_worker_processes(monkeypatch):
+    """`channelhub serve --workers N` hands its settings to the workers as variables: what a
+    worker reads back is what the server was given."""
+    from core.serving.settings import FROM_ENV, ServingSettings
+
+    given = ServingSettings(
+        max_upload_bytes=1234, max_pixels=5678, refresh_seconds=2.5, max_batch=16,
+        batch_wait_ms=9.0, batch_gap_ms=0.7,
+    )  # fmt: skip
+    for variable, value in given.as_env().items():
+        monkeypatch.setenv(variable, value)
+    read = ServingSettings.from_env()
+    assert {n: getattr(read, n) for n in FROM_ENV} == {n: getattr(given, n) for n in FROM_ENV}
+    assert read.batch_policy().gap_s == 0.0007

@@ -26,34 +26,41 @@ class _Item:
     future: Future = field(default_factory=Future)
 
 
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How a MicroBatcher forms its batches (see there): at most `max_batch` images, waiting
+    for those on their way at most `max_wait_s`, each within `gap_s` of the last (0: no limit
+    but `max_wait_s`)."""
+
+    max_batch: int = 32
+    max_wait_s: float = 0.0
+    gap_s: float = 0.0
+
+
 class MicroBatcher:
     """One thread per model version that runs queued images through `predict` in batches.
 
     A lone request is dispatched at once; when several are queued they go together. While
     other requests are on their way (`in_flight()`, the requests this process is answering,
     exceeds the batch; without it: once the batch holds two), the batch waits for them as long
-    as each comes within `gap_s` of the one before, at most `max_wait_s` in all. Under a steady
-    stream the requests that were answered together come back together and go through together
-    again: cut into whatever happened to be queued, a load of 32 clients saw its p99 at about
-    twice its p50; kept whole, about 1.7 times, at the same throughput (bench/serving.py).
+    as each comes within the policy's `gap_s` of the one before, at most `max_wait_s` in all.
+    Under a steady stream the requests that were answered together come back together and go
+    through together again. Cut into whatever happened to be queued, 32 clients' p99 was about
+    twice their p50 or more; kept whole, 1.7 to 1.9 times, at more requests/s (README).
     """
 
     def __init__(
         self,
         predict,
         *,
-        max_batch: int = 32,
-        max_wait_s: float = 0.0,
-        gap_s: float = 0.0,
+        policy: BatchPolicy = BatchPolicy(),
         in_flight: Callable[[], int] | None = None,
         name: str = "",
         on_batch: Callable[[int], None] | None = None,
     ):
         self._predict = predict
         self._on_batch = on_batch
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
-        self.gap_s = gap_s
+        self.policy = policy
         self._in_flight = in_flight
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._closed = False
@@ -94,8 +101,8 @@ class MicroBatcher:
     def _fill(self, batch: list[_Item]) -> bool:
         """Add queued items to `batch`, and those still on their way (see the class); True when
         the close sentinel was met."""
-        deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
+        deadline = time.monotonic() + self.policy.max_wait_s
+        while len(batch) < self.policy.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -114,10 +121,10 @@ class MicroBatcher:
     def _wait_for_more(self, size: int, deadline: float) -> float:
         """How long to wait for the next request; 0: none is on its way, or waited enough."""
         others = self._in_flight() - size if self._in_flight is not None else size - 1
-        if others <= 0 or self.max_wait_s <= 0:
+        if others <= 0 or self.policy.max_wait_s <= 0:
             return 0.0
         remaining = deadline - time.monotonic()
-        return min(remaining, self.gap_s) if self.gap_s > 0 else remaining
+        return min(remaining, self.policy.gap_s) if self.policy.gap_s > 0 else remaining
 
     def _dispatch(self, batch: list[_Item]) -> None:
         try:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.serving.batcher import MicroBatcher, ModelUnavailable
+from core.serving.batcher import BatchPolicy, MicroBatcher, ModelUnavailable
 from core.serving.channel_faults import ServingFaults
 from core.serving.metrics import ServingMetrics
 from db.engine import session_scope
@@ -76,9 +76,7 @@ def load_version(
     version_id: int,
     *,
     database_url: str,
-    max_batch: int,
-    max_wait_s: float,
-    gap_s: float = 0.0,
+    batching: BatchPolicy,
     metrics: ServingMetrics | None = None,
 ) -> LoadedVersion:
     """Load one version after checking its artifact's sha256 against the registry."""
@@ -99,9 +97,7 @@ def load_version(
     on_batch = metrics.batch_size.labels(info.label).observe if metrics is not None else None
     batcher = MicroBatcher(
         predictor.predict_batch,
-        max_batch=max_batch,
-        max_wait_s=max_wait_s,
-        gap_s=gap_s,
+        policy=batching,
         in_flight=(lambda: metrics.in_flight) if metrics is not None else None,
         name=info.label,
         on_batch=on_batch,
@@ -125,16 +121,14 @@ class ModelCache:
         database_url: str,
         *,
         refresh_seconds: float = 1.0,
-        max_batch: int = 32,
-        max_wait_s: float = 0.0,
-        gap_s: float = 0.0,
+        batching: BatchPolicy = BatchPolicy(),
         seed: int | None = None,
         metrics: ServingMetrics | None = None,
     ) -> None:
         self.database_url = database_url
         self.metrics = metrics
         self.refresh_seconds = refresh_seconds
-        self._batching = {"max_batch": max_batch, "max_wait_s": max_wait_s, "gap_s": gap_s}
+        self.batching = batching
         self.rng = random.Random(seed)
         self._channels: dict[str, ChannelState] = {}
         self._versions: dict[int, LoadedVersion] = {}
@@ -219,7 +213,10 @@ class ModelCache:
         started = time.perf_counter()
         try:
             loaded = load_version(
-                version_id, database_url=self.database_url, metrics=self.metrics, **self._batching
+                version_id,
+                database_url=self.database_url,
+                metrics=self.metrics,
+                batching=self.batching,
             )
         except Exception as exc:  # a broken artifact must not stop other channels
             self._observe_load(False, started)

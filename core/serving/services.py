@@ -46,9 +46,7 @@ class Services:
         cache = ModelCache(
             database_url,
             refresh_seconds=settings.refresh_seconds,
-            max_batch=settings.max_batch,
-            max_wait_s=settings.max_wait_ms / 1000,
-            gap_s=settings.gap_ms / 1000,
+            batching=settings.batch_policy(),
             seed=settings.seed,
             metrics=metrics,
         )

@@ -5,10 +5,21 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from db.settings import MiB, settings
+from db.settings import VARIABLES, MiB, settings
+
+if TYPE_CHECKING:
+    from core.serving.batcher import BatchPolicy
 
 MAX_DEFAULT_WORKERS = 8
+
+
+# The fields that come from the environment (db.settings.Settings has the same names).
+FROM_ENV = (
+    "max_upload_bytes", "max_pixels", "refresh_seconds", "max_batch", "batch_wait_ms",
+    "batch_gap_ms",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -19,9 +30,10 @@ class ServingSettings:
     max_pixels: int = 25_000_000
     refresh_seconds: float = 1.0
     max_batch: int = 32
-    # A batch waits for requests on their way: each within gap_ms of the last, max_wait_ms in all.
-    max_wait_ms: float = 20.0
-    gap_ms: float = 1.5
+    # A batch waits for requests on their way: each within batch_gap_ms of the last,
+    # batch_wait_ms in all (core/serving/batcher.py).
+    batch_wait_ms: float = 20.0
+    batch_gap_ms: float = 1.5
     # The prediction log: 0 s = a request's row is written at once (group-committed with the
     # rows that arrive meanwhile, at most flush_rows a transaction); max_pending rows wait at most.
     flush_seconds: float = 0.0
@@ -36,14 +48,12 @@ class ServingSettings:
     @classmethod
     def from_env(cls) -> ServingSettings:
         s = settings()
-        return cls(
-            max_upload_bytes=s.max_upload_bytes,
-            max_pixels=s.max_pixels,
-            refresh_seconds=s.refresh_seconds,
-            max_batch=s.max_batch,
-            max_wait_ms=s.batch_wait_ms,
-            gap_ms=s.batch_gap_ms,
-        )
+        return cls(**{name: getattr(s, name) for name in FROM_ENV})
+
+    def batch_policy(self) -> BatchPolicy:
+        from core.serving.batcher import BatchPolicy  # numpy: not for the CLI's start-up
+
+        return BatchPolicy(self.max_batch, self.batch_wait_ms / 1000, self.batch_gap_ms / 1000)
 
     def with_overrides(self, **values: object) -> ServingSettings:
         """A copy with the given fields replaced; `None` values are ignored."""
@@ -51,14 +61,8 @@ class ServingSettings:
 
     def as_env(self) -> dict[str, str]:
         """The variables that carry these settings to worker processes (which read `from_env`)."""
-        return {
-            "CHANNELHUB_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
-            "CHANNELHUB_MAX_PIXELS": str(self.max_pixels),
-            "CHANNELHUB_REFRESH_SECONDS": str(self.refresh_seconds),
-            "CHANNELHUB_MAX_BATCH": str(self.max_batch),
-            "CHANNELHUB_BATCH_WAIT_MS": str(self.max_wait_ms),
-            "CHANNELHUB_BATCH_GAP_MS": str(self.gap_ms),
-        }
+        variable = {name: key for key, name in VARIABLES.items()}
+        return {variable[name]: str(getattr(self, name)) for name in FROM_ENV}
 
 
 def default_workers() -> int:
