@@ -226,3 +226,31 @@ def test_the_cli_prints_the_comparison_refuses_and_takes_an_override(registry, c
     assert code == 0 and "floor 0.9, max regression 0.01, min slice 50 items" in out
     code, _, err = _cli(capsys, "channel", "gate-rules", "web", "--min-slice", "many")
     assert code == 2 and "--min-slice must be a whole number" in err
+
+
+def test_a_retrain_promoted_by_hand_is_not_reported_as_waiting(registry):
+    """The Retrain card reports a finished retrain without a canary as ready; once its version
+    serves the channel, the Production card says so and the Retrain card no longer does."""
+    from core.actions.channels import promote_version
+    from db.queries.loop import channel_loops
+
+    ids = _channel(better=4)
+    with session_scope() as s:
+        channel = get_channel(session=s, slug="web")
+        job = job_repo.insert_job(session=s, request=job_repo.JobRequest(
+            model_id=channel.model_id, dataset_id=1, architecture="seed-cnn",
+            hyperparameters={"epochs": 1}, channel_id=channel.id, base_version_id=ids["prod"],
+        ))  # fmt: skip
+        worker = register_worker(session=s, host="h", pid=1, gpus=[])
+        assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
+        job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
+                            result_version_id=ids["better"])  # fmt: skip
+
+    def last_retrain():
+        with session_scope() as s:
+            (loop,) = channel_loops(session=s)
+        return loop.last_retrain
+
+    assert (last_retrain().job_id, last_retrain().outcome) == (job.id, "ready")
+    promote_version(actor="mia", slug="web", version_id=ids["better"], reason="looks good")
+    assert last_retrain() is None

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from db.models import (
     ACTIVE_JOB_STATUSES,
     AuditEvent,
+    Channel,
     Feedback,
     GateDecision,
     ModelVersion,
@@ -37,12 +38,14 @@ class RetrainState:
 @dataclass(frozen=True)
 class LastRetrain:
     """The channel's newest retrain when it ended in the last day without a version going on
-    (failed, refused by the gate, or left out of a canary): what the Retrain card says of it."""
+    (failed, refused by the gate, or left out of a canary) and its version does not serve the
+    channel (promoted by hand since): what the Retrain card says of it."""
 
     job_id: int
     outcome: str  # failed | cancelled | lost | refused | no canary | ready
     version: int | None  # the version it produced
     why: list[str]  # the gate's failed rules, or the job's error
+    version_id: int | None = None
 
 
 LAST_RETRAIN_WINDOW = timedelta(hours=24)
@@ -133,7 +136,7 @@ def _ended(session: Session, job: TrainingJob) -> LastRetrain | None:
         select(ModelVersion.version).where(ModelVersion.id == job.result_version_id)
     )
     if not job.then_canary:
-        return LastRetrain(job.id, "ready", version, [])
+        return LastRetrain(job.id, "ready", version, [], job.result_version_id)
     decision = session.scalars(
         select(GateDecision)
         .where(GateDecision.channel_id == job.channel_id,
@@ -142,9 +145,10 @@ def _ended(session: Session, job: TrainingJob) -> LastRetrain | None:
         .limit(1)
     ).first()  # fmt: skip
     if decision is None:  # the hand-over failed before the gate (the controller logged why)
-        return LastRetrain(job.id, "no canary", version, [])
+        return LastRetrain(job.id, "no canary", version, [], job.result_version_id)
     if decision.outcome == "refused":
-        return LastRetrain(job.id, "refused", version, [str(f) for f in decision.failed])
+        failed = [str(f) for f in decision.failed]
+        return LastRetrain(job.id, "refused", version, failed, job.result_version_id)
     return None
 
 
@@ -176,7 +180,14 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
             **pending[r.channel.id],
             annotated_not_learned=learned.get(r.channel.model_id, 0),
             retrain=jobs.get(r.channel.id),
-            last_retrain=ended.get(r.channel.id),
+            last_retrain=_unless_serving(ended.get(r.channel.id), r.channel),
         )
         for r in rows
     ]
+
+
+def _unless_serving(last: LastRetrain | None, channel: Channel) -> LastRetrain | None:
+    """None when the retrain's version serves the channel after all: the Production and Canary
+    cards say so (a version promoted by hand is not "ready, no canary asked")."""
+    serving = (channel.production_version_id, channel.candidate_version_id)
+    return None if last is not None and last.version_id in serving else last
