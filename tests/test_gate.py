@@ -166,21 +166,29 @@ def test_a_canary_promoted_at_100_percent_is_not_judged_again(registry):
         assert len(list_gate_decisions(session=s, channel_id=1)) == 1
 
 
-def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(registry):
-    from core.ops.controller import Controller
-
-    ids = _channel(worse=40)
+def _finished_retrain(ids: dict[str, int], result_version_id: int, *, then_canary: bool):
+    """A retrain of the web channel's production version, run by a worker, that produced
+    `result_version_id`."""
     with session_scope() as s:
         channel = get_channel(session=s, slug="web")
         job = job_repo.insert_job(session=s, request=job_repo.JobRequest(
             model_id=channel.model_id, dataset_id=1, architecture="seed-cnn",
             hyperparameters={"epochs": 1}, channel_id=channel.id, base_version_id=ids["prod"],
         ))  # fmt: skip
-        job_repo.mark_then_canary(session=s, job_id=job.id)
+        if then_canary:
+            job_repo.mark_then_canary(session=s, job_id=job.id)
         worker = register_worker(session=s, host="h", pid=1, gpus=[])
         assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
         job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
-                            result_version_id=ids["worse"])  # fmt: skip
+                            result_version_id=result_version_id)  # fmt: skip
+    return job
+
+
+def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(registry):
+    from core.ops.controller import Controller
+
+    ids = _channel(worse=40)
+    job = _finished_retrain(ids, ids["worse"], then_canary=True)
     (change,) = Controller().hand_over_finished_retrains()
     assert "not put in a canary" in change and "holdout regression" in change
     with session_scope() as s:
@@ -235,16 +243,7 @@ def test_a_retrain_promoted_by_hand_is_not_reported_as_waiting(registry):
     from db.queries.loop import channel_loops
 
     ids = _channel(better=4)
-    with session_scope() as s:
-        channel = get_channel(session=s, slug="web")
-        job = job_repo.insert_job(session=s, request=job_repo.JobRequest(
-            model_id=channel.model_id, dataset_id=1, architecture="seed-cnn",
-            hyperparameters={"epochs": 1}, channel_id=channel.id, base_version_id=ids["prod"],
-        ))  # fmt: skip
-        worker = register_worker(session=s, host="h", pid=1, gpus=[])
-        assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
-        job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
-                            result_version_id=ids["better"])  # fmt: skip
+    job = _finished_retrain(ids, ids["better"], then_canary=False)
 
     def last_retrain():
         with session_scope() as s:
