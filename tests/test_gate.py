@@ -166,9 +166,11 @@ def test_a_canary_promoted_at_100_percent_is_not_judged_again(registry):
         assert len(list_gate_decisions(session=s, channel_id=1)) == 1
 
 
-def _finished_retrain(ids: dict[str, int], result_version_id: int, *, then_canary: bool):
+def _finished_retrain(
+    ids: dict[str, int], result_version_id: int | None, *, then_canary: bool, error: str = ""
+):
     """A retrain of the web channel's production version, run by a worker, that produced
-    `result_version_id`."""
+    `result_version_id` (or failed with `error`)."""
     with session_scope() as s:
         channel = get_channel(session=s, slug="web")
         job = job_repo.insert_job(session=s, request=job_repo.JobRequest(
@@ -179,7 +181,8 @@ def _finished_retrain(ids: dict[str, int], result_version_id: int, *, then_canar
             job_repo.mark_then_canary(session=s, job_id=job.id)
         worker = register_worker(session=s, host="h", pid=1, gpus=[])
         assert job_repo.claim_next_job(session=s, worker_id=worker.id, gpus=[]).id == job.id
-        job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id, status="succeeded",
+        job_repo.finish_job(session=s, job_id=job.id, worker_id=worker.id,
+                            status="failed" if error else "succeeded", error=error or None,
                             result_version_id=result_version_id)  # fmt: skip
     return job
 
@@ -253,3 +256,15 @@ def test_a_retrain_promoted_by_hand_is_not_reported_as_waiting(registry):
     assert (last_retrain().job_id, last_retrain().outcome) == (job.id, "ready")
     promote_version(actor="mia", slug="web", version_id=ids["better"], reason="looks good")
     assert last_retrain() is None
+
+
+def test_a_failed_retrain_is_reported_on_a_channel_without_a_canary(registry):
+    from db.queries.loop import channel_loops
+
+    ids = _channel(better=4)
+    job = _finished_retrain(ids, None, then_canary=True, error="out of memory")
+    with session_scope() as s:
+        (loop,) = channel_loops(session=s)
+    assert loop.candidate_version_id is None
+    assert (loop.last_retrain.job_id, loop.last_retrain.outcome) == (job.id, "failed")
+    assert loop.last_retrain.why == ["out of memory"]

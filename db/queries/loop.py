@@ -189,5 +189,5 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
 def _unless_serving(last: LastRetrain | None, channel: Channel) -> LastRetrain | None:
     """None when the retrain's version serves the channel after all: the Production and Canary
     cards say so (a version promoted by hand is not "ready, no canary asked")."""
-    serving = (channel.production_version_id, channel.candidate_version_id)
+    serving = {channel.production_version_id, channel.candidate_version_id} - {None}
     return None if last is not None and last.version_id in serving else last
