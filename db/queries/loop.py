@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 from db.models import (
     ACTIVE_JOB_STATUSES,
     AuditEvent,
-    Channel,
     Feedback,
     GateDecision,
     ModelVersion,
@@ -45,7 +44,6 @@ class LastRetrain:
     outcome: str  # failed | cancelled | lost | refused | no canary | ready
     version: int | None  # the version it produced
     why: list[str]  # the gate's failed rules, or the job's error
-    version_id: int | None = None
 
 
 LAST_RETRAIN_WINDOW = timedelta(hours=24)
@@ -99,9 +97,12 @@ def _not_learned(session: Session, model_ids: set[int]) -> dict[int, int]:
     return counts
 
 
-def _latest_jobs(session: Session) -> tuple[dict[int, RetrainState], dict[int, LastRetrain]]:
+def _latest_jobs(
+    session: Session, serving: dict[int, set[int]]
+) -> tuple[dict[int, RetrainState], dict[int, LastRetrain]]:
     """channel id -> its newest job while it runs or awaits its canary; and channel id -> the
-    newest job when it ended in the last day without a version going on."""
+    newest job when it ended in the last day without a version going on. `serving`: channel
+    id -> the versions it serves (production, candidate)."""
     latest = (
         select(TrainingJob.channel_id, func.max(TrainingJob.id).label("job_id"))
         .where(TrainingJob.channel_id.is_not(None))
@@ -121,22 +122,24 @@ def _latest_jobs(session: Session) -> tuple[dict[int, RetrainState], dict[int, L
                 j.id, j.status, j.progress, j.current_epoch, j.total_epochs, j.then_canary
             )  # fmt: skip
         elif j.finished_at is not None and j.finished_at >= since:
-            last = _ended(session, j)
+            last = _ended(session, j, serving.get(j.channel_id, set()))
             if last is not None:
                 ended[j.channel_id] = last
     return running, ended
 
 
-def _ended(session: Session, job: TrainingJob) -> LastRetrain | None:
-    """What became of a job that is over; None when its version went into a canary (the
-    Canary and Production cards show it from there)."""
+def _ended(session: Session, job: TrainingJob, serving: set[int]) -> LastRetrain | None:
+    """What became of a job that is over; None when its version went into a canary or serves
+    the channel now, promoted by hand (the Canary and Production cards show it from there)."""
     if job.status != "succeeded" or job.result_version_id is None:
         return LastRetrain(job.id, job.status, None, [job.error] if job.error else [])
+    if job.result_version_id in serving:
+        return None
     version = session.scalar(
         select(ModelVersion.version).where(ModelVersion.id == job.result_version_id)
     )
     if not job.then_canary:
-        return LastRetrain(job.id, "ready", version, [], job.result_version_id)
+        return LastRetrain(job.id, "ready", version, [])
     decision = session.scalars(
         select(GateDecision)
         .where(GateDecision.channel_id == job.channel_id,
@@ -145,10 +148,9 @@ def _ended(session: Session, job: TrainingJob) -> LastRetrain | None:
         .limit(1)
     ).first()  # fmt: skip
     if decision is None:  # the hand-over failed before the gate (the controller logged why)
-        return LastRetrain(job.id, "no canary", version, [], job.result_version_id)
+        return LastRetrain(job.id, "no canary", version, [])
     if decision.outcome == "refused":
-        failed = [str(f) for f in decision.failed]
-        return LastRetrain(job.id, "refused", version, failed, job.result_version_id)
+        return LastRetrain(job.id, "refused", version, [str(f) for f in decision.failed])
     return None
 
 
@@ -168,7 +170,11 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
     model_ids = {r.channel.model_id for r in rows if r.channel.model_id is not None}
     pending = _pending(session, [r.channel.id for r in rows])
     learned = _not_learned(session, model_ids)
-    jobs, ended = _latest_jobs(session)
+    serving = {
+        r.channel.id: {r.channel.production_version_id, r.channel.candidate_version_id} - {None}
+        for r in rows
+    }
+    jobs, ended = _latest_jobs(session, serving)
     since = _production_since(session)
     return [
         ChannelLoop(
@@ -180,14 +186,7 @@ def channel_loops(*, session: Session) -> list[ChannelLoop]:
             **pending[r.channel.id],
             annotated_not_learned=learned.get(r.channel.model_id, 0),
             retrain=jobs.get(r.channel.id),
-            last_retrain=_unless_serving(ended.get(r.channel.id), r.channel),
+            last_retrain=ended.get(r.channel.id),
         )
         for r in rows
     ]
-
-
-def _unless_serving(last: LastRetrain | None, channel: Channel) -> LastRetrain | None:
-    """None when the retrain's version serves the channel after all: the Production and Canary
-    cards say so (a version promoted by hand is not "ready, no canary asked")."""
-    serving = {channel.production_version_id, channel.candidate_version_id} - {None}
-    return None if last is not None and last.version_id in serving else last
