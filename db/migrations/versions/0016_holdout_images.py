@@ -5,6 +5,8 @@ of those counts now covers the left-out and holdout columns"""
 import sqlalchemy as sa
 from alembic import op
 
+from db.migrations.columns import drop_column
+
 revision = "0016_holdout_images"
 down_revision = "0015_feedback_left_out"
 TRAINABLE = ("review_status", "holdout_image", "used_in_version_id", "left_out_by_version_id",
@@ -31,10 +33,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_feedback_trainable", table_name="feedback")
     op.create_index("ix_feedback_unlearned", "feedback", list(UNLEARNED))
-    if op.get_bind().dialect.name == "sqlite":  # 3.35+; no rebuild of the referenced tables
-        op.execute("ALTER TABLE feedback DROP COLUMN holdout_image")
-        op.execute("ALTER TABLE predictions DROP COLUMN input_digest")
-    else:
-        op.drop_column("feedback", "holdout_image")
-        op.drop_column("predictions", "input_digest")
+    drop_column("feedback", "holdout_image")
+    drop_column("predictions", "input_digest")
     op.drop_table("holdout_images")
