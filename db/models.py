@@ -402,6 +402,11 @@ class Alert(Base):
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"))
     signal: Mapped[str] = mapped_column(String(20))  # accuracy | latency | errors | drift
     arm: Mapped[str] = mapped_column(String(20), default="production")
+    # The version the arm served when the alert opened (None: opened before this was kept). The
+    # controller clears an alert once another version serves: that one is judged on its own.
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", name="fk_alerts_version")
+    )
     message: Mapped[str] = mapped_column(Text, default="")
     value: Mapped[float | None] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from core.ops.controller import Controller
 from core.serving.prediction_log import PredictionLog
 from db.engine import session_scope
-from db.models import Channel
+from db.models import Channel, ModelVersion
 from db.repo.alerts import list_alerts
 from db.repo.audit import list_events
 from db.repo.channels import ChannelSpec, create_channel, promote_version
@@ -23,7 +23,7 @@ from db.repo.feedback import AnnotationInput
 from db.repo.predictions import PredictionRecord, new_prediction_id
 from db.repo.rollups import bucket_start
 from db.settings import artifact_dir
-from tests.registry_helpers import add_dataset, add_model_with_version, user_feedback
+from tests.registry_helpers import add_dataset, add_model_with_version, add_version, user_feedback
 
 pytestmark = pytest.mark.both_databases
 
@@ -160,3 +160,41 @@ def test_accuracy_breach_needs_the_interval_below_the_objective(registry):
     assert any("opened accuracy alert" in c for c in changes), changes
     (alert,) = _alerts(channel_id)
     assert abs(alert.value - 12 / 40) < 1e-9
+
+
+def _serve_a_new_version(channel_id: int) -> int:
+    """The channel's model's next version, made its production version; its id."""
+    with session_scope() as s:
+        channel = s.get(Channel, channel_id)
+        version = add_version(
+            s, channel.model_id, s.get(ModelVersion, channel.production_version_id).dataset_id
+        )
+        promote_version(session=s, slug=channel.slug, version_id=version.id)
+    return version.id
+
+
+def test_each_production_version_is_judged_on_its_own_traffic(registry):
+    """An alert opened on v1 is cleared once v2 serves, v1's slow buckets open nothing on v2, and
+    v2's own slow buckets open an alert that names v2."""
+    channel_id, v1 = _channel(slo_max_p95_ms=50.0, alert_m=3, alert_n=5)
+    controller = Controller(bucket_s=BUCKET_S)
+    _traffic(registry, channel_id, v1, [(30, 80)] * 5)
+    assert any("opened latency alert" in line for line in controller.tick(NOW))
+    (first,) = _alerts(channel_id)
+    assert first.version_id == v1 and "above 50 ms on v1 in 5 of the last 5" in first.message
+
+    v2 = _serve_a_new_version(channel_id)
+    assert controller.tick(NOW) == [
+        "web: cleared latency alert: v2 replaced the version this alert was opened on; it is "
+        "judged on its own traffic"
+    ]
+    assert not any(a.is_open for a in _alerts(channel_id))
+    assert controller.tick(NOW) == []  # v1's buckets still breach, and are not v2's
+
+    # Three slow buckets of v2's own: 3 of the last 5 (the other two are v1's, left out).
+    later = NOW + timedelta(seconds=BUCKET_S * 3)
+    _traffic_window(registry, channel_id, v2, later, [(30, 80)] * 3)
+    assert any("opened latency alert" in line for line in controller.tick(later))
+    newest = _alerts(channel_id)[0]
+    assert newest.is_open and newest.version_id == v2
+    assert "above 50 ms on v2 in 3 of the last 5" in newest.message

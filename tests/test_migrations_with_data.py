@@ -56,3 +56,28 @@ def test_each_revision_upgrades_a_registry_with_referenced_rows(tmp_path):
         assert connection.exec_driver_sql("select slug from channels").scalar() == "web"
         assert connection.exec_driver_sql("select feedback_id from annotations").scalar() == 1
     engine.dispose()
+
+
+def test_alert_versions_are_known_for_open_alerts_only(tmp_path):
+    """0017: an open alert is about the version the channel serves now; a cleared one's version
+    stays unknown (None), and the controller never clears an alert for an unknown version."""
+    from alembic import command
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade_database(engine, "0016_holdout_images")
+    with engine.begin() as connection:
+        for statement in ROWS:
+            connection.exec_driver_sql(statement)
+        connection.exec_driver_sql("update channels set production_version_id = 1")
+        for alert_id, cleared in ((1, "'2026-01-02'"), (2, "NULL")):
+            connection.exec_driver_sql(
+                "insert into alerts (id, channel_id, signal, arm, message, opened_at, cleared_at)"
+                f" values ({alert_id}, 1, 'latency', 'production', '', '2026-01-01', {cleared})"
+            )
+    upgrade_database(engine, "0017_alert_version")
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("select id, version_id from alerts order by id")
+        assert rows.all() == [(1, None), (2, 1)]
+    command.downgrade(alembic_config(engine), "0016_holdout_images")
+    assert current_revision(engine) == "0016_holdout_images"
+    engine.dispose()

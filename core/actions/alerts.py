@@ -13,14 +13,17 @@ from db.repo.alerts import AlertInfo
 def open_alert(
     *, session: Session, actor: Actor, channel_id: int, signal: str, message: str,
     value: float | None = None, threshold: float | None = None, arm: str = "production",
+    version_id: int | None = None,
 ) -> AlertInfo:  # fmt: skip
-    """Open an alert on one of a channel's signals (the controller does, on M of N breaches)."""
+    """Open an alert on one of a channel's signals (the controller does, on M of N breaches),
+    naming the version the arm serves (`version_id`) when known."""
     info = repo.insert_alert(
         session=session, channel_id=channel_id, signal=signal, message=message,
-        value=value, threshold=threshold, arm=arm,
+        value=value, threshold=threshold, arm=arm, version_id=version_id,
     )  # fmt: skip
     audit(session, actor, "alert.open", "channel", info.channel_slug, alert_id=info.id,
-          signal=signal, value=value, threshold=threshold, reason=message)  # fmt: skip
+          signal=signal, value=value, threshold=threshold, version_id=version_id,
+          reason=message)  # fmt: skip
     return info
 
 

@@ -193,28 +193,33 @@ class Controller:
                 arm="production",
                 bucket_s=self.bucket_s,
                 count=obj.alert_n,
+                version_id=obj.production_version_id,  # each version judged on its own traffic
                 now=now,
             )
         reference = self.reference(obj.production_version_id) if obj.slo_max_drift_psi else None
         changes = []
         for check in _checks(obj, buckets, reference):
-            change = self._apply(obj, check)
-            if change:
-                changes.append(change)
+            changes += self._apply(obj, check)
         return changes
 
-    def _apply(self, obj: LiveObjectives, check: Check) -> str | None:
+    def _apply(self, obj: LiveObjectives, check: Check) -> list[str]:
         names = [s.state for s in check.states]
         breach = stats.breaching(names, min(obj.alert_m, obj.alert_n), obj.alert_n)
         recovered = "ok" in names and not any(n in stats.BREACHING_STATES for n in names)
         with session_scope() as s:
             current = open_alert_for(session=s, channel_id=obj.channel_id, signal=check.signal)
+        changes = []
+        if current is not None and current.version_id not in (None, obj.production_version_id):
+            reason = (f"v{obj.production_version} replaced the version this alert was opened on; "
+                      "it is judged on its own traffic")  # fmt: skip
+            changes.append(self._clear(obj, current, reason))
+            current = None
         latest = _latest_value(check.states)
         if breach and current is None:
             bad = sum(n in stats.BREACHING_STATES for n in names)
             message = (
-                f"{check.message} in {bad} of the last {len(names)} buckets of "
-                f"{self.bucket_s // 60} min" + (f" ({latest.detail})" if latest else "")
+                f"{check.message} on v{obj.production_version} in {bad} of the last {len(names)}"
+                f" buckets of {self.bucket_s // 60} min" + (f" ({latest.detail})" if latest else "")
             )
             info = open_alert(
                 actor=CONTROLLER,
@@ -223,18 +228,18 @@ class Controller:
                 message=message,
                 value=latest.value if latest else None,
                 threshold=check.threshold,
+                version_id=obj.production_version_id,
             )
             self.webhooks.send(obj.webhook_url, "alert.opened", info)
-            return f"{obj.slug}: opened {check.signal} alert: {message}"
-        if current is not None and recovered:
-            info = clear_alert(
-                actor=CONTROLLER,
-                alert_id=current.id,
-                reason=f"{check.signal} back within its objective",
-            )
-            self.webhooks.send(obj.webhook_url, "alert.cleared", info)
-            return f"{obj.slug}: cleared {check.signal} alert"
-        return None
+            changes.append(f"{obj.slug}: opened {check.signal} alert: {message}")
+        elif current is not None and recovered:
+            changes.append(self._clear(obj, current, f"{check.signal} back within its objective"))
+        return changes
+
+    def _clear(self, obj: LiveObjectives, alert: AlertInfo, reason: str) -> str:
+        info = clear_alert(actor=CONTROLLER, alert_id=alert.id, reason=reason)
+        self.webhooks.send(obj.webhook_url, "alert.cleared", info)
+        return f"{obj.slug}: cleared {alert.signal} alert: {reason}"
 
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
@@ -265,6 +270,7 @@ def alert_payload(event: str, info: AlertInfo) -> dict[str, Any]:
         "channel": info.channel_slug,
         "signal": info.signal,
         "arm": info.arm,
+        "version_id": info.version_id,
         "message": info.message,
         "value": info.value,
         "threshold": info.threshold,

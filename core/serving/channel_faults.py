@@ -56,6 +56,7 @@ class ServingFaults:
             open_alert(
                 actor=SYSTEM, session=session, channel_id=routing.id, signal=SIGNAL,
                 message=message[:2000], arm="production",
+                version_id=routing.production_version_id,
             )  # fmt: skip
 
         if not self._write(routing, "record the serving failure", write):

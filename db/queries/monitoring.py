@@ -14,7 +14,7 @@ from operator import add
 from sqlalchemy import Row, and_, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import ROLLUP_RESOLUTIONS, Channel, Rollup, utcnow
+from db.models import ROLLUP_RESOLUTIONS, Channel, ModelVersion, Rollup, utcnow
 from db.repo.rollups import COUNTERS, HISTOGRAMS, add_list, bucket_start
 
 
@@ -184,10 +184,12 @@ def recent_buckets(
     arm: str,
     bucket_s: int,
     count: int,
+    version_id: int | None = None,
     now: datetime | None = None,
 ) -> list[tuple[datetime, Signals]]:
     """The last `count` complete buckets of `bucket_s` seconds for one arm, oldest first, each
-    summed from minute rollups (a bucket with no traffic is an empty `Signals`)."""
+    summed from minute rollups (a bucket with no traffic is an empty `Signals`); only the traffic
+    that `version_id` answered when given."""
     end = bucket_start((now or utcnow()).astimezone(UTC), bucket_s)
     starts = [end - timedelta(seconds=bucket_s * i) for i in range(count, 0, -1)]
     buckets = {start: Signals() for start in starts}
@@ -198,6 +200,7 @@ def recent_buckets(
         Rollup.resolution_s == 60,
         Rollup.bucket_start >= starts[0],
         Rollup.bucket_start < end,
+        *([Rollup.version_id == version_id] if version_id is not None else []),
     )
     for row in rows:
         buckets[bucket_start(row.bucket_start, bucket_s)].add(row)
@@ -211,6 +214,7 @@ class LiveObjectives:
     channel_id: int
     slug: str
     production_version_id: int
+    production_version: int  # its number, as alerts name it ("v3")
     candidate_version_id: int | None
     slo_min_accuracy: float | None
     slo_min_feedback: int
@@ -225,16 +229,18 @@ class LiveObjectives:
 
 def live_objectives(*, session: Session) -> list[LiveObjectives]:
     """Every active channel with a production version, and its live SLOs."""
-    rows = session.scalars(
-        select(Channel)
-        .where(Channel.status == "active", Channel.production_version_id.is_not(None))
+    rows = session.execute(
+        select(Channel, ModelVersion.version)
+        .join(ModelVersion, ModelVersion.id == Channel.production_version_id)
+        .where(Channel.status == "active")
         .order_by(Channel.slug)
-    )
+    ).tuples()
     return [
         LiveObjectives(
             r.id,
             r.slug,
             r.production_version_id,
+            number,
             r.candidate_version_id,
             r.slo_min_accuracy,
             r.slo_min_feedback,
@@ -246,5 +252,5 @@ def live_objectives(*, session: Session) -> list[LiveObjectives]:
             r.drift_min_count,
             r.webhook_url,
         )  # fmt: skip
-        for r in rows
+        for r, number in rows
     ]

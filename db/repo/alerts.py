@@ -20,6 +20,7 @@ class AlertInfo:
     channel_slug: str
     signal: str
     arm: str
+    version_id: int | None  # what the arm served when it opened (None: not kept then)
     message: str
     value: float | None
     threshold: float | None
@@ -35,7 +36,7 @@ class AlertInfo:
 
 def _info(row: Alert, slug: str) -> AlertInfo:
     return AlertInfo(
-        row.id, row.channel_id, slug, row.signal, row.arm, row.message, row.value,
+        row.id, row.channel_id, slug, row.signal, row.arm, row.version_id, row.message, row.value,
         row.threshold, row.opened_at, row.cleared_at, row.acknowledged_by, row.acknowledged_at,
     )  # fmt: skip
 
@@ -57,11 +58,12 @@ def open_alert_for(*, session: Session, channel_id: int, signal: str) -> AlertIn
 def insert_alert(
     *, session: Session, channel_id: int, signal: str, message: str,
     value: float | None, threshold: float | None, arm: str = "production",
+    version_id: int | None = None,
 ) -> AlertInfo:  # fmt: skip
     if open_alert_for(session=session, channel_id=channel_id, signal=signal) is not None:
         raise ConflictError(f"an alert on {signal} is already open for this channel")
-    row = Alert(channel_id=channel_id, signal=signal, arm=arm, message=message, value=value,
-                threshold=threshold, opened_at=utcnow())  # fmt: skip
+    row = Alert(channel_id=channel_id, signal=signal, arm=arm, version_id=version_id,
+                message=message, value=value, threshold=threshold, opened_at=utcnow())  # fmt: skip
     session.add(row)
     session.flush()
     return get_alert(session=session, alert_id=row.id)
