@@ -48,10 +48,17 @@ def canary_summary(state: CanaryState) -> None:
         st.caption("The controller has not judged this step yet.")
 
 
-def start_form(c: ChannelInfo) -> None:
-    """Start a stepped canary; the controller takes it from there."""
+def other_versions(c: ChannelInfo) -> dict[int, str]:
+    """The channel's model's versions but its production one (the actions refuse to promote it
+    again or to put it in a canary): id -> label."""
     options = dict(ui.read(version_choices, model_id=c.model_id))
     options.pop(c.production_version_id, None)
+    return options
+
+
+def start_form(c: ChannelInfo) -> None:
+    """Start a stepped canary; the controller takes it from there."""
+    options = other_versions(c)
     with st.form(f"tl-canary-{c.slug}"):
         version = ui.optional_select(st, "Candidate", options, "tl_candidate", "—")
         a, b, d = st.columns(3)

@@ -16,7 +16,7 @@ from db.queries.lookups import get_channel, list_events
 from db.repo import predictions
 from db.repo.channels import ChannelSpec
 from db.repo.feedback import AnnotationInput, FeedbackInput
-from tests.registry_helpers import add_dataset, add_model_with_version
+from tests.registry_helpers import add_dataset, add_model_with_version, add_version
 
 ANN = Actor("ann", "manager")
 
@@ -45,7 +45,9 @@ def test_every_channel_action_writes_one_audit_row_with_its_name(registry):
     channel_actions.resume_channel(actor=ANN, slug="web")
     channel_actions.rotate_channel_key(actor=Actor("root", "admin"), slug="web")
     channel_actions.promote_version(actor=ANN, slug="web", version_id=version_id)
-    channel_actions.start_canary(actor=ANN, slug="web", version_id=version_id, traffic=0.2)
+    with session_scope() as s:
+        candidate = add_version(s, model_id, dataset_id).id
+    channel_actions.start_canary(actor=ANN, slug="web", version_id=candidate, traffic=0.2)
     channel_actions.end_canary(actor=ANN, slug="web", reason="enough")
     assert [a for _, a, _ in _events("channel")] == [
         "channel.create", "channel.update", "channel.pause", "channel.resume",

@@ -53,6 +53,22 @@ def test_timeline_lists_serving_changes_and_decisions_newest_first(registry):
         assert served_versions(session=s, slug="web") == {v1, v2}
 
 
+def test_the_production_version_is_not_promoted_again_nor_put_in_a_canary(registry):
+    """Both would change nothing but the trail: the timeline would show a second promotion and
+    the Loop's "production since" would move to it."""
+    from core.actions.channels import promote_version, start_canary
+
+    _, (v1, _, _) = channel_with_versions()
+    before = _timeline()
+    with pytest.raises(ConflictError, match="already serves 'web' in production"):
+        promote_version(actor="alice", slug="web", version_id=v1, reason="again")
+    with pytest.raises(ConflictError, match="already serves 'web' in production"):
+        start_canary(actor="alice", slug="web", version_id=v1, traffic=0.5)
+    assert _timeline() == before
+    channel = _channel()
+    assert (channel.production_version_id, channel.candidate_version_id) == (v1, None)
+
+
 def test_restore_an_earlier_version_in_one_step(registry):
     _, (v1, v2, v3) = channel_with_versions()
     _promote_through_canary(v2)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from core.actions.base import Actor, action, audit
-from core.actions.channels import end_canary, promote_version, start_canary
+from core.actions.channels import end_canary, promote_version, refuse_production, start_canary
 from db.errors import ConflictError, RegistryError
 from db.models import CANARY_DECISIONS, utcnow
 from db.queries.timeline import served_versions
@@ -109,12 +109,6 @@ def _record(
     return row
 
 
-def _refuse_production(channel: ChannelInfo, version_id: int) -> None:
-    """A canary or restore of the version the channel already serves in production is refused."""
-    if version_id == channel.production_version_id:
-        raise ConflictError(f"version {version_id} already serves {channel.slug!r} in production")
-
-
 @action("canary.start", role="manager")
 def start_canary_plan(
     *,
@@ -138,7 +132,7 @@ def start_canary_plan(
     channel = channel_repo.get_channel(session=session, slug=slug)
     if channel.production_version_id is None:
         raise ConflictError(f"channel {slug!r} serves no production version to compare with")
-    _refuse_production(channel, version_id)
+    refuse_production(channel, version_id)
     running = repo.running_canary(session=session, channel_id=channel.id)
     if running is not None and close_if_abandoned(session, actor, running, channel) is None:
         raise ConflictError(
@@ -222,7 +216,7 @@ def restore_version(
     if not (reason or "").strip():
         raise RegistryError("a restore needs a reason")
     before = channel_repo.get_channel(session=session, slug=slug)
-    _refuse_production(before, version_id)
+    refuse_production(before, version_id)
     if version_id not in served_versions(session=session, slug=slug):
         raise ConflictError(
             f"version {version_id} never served {slug!r} in production: promote it instead "

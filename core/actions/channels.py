@@ -114,7 +114,9 @@ def promote_version(
 ) -> ChannelInfo:
     """Make a version the channel's production version (ends its canary if it was the candidate),
     once the promotion gate passes it (or a manager overrides it with `override_reason`)."""
-    before = repo.get_channel(session=session, slug=slug).production_version_id
+    channel = repo.get_channel(session=session, slug=slug)
+    refuse_production(channel, version_id)
+    before = channel.production_version_id
     gate = apply_gate(session, actor, slug, version_id, "channel.promote", override_reason)
     info = repo.promote_version(session=session, slug=slug, version_id=version_id)
     audit(
@@ -123,6 +125,13 @@ def promote_version(
         **_override(override_reason), **gate,
     )  # fmt: skip
     return info
+
+
+def refuse_production(channel: ChannelInfo, version_id: int) -> None:
+    """Promoting, restoring or putting in a canary the version the channel already serves in
+    production is refused: it would change nothing but the trail."""
+    if version_id == channel.production_version_id:
+        raise ConflictError(f"version {version_id} already serves {channel.slug!r} in production")
 
 
 def _override(override_reason: str) -> dict[str, str]:
@@ -152,7 +161,9 @@ def start_canary(
         raise RegistryError("a canary needs a candidate version")
     if not isinstance(traffic, int | float) or not 0.0 < traffic <= 1.0:
         raise RegistryError(f"candidate traffic share must be in (0, 1] (got {traffic})")
-    before = _canary(repo.get_channel(session=session, slug=slug))
+    channel = repo.get_channel(session=session, slug=slug)
+    refuse_production(channel, version_id)
+    before = _canary(channel)
     gate = apply_gate(session, actor, slug, version_id, "channel.start_canary", override_reason)
     info = repo.set_candidate(session=session, slug=slug, version_id=version_id, traffic=traffic)
     audit(

@@ -55,8 +55,6 @@ def gate_exemption(
 
     A running stepped canary's candidate passed the gate when the canary started: its next
     steps and its promotion at 100 % are not judged again."""
-    if version_id == channel.production_version_id:
-        return "the version already serves in production", None
     plan = canary_repo.running_canary(session=session, channel_id=channel.id)
     if plan is not None and plan.candidate_version_id == version_id:
         earlier = _canary_start_decision(session, channel.id, version_id)

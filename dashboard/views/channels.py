@@ -216,7 +216,7 @@ def start_from_what_it_serves(slug: str) -> None:
 def serving_versions(c: ChannelInfo) -> None:
     if c.model_id is None:
         return
-    options = dict(ui.read(version_choices, model_id=c.model_id))
+    options = timeline.other_versions(c)
     start_from_what_it_serves(c.slug)
     current = c.candidate_version_id if c.candidate_version_id in options else None
     current_share = round(c.candidate_traffic * 100) if current is not None else 10
