@@ -258,6 +258,20 @@ def job_link(
     where.page_link(JOBS, query_params={"job": job_id}, label=label, icon=icon)
 
 
+def retrain_link(
+    slug: str | None, production_version_id: int | None, label: str, where: Any = st
+) -> None:
+    """A link to the Retrain page filled in to fine-tune what channel `slug` serves in
+    production, with the annotated feedback (only the feedback without a channel)."""
+    where.page_link(
+        RETRAIN,
+        query_params={"include_feedback": 1}
+        | ({"channel": slug, "base": production_version_id} if slug else {}),
+        icon=":material/restart_alt:",
+        label=label,
+    )
+
+
 # The Channels page's "none (end the canary)" option: never a version id (a None option would
 # read back as the selectbox's default, the running canary).
 NO_CANARY = 0

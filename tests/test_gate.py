@@ -208,7 +208,12 @@ def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(regi
     captions = [c.value for c in at.caption]
     assert f"last: job #{job.id} → v{version} refused by the gate" in captions
     assert any(c.startswith("holdout regression") for c in captions), captions
-    assert [link.proto.label for link in at.get("page_link")].count("Evidence") == 1
+    links = {link.proto.label: link.proto for link in at.get("page_link")}
+    assert links["Evidence"].query_string == "channel=web"
+    # Another try, with other settings: the Retrain page filled in for what web serves.
+    retry = links["Adjust and retrain"]
+    assert retry.page.endswith("retrain")
+    assert retry.query_string == f"include_feedback=1&channel=web&base={ids['prod']}"
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -84,12 +84,11 @@ def training_counter() -> None:
     chosen = st.session_state.get("fb_channel")  # an id, or ui.NOTHING: no channel chosen
     serving = [c for c in ui.read(list_channels) if c.production_version_id is not None]
     channel = next((c for c in serving if c.id == chosen), serving[0] if serving else None)
-    right.page_link(
-        ui.RETRAIN,
-        query_params={"include_feedback": 1}
-        | ({"channel": channel.slug, "base": channel.production_version_id} if channel else {}),
-        icon=":material/restart_alt:",
-        label="Retrain with annotated feedback",
+    ui.retrain_link(
+        channel.slug if channel else None,
+        channel.production_version_id if channel else None,
+        "Retrain with annotated feedback",
+        where=right,
     )
 
 

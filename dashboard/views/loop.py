@@ -100,6 +100,9 @@ def last_retrain(column, c: ChannelLoop) -> None:
     if last.outcome == "refused":  # the evidence, and the override, are on the channel's page
         box.page_link(ui.CHANNELS, label="Evidence", query_params={"channel": c.slug},
                       icon=":material/fact_check:")  # fmt: skip
+        # The refused version learned the annotated items, so the Annotated card offers no
+        # "Retrain with N items": another try, with other settings, starts here.
+        ui.retrain_link(c.slug, c.production_version_id, "Adjust and retrain", where=box)
     else:
         ui.job_link(last.job_id, "Open job", where=box)
 
