@@ -99,3 +99,14 @@ def test_serving_settings_reach_the_worker_processes(monkeypatch):
     read = ServingSettings.from_env()
     assert {n: getattr(read, n) for n in FROM_ENV} == {n: getattr(given, n) for n in FROM_ENV}
     assert read.batch_policy().gap_s == 0.0007
+
+
+def test_serving_defaults_are_the_variables_defaults():
+    """`ServingSettings()` (the tests' servers) and `from_env` with no variable set (a real one)
+    tune serving alike: the defaults stand in both classes and must not drift apart."""
+    from core.serving.settings import FROM_ENV, ServingSettings
+
+    unset = Settings.from_env({})
+    assert {n: getattr(ServingSettings(), n) for n in FROM_ENV} == {
+        n: getattr(unset, n) for n in FROM_ENV
+    }
