@@ -211,7 +211,7 @@ def test_canary_when_done_refused_by_the_gate_starts_no_canary_and_says_why(regi
     links = {link.proto.label: link.proto for link in at.get("page_link")}
     assert links["Evidence"].query_string == "channel=web"
     # Another try, with other settings: the Retrain page filled in for what web serves.
-    retry = links["Adjust and retrain"]
+    retry = links["Try again"]
     assert retry.page.endswith("retrain")
     assert retry.query_string == f"include_feedback=1&channel=web&base={ids['prod']}"
 

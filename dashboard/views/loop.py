@@ -102,7 +102,7 @@ def last_retrain(column, c: ChannelLoop) -> None:
                       icon=":material/fact_check:")  # fmt: skip
         # The refused version learned the annotated items, so the Annotated card offers no
         # "Retrain with N items": another try, with other settings, starts here.
-        ui.retrain_link(c.slug, c.production_version_id, "Adjust and retrain", where=box)
+        ui.retrain_link(c.slug, c.production_version_id, "Try again", where=box)
     else:
         ui.job_link(last.job_id, "Open job", where=box)
 
